@@ -1,0 +1,290 @@
+"""Distributions for durations, sizes and inter-arrival times.
+
+Every duration or size in a scenario may be a constant (``"20 ms"``) or a distribution
+(``{dist: exponential, mean: 20 ms}``). Values are stored in base units (seconds, bytes).
+Samplers draw from a caller-owned :class:`numpy.random.Generator` in blocks, so a scalar draw
+costs a list index rather than a NumPy call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .units import parse_duration, parse_rate, parse_size
+
+__all__ = [
+    "Dist", "Deterministic", "Exponential", "Uniform", "Lognormal", "Normal", "Empirical",
+    "parse_dist", "DIST_KINDS", "Sampler",
+]
+
+_BLOCK = 512
+
+
+class Sampler:
+    """Scalar draws served from blocks of vectorised draws."""
+
+    __slots__ = ("_draw", "_buf", "_i")
+
+    def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
+        self._draw = draw
+        self._buf: list[float] = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        i = self._i
+        if i >= len(self._buf):
+            self._buf = self._draw(_BLOCK).tolist()
+            i = 0
+        self._i = i + 1
+        return self._buf[i]
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Base class; subclasses implement :meth:`draw` and :meth:`mean`."""
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def mean(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def second_moment(self) -> float:
+        """E[X^2], used by queueing formulas (Pollaczek-Khinchine)."""
+        x = self.draw(np.random.default_rng(0), 200_000)
+        return float(np.mean(x * x))
+
+    def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
+        return Sampler(lambda n: self.draw(rng, n))
+
+    def scaled(self, factor: float) -> "Dist":
+        """The same shape with every value multiplied by ``factor``."""
+        raise NotImplementedError(type(self).__name__)
+
+
+@dataclass(frozen=True)
+class Deterministic(Dist):
+    value: float
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value)
+
+    def mean(self) -> float:
+        return self.value
+
+    def second_moment(self) -> float:
+        return self.value * self.value
+
+    def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
+        value = float(self.value)
+        return lambda: value
+
+    def scaled(self, factor: float) -> "Deterministic":
+        return Deterministic(self.value * factor)
+
+
+@dataclass(frozen=True)
+class Exponential(Dist):
+    mean_value: float
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.exponential(self.mean_value, n)
+
+    def mean(self) -> float:
+        return self.mean_value
+
+    def second_moment(self) -> float:
+        return 2.0 * self.mean_value**2
+
+    def scaled(self, factor: float) -> "Exponential":
+        return Exponential(self.mean_value * factor)
+
+
+@dataclass(frozen=True)
+class Uniform(Dist):
+    low: float
+    high: float
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.uniform(self.low, self.high, n)
+
+    def mean(self) -> float:
+        return 0.5 * (self.low + self.high)
+
+    def second_moment(self) -> float:
+        return (self.low**2 + self.low * self.high + self.high**2) / 3.0
+
+    def scaled(self, factor: float) -> "Uniform":
+        return Uniform(self.low * factor, self.high * factor)
+
+
+@dataclass(frozen=True)
+class Lognormal(Dist):
+    """Lognormal given by its median and the standard deviation ``sigma`` of log(X)."""
+
+    median: float
+    sigma: float
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.lognormal(math.log(self.median), self.sigma, n)
+
+    def mean(self) -> float:
+        return self.median * math.exp(0.5 * self.sigma**2)
+
+    def second_moment(self) -> float:
+        return self.median**2 * math.exp(2.0 * self.sigma**2)
+
+    def scaled(self, factor: float) -> "Lognormal":
+        return Lognormal(self.median * factor, self.sigma)
+
+
+@dataclass(frozen=True)
+class Normal(Dist):
+    """Normal with mean and std, clipped at zero (durations and sizes are never negative)."""
+
+    mean_value: float
+    std: float
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.maximum(rng.normal(self.mean_value, self.std, n), 0.0)
+
+    def mean(self) -> float:
+        return self.mean_value  # exact when std << mean; clipping is documented
+
+    def scaled(self, factor: float) -> "Normal":
+        return Normal(self.mean_value * factor, self.std * factor)
+
+
+@dataclass(frozen=True)
+class Empirical(Dist):
+    """Resampling (with replacement) of observed values, e.g. measured latencies from a file."""
+
+    values: tuple[float, ...]
+    source: str = ""
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        arr = np.asarray(self.values, dtype=float)
+        return arr[rng.integers(0, len(arr), n)]
+
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    def second_moment(self) -> float:
+        arr = np.asarray(self.values, dtype=float)
+        return float(np.mean(arr * arr))
+
+    def scaled(self, factor: float) -> "Empirical":
+        return Empirical(tuple(v * factor for v in self.values), self.source)
+
+
+DIST_KINDS = ("deterministic", "exponential", "uniform", "lognormal", "normal", "empirical")
+
+_PARSERS: dict[str, Callable[[object], float]] = {
+    "duration": parse_duration, "size": parse_size, "interval": parse_duration,
+}
+
+
+def _read_values(file: str, column: str | None, base_dir: Path | None) -> tuple[float, ...]:
+    path = Path(file)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.exists():
+        raise ValueError(f"file: {file!r} does not exist (looked at {path})")
+    if path.suffix in (".csv", ".tsv"):
+        import pandas as pd
+
+        df = pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t")
+        col = column or df.columns[0]
+        if col not in df.columns:
+            raise ValueError(f"column: {col!r} not in {list(df.columns)}")
+        vals = df[col].to_numpy(dtype=float)
+    else:
+        vals = np.loadtxt(path, dtype=float, ndmin=1)
+    if vals.size == 0:
+        raise ValueError(f"file: {file!r} holds no values")
+    return tuple(float(v) for v in vals)
+
+
+def parse_dist(raw: Any, kind: str = "duration", base_dir: Path | None = None) -> Dist:
+    """Read a constant or ``{dist: ...}`` mapping into a :class:`Dist` in base units.
+
+    Raises ``ValueError`` with a message that names the offending key; the scenario loader
+    prefixes it with the field path.
+    """
+    parse = _PARSERS[kind]
+    if not isinstance(raw, Mapping):
+        value = parse(raw)
+        if value < 0 or not math.isfinite(value):
+            raise ValueError("must be a finite value >= 0")
+        return Deterministic(value)
+    spec = dict(raw)
+    name = spec.pop("dist", None)
+    if name not in DIST_KINDS:
+        raise ValueError(f"dist must be one of {', '.join(DIST_KINDS)} (got {name!r})")
+    allowed = {
+        "deterministic": {"value"}, "exponential": {"mean", "rate"}, "uniform": {"low", "high"},
+        "lognormal": {"median", "sigma", "mean"}, "normal": {"mean", "std"},
+        "empirical": {"file", "column", "values", "unit"},
+    }[name]
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)} for dist {name}; allowed: {sorted(allowed)}")
+
+    def get(key: str, positive: bool = False) -> float:
+        if key not in spec:
+            raise ValueError(f"dist {name} needs '{key}'")
+        try:
+            v = parse(spec[key])
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+        if not math.isfinite(v) or v < 0 or (positive and v == 0):
+            raise ValueError(f"{key} must be {'> 0' if positive else '>= 0'} (got {spec[key]!r})")
+        return v
+
+    if name == "deterministic":
+        return Deterministic(get("value"))
+    if name == "exponential":
+        if "rate" in spec:
+            rate = parse_rate(spec["rate"])
+            if rate <= 0:
+                raise ValueError(f"rate must be > 0 (got {spec['rate']!r})")
+            return Exponential(1.0 / rate)
+        return Exponential(get("mean", positive=True))
+    if name == "uniform":
+        low, high = get("low"), get("high")
+        if high < low:
+            raise ValueError(f"uniform needs low <= high (got low={spec['low']!r}, high={spec['high']!r})")
+        return Uniform(low, high)
+    if name == "lognormal":
+        sigma = float(spec.get("sigma", float("nan")))
+        if not (sigma >= 0):
+            raise ValueError("lognormal needs sigma >= 0 (std of log X)")
+        if "median" in spec:
+            return Lognormal(get("median", positive=True), sigma)
+        return Lognormal(get("mean", positive=True) * math.exp(-0.5 * sigma**2), sigma)
+    if name == "normal":
+        std = get("std")
+        return Normal(get("mean"), std)
+    # empirical
+    if "values" in spec:
+        values = tuple(parse(v) for v in spec["values"])
+        source = "inline"
+    elif "file" in spec:
+        values = _read_values(str(spec["file"]), spec.get("column"), base_dir)
+        source = str(spec["file"])
+    else:
+        raise ValueError("empirical needs 'file' (one value per line, or a CSV column) or 'values'")
+    if not values:
+        raise ValueError("empirical needs at least one value")
+    if "unit" in spec:
+        factor = parse(f"1 {spec['unit']}")
+        values = tuple(v * factor for v in values)
+    if min(values) < 0:
+        raise ValueError("empirical values must be >= 0")
+    return Empirical(values, source)

@@ -1,0 +1,436 @@
+"""The scenario: one validated, frozen description of a fleet, a link and a server.
+
+Loaded from YAML with a safe loader (:func:`load_scenario`) or from a mapping
+(:func:`scenario_from_dict`). Unknown keys, wrong types and impossible values raise
+:class:`~testbed.errors.ConfigError` naming the dotted field path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
+
+from .dists import Deterministic, Dist, parse_dist
+from .errors import ConfigError
+from .units import parse_datarate, parse_duration, parse_rate
+
+__all__ = [
+    "Scenario", "FleetGroup", "Arrivals", "QueueSpec", "LinkSpec", "DownlinkSpec", "ServerSpec",
+    "Batching", "ServiceSpec", "Workload", "ModelSpec", "DatasetSpec", "load_scenario",
+    "scenario_from_dict", "apply_overrides", "set_path", "DEFAULT_SCENARIO",
+]
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    ctx = info.context or {}
+    return ctx.get("base_dir")
+
+
+def _dist_validator(kind: str) -> BeforeValidator:
+    def check(value: Any, info: ValidationInfo) -> Dist:
+        if isinstance(value, Dist):
+            return value
+        return parse_dist(value, kind, _base_dir(info))
+    return BeforeValidator(check)
+
+
+def _positive(parse: Any, what: str, allow_zero: bool = False) -> BeforeValidator:
+    def check(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(f"must be {what}")
+        try:
+            v = float(parse(value))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be {what} ({exc})") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            raise ValueError(f"must be {what}{' >= 0' if allow_zero else ' > 0'}")
+        return v
+    return BeforeValidator(check)
+
+
+DurationDist = Annotated[Dist, _dist_validator("duration")]
+SizeDist = Annotated[Dist, _dist_validator("size")]
+PositiveSeconds = Annotated[float, _positive(parse_duration, "a duration like '20 ms'")]
+NonNegSeconds = Annotated[float, _positive(parse_duration, "a duration like '20 ms'", allow_zero=True)]
+DataRate = Annotated[float, _positive(parse_datarate, "a data rate like '5 MB/s' or '40 Mbit/s'")]
+EventRate = Annotated[float, _positive(parse_rate, "a rate like '2/s'")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Arrivals(_Frozen):
+    """How a node's frames arrive.
+
+    ``periodic``: every ``1/rate`` with additive ``jitter`` (a duration j means uniform in
+    [-j, +j], or a distribution of the delay added) and a random phase in [0, period).
+    ``poisson``: exponential inter-arrivals. ``trace``: timestamps (seconds) from a file, one per
+    line or a CSV column ``time_s`` with an optional ``node`` column (index within the group).
+    """
+
+    kind: Literal["periodic", "poisson", "trace"]
+    rate: EventRate | None = None
+    jitter: Any = None
+    random_phase: bool = True
+    file: str | None = None
+    trace_times: tuple[float, ...] = ()
+    trace_nodes: tuple[int, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> "Arrivals":
+        if self.kind in ("periodic", "poisson") and self.rate is None:
+            raise ValueError(f"{self.kind} arrivals need 'rate' (like '2/s')")
+        if self.kind == "trace" and not self.trace_times:
+            if self.file is None:
+                raise ValueError("trace arrivals need 'file'")
+            times, nodes = _read_trace(self.file, _base_dir(info))
+            object.__setattr__(self, "trace_times", times)
+            object.__setattr__(self, "trace_nodes", nodes)
+        if self.jitter is not None and not isinstance(self.jitter, Dist):
+            if isinstance(self.jitter, Mapping):
+                jit: Dist = parse_dist(self.jitter, "duration", _base_dir(info))
+            else:
+                j = parse_duration(self.jitter)
+                if j < 0:
+                    raise ValueError("jitter must be >= 0")
+                from .dists import Uniform
+                jit = Uniform(-j, j) if j > 0 else Deterministic(0.0)
+            object.__setattr__(self, "jitter", jit)
+        return self
+
+
+def _read_trace(file: str, base_dir: Path | None) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    path = Path(file)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.exists():
+        raise ValueError(f"trace file {file!r} does not exist (looked at {path})")
+    if path.suffix == ".csv":
+        import pandas as pd
+
+        df = pd.read_csv(path)
+        if "time_s" not in df.columns:
+            raise ValueError(f"trace CSV {file!r} needs a 'time_s' column (has {list(df.columns)})")
+        nodes = tuple(int(n) for n in df["node"]) if "node" in df.columns else ()
+        times = tuple(float(t) for t in df["time_s"])
+    else:
+        import numpy as np
+
+        times = tuple(float(t) for t in np.loadtxt(path, dtype=float, ndmin=1))
+        nodes = ()
+    if not times or min(times) < 0:
+        raise ValueError(f"trace file {file!r} must hold timestamps >= 0")
+    return times, nodes
+
+
+class QueueSpec(_Frozen):
+    """A node's local frame queue: ``capacity`` waiting frames (None = unbounded)."""
+
+    capacity: Annotated[int, Field(ge=0)] | None = None
+    policy: Literal["drop_newest", "drop_oldest"] = "drop_newest"
+
+
+class FleetGroup(_Frozen):
+    """A group of identical nodes."""
+
+    name: str = ""
+    count: Annotated[int, Field(ge=1)]
+    device: str
+    arrivals: Arrivals
+    queue: QueueSpec = QueueSpec()
+    head: DurationDist | None = None
+    encode: DurationDist | None = None
+    payload: SizeDist | None = None
+    datarate: DataRate | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str, info: ValidationInfo) -> str:
+        from .profiles import find_profile
+
+        find_profile(value, _base_dir(info), role="node")
+        return value
+
+
+class DownlinkSpec(_Frozen):
+    datarate: DataRate | None = None
+    latency: DurationDist | None = None
+
+
+class LinkSpec(_Frozen):
+    """The shared wireless uplink (and a downlink for results).
+
+    ``shared_fifo``: one transmission on the air at a time at the full rate.
+    ``fair_share``: processor sharing; active transmissions split the rate equally.
+    """
+
+    model: Literal["shared_fifo", "fair_share"] = "shared_fifo"
+    datarate: DataRate
+    latency: DurationDist = Deterministic(0.0)
+    downlink: DownlinkSpec = DownlinkSpec()
+
+    @property
+    def downlink_datarate(self) -> float:
+        return self.downlink.datarate if self.downlink.datarate is not None else self.datarate
+
+    @property
+    def downlink_latency(self) -> Dist:
+        return self.downlink.latency if self.downlink.latency is not None else self.latency
+
+
+class Batching(_Frozen):
+    """Dynamic batching: an incomplete batch waits until full or until its oldest request has
+    waited ``max_delay``; with ``max_delay: 0`` a free GPU takes whatever is queued."""
+
+    max_batch: Annotated[int, Field(ge=1)] = 1
+    max_delay: NonNegSeconds = 0.0
+
+
+class ServiceSpec(_Frozen):
+    """Batch service time as a function of batch size.
+
+    ``table``: batch size -> duration, linearly interpolated (and extrapolated from the last two
+    points). ``per_batch`` + ``per_item``: affine. ``dist``: a distribution per batch, whatever its
+    size (may be given as a plain duration or ``{dist: ...}``).
+    """
+
+    table: dict[int, NonNegSeconds] | None = None
+    per_batch: NonNegSeconds | None = None
+    per_item: NonNegSeconds | None = None
+    dist: DurationDist | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ServiceSpec":
+        forms = [self.table is not None, self.per_batch is not None or self.per_item is not None,
+                 self.dist is not None]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of 'table', 'per_batch'/'per_item', or 'dist'")
+        if self.table is not None:
+            if not self.table or min(self.table) < 1:
+                raise ValueError("table needs batch sizes >= 1")
+        return self
+
+
+def _service_before(value: Any) -> Any:
+    if value is None or isinstance(value, (ServiceSpec, Mapping)) and not (
+            isinstance(value, Mapping) and "dist" in value and isinstance(value["dist"], str)):
+        return value
+    return {"dist": value}
+
+
+class ServerSpec(_Frozen):
+    device: str
+    gpus: Annotated[int, Field(ge=1)] = 1
+    batching: Batching = Batching()
+    service: Annotated[ServiceSpec | None, BeforeValidator(_service_before)] = None
+    decode: DurationDist = Deterministic(0.0)
+    queue_capacity: Annotated[int, Field(ge=1)] | None = None
+    timeout: PositiveSeconds | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str, info: ValidationInfo) -> str:
+        from .profiles import find_profile
+
+        find_profile(value, _base_dir(info), role="server")
+        return value
+
+
+class Workload(_Frozen):
+    """Per-frame payload and result sizes used when no model supplies them."""
+
+    payload: SizeDist = Deterministic(25_000.0)
+    result: SizeDist = Deterministic(64.0)
+
+
+class ModelSpec(_Frozen):
+    name: str
+    weights: str = "random"
+    split: str
+
+
+class DatasetSpec(_Frozen):
+    kind: str = "samples"
+    path: str | None = None
+    limit: Annotated[int, Field(ge=1)] | None = None
+
+
+class Scenario(_Frozen):
+    """A complete, validated scenario. Times in seconds, sizes in bytes, rates in bytes/s."""
+
+    name: str = "scenario"
+    seed: Annotated[int, Field(ge=0)] = 0
+    duration: PositiveSeconds
+    warmup: NonNegSeconds = 0.0
+    drain: NonNegSeconds | None = None
+    fleet: Annotated[tuple[FleetGroup, ...], Field(min_length=1)]
+    link: LinkSpec
+    server: ServerSpec
+    workload: Workload = Workload()
+    model: ModelSpec | None = None
+    codec: tuple[dict[str, Any], ...] = ()
+    dataset: DatasetSpec | None = None
+    sweep: dict[str, list[Any]] = {}
+    replications: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> "Scenario":
+        if self.warmup >= self.duration:
+            raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
+        if self.server.service is None and self.model is None:
+            raise ValueError("server.service is required when the scenario has no model "
+                             "(e.g. service: {table: {1: 5 ms, 32: 20 ms}})")
+        return self
+
+    @property
+    def node_count(self) -> int:
+        return sum(g.count for g in self.fleet)
+
+    @property
+    def drain_s(self) -> float:
+        """Simulated time after ``duration`` allowed for in-flight requests to finish."""
+        return self.drain if self.drain is not None else self.duration
+
+
+DEFAULT_SCENARIO: dict[str, Any] = {
+    "name": "default",
+    "seed": 1,
+    "duration": "2 min",
+    "warmup": "10 s",
+    "fleet": [{
+        "name": "cameras", "count": 50, "device": "pi4b",
+        "arrivals": {"kind": "periodic", "rate": "2/s", "jitter": "5 ms"},
+        "queue": {"capacity": 4, "policy": "drop_oldest"},
+        "head": {"dist": "lognormal", "median": "17 ms", "sigma": 0.05},
+        "encode": "4 ms",
+        "payload": {"dist": "uniform", "low": "20 kB", "high": "30 kB"},
+    }],
+    "link": {"model": "shared_fifo", "datarate": "5 MB/s", "latency": "2 ms"},
+    "server": {
+        "device": "h100", "gpus": 1,
+        "batching": {"max_batch": 32, "max_delay": "2 ms"},
+        "service": {"table": {1: "3.5 ms", 8: "6.4 ms", 32: "5.6 ms", 64: "8.6 ms", 128: "15.9 ms"}},
+    },
+}
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
+    return ".".join(p for p in parts if p not in ("function-before[check()]",))
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    path = _format_loc(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; unknown keys are errors)"
+    elif err["type"] == "missing":
+        msg = "this field is required"
+    extra = len(exc.errors()) - 1
+    if extra:
+        msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
+    return ConfigError(path, err.get("input"), msg)
+
+
+def scenario_from_dict(data: Mapping[str, Any], base_dir: Path | str | None = None) -> Scenario:
+    """Validate a mapping (as read from YAML) into a :class:`Scenario`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("", data, "a scenario must be a mapping of fields")
+    try:
+        return Scenario.model_validate(
+            dict(data), context={"base_dir": Path(base_dir) if base_dir else None})
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), str(path), f"cannot read the file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(str(path), where, f"not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), type(data).__name__, "a scenario file must hold a mapping")
+    return data
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b][0][c] = value`` for ``dotted = "a.b.0.c"``, creating mappings as needed."""
+    keys = dotted.split(".")
+    node: Any = data
+    for i, key in enumerate(keys[:-1]):
+        nxt = keys[i + 1]
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(".".join(keys[: i + 1]), key, f"an index below {len(node)}")
+            node = node[int(key)]
+        elif isinstance(node, dict):
+            if key not in node or node[key] is None:
+                node[key] = [] if nxt.isdigit() else {}
+            node = node[key]
+        else:
+            raise ConfigError(".".join(keys[:i]), node, "a mapping or list to set a field in")
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(dotted, last, f"an index below {len(node)}")
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(dotted, node, "a mapping or list to set a field in")
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | list[str]) -> dict[str, Any]:
+    """A deep copy of ``data`` with dotted-path overrides applied.
+
+    ``overrides`` is a mapping ``{"link.datarate": "2 MB/s"}`` or a list of ``"path=value"``
+    strings, whose values are read as YAML scalars (``--set fleet.0.count=200``).
+    """
+    out = copy.deepcopy(dict(data))
+    if isinstance(overrides, list):
+        pairs: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError("--set", item, "overrides are written path=value, e.g. link.datarate='2 MB/s'")
+            key, raw = item.split("=", 1)
+            try:
+                pairs[key.strip()] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                pairs[key.strip()] = raw
+        overrides = pairs
+    for key, value in overrides.items():
+        set_path(out, key, copy.deepcopy(value))
+    return out
+
+
+def load_scenario(path: Path | str | None = None, overrides: Mapping[str, Any] | list[str] | None = None
+                  ) -> tuple[Scenario, dict[str, Any]]:
+    """Load and validate a scenario file (or the built-in default when ``path`` is None).
+
+    Returns the scenario and the raw mapping after overrides (what ``scenario.yaml`` records).
+    """
+    if path is None:
+        raw, base = copy.deepcopy(DEFAULT_SCENARIO), None
+    else:
+        raw, base = read_yaml(path), Path(path).resolve().parent
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return scenario_from_dict(raw, base), raw
