@@ -23,7 +23,7 @@ __all__ = [
     "parse_dist", "DIST_KINDS", "Sampler",
 ]
 
-_BLOCK = 512
+_BLOCK = 64
 
 
 class Sampler:

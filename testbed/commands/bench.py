@@ -1,0 +1,27 @@
+"""``testbed bench``: speed and memory of the simulator against a bare SimPy floor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["register"]
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ..bench import simulator_bench
+
+    result = simulator_bench(scale=args.scale)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:<24} {v:,.3f}" if isinstance(v, float) else f"{k:<24} {v}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="simulator speed (requests/s vs a bare SimPy M/M/1) and memory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of the 200 s benchmark to run")
+    p.set_defaults(func=_bench)

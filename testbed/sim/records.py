@@ -1,0 +1,104 @@
+"""Column-wise request records: one row per request, held in typed arrays (about 145 B a row).
+
+Rows are created when a frame arrives at its node and filled in as the request crosses the
+stations; :meth:`Records.to_frame` turns them into one immutable DataFrame row per request.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Records", "STATUS", "FLOAT_COLUMNS", "INT_COLUMNS"]
+
+STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link")
+"""Status codes; ``in_flight`` rows were still inside the system when the run ended."""
+
+FLOAT_COLUMNS = (
+    "created_s",         # frame captured at the node
+    "head_start_s",      # node CPU starts the head
+    "head_end_s",        # head done, encode starts
+    "encode_end_s",      # payload handed to the radio (uplink queue)
+    "tx_start_s",        # first bit on the air
+    "tx_end_s",          # last bit on the air
+    "server_arrival_s",  # after propagation latency
+    "queued_s",          # after decode, enters the batch queue
+    "batch_ready_s",     # a GPU was free and held for this batch to fill
+    "batch_start_s",     # batch starts on the GPU
+    "batch_end_s",
+    "downlink_start_s",
+    "downlink_end_s",
+    "finished_s",        # result back at the node (or time of drop)
+    "payload_bytes",
+    "result_bytes",
+)
+INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
+               ("batch_size", "h"), ("gpu", "b"), ("status", "b"))
+
+_NAN = float("nan")
+
+
+class Records:
+    """Typed, append-only columns; a request is its row index."""
+
+    def __init__(self, expected: int = 0, chunk: int = 16384) -> None:
+        self.f = {name: array("d") for name in FLOAT_COLUMNS}
+        self.i = {name: array(code) for name, code in INT_COLUMNS}
+        # direct handles for the hot path
+        for name, col in {**self.f, **self.i}.items():
+            setattr(self, name, col)
+        self._chunk = chunk
+        self._nan_block = array("d", [_NAN]) * chunk
+        self._int_blocks = {code: array(code, [0]) * chunk for _, code in INT_COLUMNS}
+        self.capacity = 0
+        self.n = 0
+        if expected > 0:  # one allocation when the row count is known in advance
+            for col in self.f.values():
+                col.extend(array("d", [_NAN]) * expected)
+            for name, code in INT_COLUMNS:
+                self.i[name].extend(array(code, [0]) * expected)
+            self.capacity = expected
+
+    def _grow(self) -> None:
+        for col in self.f.values():
+            col.extend(self._nan_block)
+        for name, code in INT_COLUMNS:
+            self.i[name].extend(self._int_blocks[code])
+        self.capacity += self._chunk
+
+    def new(self, node: int, group: int, frame: int, created_s: float) -> int:
+        """Start a row (floats NaN, status in_flight, image and gpu -1) and return its index."""
+        rid = self.n
+        if rid == self.capacity:
+            self._grow()
+        self.n = rid + 1
+        self.created_s[rid] = created_s
+        self.node[rid] = node
+        self.group[rid] = group
+        self.frame[rid] = frame
+        self.image[rid] = -1
+        self.gpu[rid] = -1
+        return rid
+
+    def nbytes(self) -> int:
+        """Bytes held by the columns (including the unused tail of the last chunk)."""
+        return sum(c.itemsize * len(c) for c in (*self.f.values(), *self.i.values()))
+
+    def to_frame(self, group_names: tuple[str, ...] = ()) -> pd.DataFrame:
+        """One row per request; times in seconds, sizes in bytes, status as a category.
+
+        The numeric columns are views of the record arrays (no copy): call this once the run
+        is over. The arrays can no longer grow afterwards.
+        """
+        data: dict[str, np.ndarray | pd.Categorical] = {}
+        data["request"] = np.arange(self.n, dtype=np.int64)
+        for name, col in self.i.items():
+            data[name] = np.frombuffer(col, dtype=np.dtype(col.typecode))[: self.n]
+        data["status"] = pd.Categorical.from_codes(data["status"].astype(np.int8), categories=list(STATUS))
+        if group_names:
+            data["group_name"] = pd.Categorical.from_codes(data["group"].astype(np.int16), categories=list(group_names))
+        for name, col in self.f.items():
+            data[name] = np.frombuffer(col, dtype=np.float64)[: self.n]
+        return pd.DataFrame(data, copy=False)
