@@ -88,10 +88,15 @@ class Serializer(Stage):
 
     kind: ClassVar[str] = "serialize"
 
-    def encode(self, codes: Codes) -> bytes:
+    def encode(self, codes: Codes) -> tuple[bytes, bytes]:
+        """Return ``(body, side)``: the serialized tensor and what is needed to read it back."""
         raise NotImplementedError
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def expected_size(self, side: bytes) -> int:
+        """Exact body size implied by ``side`` (bounds the lossless decoders)."""
+        raise NotImplementedError
+
+    def decode(self, data: bytes, side: bytes) -> np.ndarray:
         raise NotImplementedError
 
 
