@@ -86,7 +86,9 @@ def summarize(df: pd.DataFrame, window: tuple[float, float], levels: Mapping[str
     out: dict[str, Any] = {
         "requests": n,
         "completed": int(len(ok)),
-        "throughput_per_s": len(ok) / span,
+        # completions per second during the window (whenever the request was created)
+        "throughput_per_s": float(((df["status"] == "ok") & (df["finished_s"] >= t0)
+                                   & (df["finished_s"] < t1)).sum()) / span,
         "offered_per_s": n / span,
         "drop_rate": float((status.isin(["dropped_at_node", "dropped_at_server", "timed_out",
                                          "dropped_on_link"])).mean()) if n else 0.0,

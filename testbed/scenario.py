@@ -335,7 +335,10 @@ def _first_error(exc: ValidationError) -> ConfigError:
         msg = "unknown key (check the spelling; unknown keys are errors)"
     elif err["type"] == "missing":
         msg = "this field is required"
-    extra = len(exc.errors()) - 1
+    locs = [e["loc"] for e in exc.errors()]
+    # errors on a container caused by an error inside it (a prefix of another loc) are echoes
+    real = [a for a in locs if not any(len(b) > len(a) and b[: len(a)] == a for b in locs)]
+    extra = len(real) - 1
     if extra:
         msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
     return ConfigError(path, err.get("input"), msg)

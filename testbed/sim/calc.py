@@ -9,7 +9,7 @@ import numpy as np
 
 from ..dists import Dist
 
-__all__ = ["interpolate_table", "batch_time_fn", "batch_decision", "tx_time", "periodic_times"]
+__all__ = ["interpolate_table", "batch_time_fn", "batch_decision"]
 
 _EPS = 1e-12
 
@@ -59,16 +59,3 @@ def batch_decision(queued: int, max_batch: int, max_delay: float, oldest_wait: f
     if queued >= max_batch or max_delay <= 0.0 or oldest_wait >= max_delay - _EPS:
         return min(queued, max_batch)
     return 0
-
-
-def tx_time(size_bytes: float, rate_bytes_per_s: float) -> float:
-    """Seconds to send ``size_bytes`` at ``rate_bytes_per_s``."""
-    return size_bytes / rate_bytes_per_s
-
-
-def periodic_times(period: float, phase: float, jitter: np.ndarray, start: int) -> np.ndarray:
-    """Nominal periodic arrival times ``phase + k*period`` for ``k = start..`` plus jitter."""
-    k = np.arange(start, start + len(jitter), dtype=float)
-    return phase + k * period + jitter
-
-

@@ -95,7 +95,7 @@ class Simulation:
                 node = Node(env, rec, len(self.nodes), g, arrival_times(group.arrivals, i, rng), sc.duration,
                             self.workload.frame_drawer(g, i, rng), group.queue.capacity,
                             group.queue.policy == "drop_oldest", rate, self._send,
-                            lv["node"]["in_station"], lv["node"]["waiting"])
+                            lv["node"]["in_station"], lv["node"]["waiting"], lv["node"]["busy"])
                 self.nodes.append(node)
                 self.node_rates.append(rate)
 

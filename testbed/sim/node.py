@@ -28,11 +28,12 @@ class Node:
     def __init__(self, env: simpy.Environment, rec: Records, index: int, group: int,
                  arrivals: Iterator[float], stop_at: float, draw: Callable[[], Frame],
                  capacity: int | None, drop_oldest: bool, rate: float,
-                 send: Callable[[int, "Node"], None], in_station: Level, waiting: Level) -> None:
+                 send: Callable[[int, "Node"], None], in_station: Level, waiting: Level,
+                 busy: Level) -> None:
         self.env, self.rec, self.index, self.group = env, rec, index, group
         self.arrivals, self.stop_at, self.draw = arrivals, stop_at, draw
         self.capacity, self.drop_oldest, self.rate, self.send = capacity, drop_oldest, rate, send
-        self.in_station, self.waiting = in_station, waiting
+        self.in_station, self.waiting, self.busy_cpus = in_station, waiting, busy
         self.queue: deque[int] = deque()
         self.busy = False
         self.frames = 0
@@ -54,6 +55,7 @@ class Node:
         self.frames += 1
         if not self.busy:
             self.in_station.change(now, 1)
+            self.busy_cpus.change(now, 1)
             self._serve(rid, now)
         elif self.capacity is None or len(self.queue) < self.capacity:
             self.queue.append(rid)
@@ -88,4 +90,5 @@ class Node:
             self._serve(self.queue.popleft(), now)
         else:
             self.busy = False
+            self.busy_cpus.change(now, -1)
         self.send(rid, self)

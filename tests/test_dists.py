@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from testbed.dists import Deterministic, Empirical, Exponential, Lognormal, Uniform, parse_dist
+
+
+def test_constant_and_mapping_forms():
+    assert parse_dist("20 ms") == Deterministic(0.02)
+    assert parse_dist({"dist": "exponential", "mean": "20 ms"}) == Exponential(0.02)
+    assert parse_dist({"dist": "exponential", "rate": "50/s"}) == Exponential(0.02)
+    assert parse_dist({"dist": "uniform", "low": "1 kB", "high": "3 kB"}, "size") == Uniform(1000, 3000)
+    assert parse_dist({"dist": "lognormal", "median": "10 ms", "sigma": 0.5}) == Lognormal(0.01, 0.5)
+
+
+@pytest.mark.parametrize("dist", [Exponential(0.02), Uniform(0.01, 0.03), Lognormal(0.01, 0.5), Deterministic(0.5)])
+def test_sample_moments_match(dist):
+    draw = dist.sampler(np.random.default_rng(1))
+    x = np.array([draw() for _ in range(100_000)])
+    assert abs(x.mean() - dist.mean()) < 4 * x.std() / np.sqrt(len(x)) + 1e-12
+    assert abs(np.mean(x * x) - dist.second_moment()) / dist.second_moment() < 0.05
+
+
+def test_sampler_is_deterministic_under_a_seed():
+    a = Exponential(1.0).sampler(np.random.default_rng(5))
+    b = Exponential(1.0).sampler(np.random.default_rng(5))
+    assert [a() for _ in range(1000)] == [b() for _ in range(1000)]
+
+
+def test_empirical_from_file(tmp_path):
+    f = tmp_path / "lat.txt"
+    f.write_text("10\n20\n30\n")
+    d = parse_dist({"dist": "empirical", "file": "lat.txt", "unit": "ms"}, base_dir=tmp_path)
+    assert isinstance(d, Empirical)
+    assert d.values == pytest.approx((0.01, 0.02, 0.03))
+    csv = tmp_path / "lat.csv"
+    csv.write_text("run,ms\n1,5\n2,7\n")
+    d2 = parse_dist({"dist": "empirical", "file": str(csv), "column": "ms", "unit": "ms"})
+    assert d2.mean() == pytest.approx(0.006)
+
+
+@pytest.mark.parametrize("raw,msg", [
+    ({"dist": "gaussianish"}, "dist must be one of"),
+    ({"dist": "exponential"}, "needs 'mean'"),
+    ({"dist": "exponential", "mean": "-5 ms"}, "mean must be > 0"),
+    ({"dist": "uniform", "low": "3 ms", "high": "1 ms"}, "low <= high"),
+    ({"dist": "exponential", "mean": "1 ms", "shape": 2}, "unknown key"),
+    ({"dist": "empirical", "file": "nope.txt"}, "does not exist"),
+    ("-3 ms", ">= 0"),
+])
+def test_bad_distributions(raw, msg):
+    with pytest.raises(ValueError, match=msg):
+        parse_dist(raw)
