@@ -50,6 +50,8 @@ class Stage:
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
+    #: parameters written to the spec even at their default (shown in tables, pinned in headers)
+    always: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, path: str) -> None:
         """Raise ConfigError (with ``path.<field>``) for invalid parameter values."""
@@ -60,7 +62,7 @@ class Stage:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             default = f.default if f.default is not dataclasses.MISSING else None
-            if value != default:
+            if value != default or f.name in self.always:
                 params[f.name] = value
         return {self.name: params}
 

@@ -26,6 +26,8 @@ def _too_big(name: str, max_size: int) -> PayloadError:
 class Lzma(ByteStage):
     """LZMA2 (the xz algorithm) at ``preset`` 0..9, optionally ``extreme``."""
 
+    always = ("preset",)
+
     preset: int = 6
     extreme: bool = False
 
@@ -57,6 +59,8 @@ class Lzma(ByteStage):
 class Zlib(ByteStage):
     """Deflate (RFC 1951) at ``level`` 0..9, without the zlib wrapper."""
 
+    always = ("level",)
+
     level: int = 6
 
     def validate(self, path: str) -> None:
@@ -84,6 +88,8 @@ class Zlib(ByteStage):
 @dataclass(frozen=True)
 class Zstd(ByteStage):
     """Zstandard (RFC 8878) at ``level`` 1..22 via the ``zstandard`` package."""
+
+    always = ("level",)
 
     level: int = 3
 

@@ -94,6 +94,8 @@ class Quantize(TensorStage):
     Side information per image: ``lo`` and ``step`` (float32) per tensor or channel.
     """
 
+    always = ("bits",)
+
     bits: int = 8
     granularity: str = "tensor"
     clip: str = "minmax"
