@@ -169,6 +169,9 @@ def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) 
         if len(f.blobs) != n_side:
             raise PayloadError(f"payload has {len(f.blobs)} side-info blocks, its chain needs {n_side}")
         ser_side = f.blobs[-1]
+        if isinstance(built.serializer, Pack) and Pack.parse_side(ser_side)[1] != (built.bits or 0):
+            raise PayloadError(f"payload packs {Pack.parse_side(ser_side)[1]}-bit codes, its chain makes "
+                               f"{built.bits or 0}-bit codes")
         expected = built.serializer.expected_size(ser_side)
         body = f.body
         bound = expected + expected // 8 + 1024
