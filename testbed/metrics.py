@@ -115,6 +115,12 @@ def summarize(df: pd.DataFrame, window: tuple[float, float], levels: Mapping[str
     if nodes:
         out["node_utilisation"] = _overlap(df["head_start_s"], df["encode_end_s"], window) / (span * nodes)
     out["mean_payload_bytes"] = float(ok["payload_bytes"].mean()) if len(ok) else math.nan
+    if "correct" in w:
+        out["accuracy"] = float(ok["correct"].mean()) if ok["correct"].notna().any() else math.nan
+        out["agreement"] = float(ok["agree"].mean()) if len(ok) else math.nan
+    if "energy_j" in w:
+        for col in ("energy_j", "energy_compute_j", "energy_radio_j", "energy_idle_j"):
+            out[f"mean_{col}"] = float(ok[col].mean()) if len(ok) else math.nan
     return out
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from .energy import NodePower, add_energy
 from .io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
 from .metrics import queue_table, summarize
 from .scenario import Scenario
@@ -29,14 +30,42 @@ class RunResult:
         return self.sim.records
 
 
-def run_scenario(scenario: Scenario, workload: Workload | None = None) -> RunResult:
-    """Simulate ``scenario`` once and compute its summary and queue table."""
-    if workload is None and scenario.model is not None:
-        from .pipeline_workload import workload_for  # joins the real model pipeline (torch)
+def node_power(scenario: Scenario, base_dir: Path | None = None) -> dict[int, NodePower]:
+    """Power figures of each fleet group's profile (groups whose profile has none are left out)."""
+    from .profiles import load_profile
 
-        workload = workload_for(scenario)
+    out = {}
+    for g, group in enumerate(scenario.fleet):
+        p = load_profile(group.device, base_dir).power
+        if p is not None:
+            out[g] = NodePower(p.idle.watts, p.busy.watts, p.radio_tx.watts if p.radio_tx else 0.0,
+                               p.radio_rx.watts if p.radio_rx else 0.0)
+    return out
+
+
+def run_scenario(scenario: Scenario, workload: Workload | None = None, base_dir: Path | None = None) -> RunResult:
+    """Simulate ``scenario`` once and compute its summary and queue table.
+
+    With a model section the real pipeline supplies payloads and charges (cached on disk), and
+    the records gain ``correct`` and ``agree``; with power figures in the node profiles, energy.
+    """
+    table = None
+    if workload is None and scenario.model is not None:
+        from .pipeline_workload import PipelineWorkload, pipeline_table  # the real pipeline (torch)
+
+        table = pipeline_table(scenario)
+        workload = PipelineWorkload(scenario, table, base_dir)
     sim = simulate(scenario, workload)
-    summary = summarize(sim.records, sim.window, sim.levels, sim.gpus, nodes=scenario.node_count)
+    records = sim.records
+    if table is not None:
+        from .pipeline_workload import add_outcomes
+
+        records = add_outcomes(records, table)
+    power = node_power(scenario, base_dir)
+    if power:
+        records = add_energy(records, power, scenario.duration)
+    sim.records = records
+    summary = summarize(records, sim.window, sim.levels, sim.gpus, nodes=scenario.node_count)
     summary = {"scenario": scenario.name, "seed": scenario.seed, **summary}
     return RunResult(scenario, sim, summary, queue_table(sim.levels))
 

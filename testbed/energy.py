@@ -1,0 +1,43 @@
+"""Node energy per request, from the node profile's power figures (pure DataFrame functions).
+
+A node draws ``idle`` watts all the time; computing adds ``busy - idle`` during head and encode;
+the radio adds ``radio_tx`` while its payload is on the air and ``radio_rx`` while its result comes
+back. Each request is charged its own compute and radio energy plus an equal share of its node's
+idle energy over the run (so the charges of a node's requests add up to its total energy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["NodePower", "add_energy", "ENERGY_COLUMNS"]
+
+ENERGY_COLUMNS = ("energy_compute_j", "energy_radio_j", "energy_idle_j", "energy_j")
+
+
+@dataclass(frozen=True)
+class NodePower:
+    idle_w: float
+    busy_w: float
+    radio_tx_w: float = 0.0
+    radio_rx_w: float = 0.0
+
+
+def add_energy(df: pd.DataFrame, power: Mapping[int, NodePower], horizon_s: float) -> pd.DataFrame:
+    """Records with the energy columns added; ``power`` maps group index to the group's power."""
+    out = df.copy()
+    groups = df["group"].to_numpy()
+    get = lambda attr: np.array([getattr(power[g], attr) if g in power else np.nan for g in groups])  # noqa: E731
+    compute_s = np.nan_to_num((df["encode_end_s"] - df["head_start_s"]).to_numpy())
+    tx_s = np.nan_to_num((df["tx_end_s"] - df["tx_start_s"]).to_numpy())
+    rx_s = np.nan_to_num((df["downlink_end_s"] - df["downlink_start_s"]).to_numpy())
+    out["energy_compute_j"] = (get("busy_w") - get("idle_w")) * compute_s
+    out["energy_radio_j"] = get("radio_tx_w") * tx_s + get("radio_rx_w") * rx_s
+    frames = df.groupby("node")["node"].transform("size").to_numpy()
+    out["energy_idle_j"] = get("idle_w") * horizon_s / frames
+    out["energy_j"] = out["energy_compute_j"] + out["energy_radio_j"] + out["energy_idle_j"]
+    return out

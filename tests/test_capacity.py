@@ -1,0 +1,46 @@
+import math
+
+import pytest
+
+from testbed.capacity import capacity_search, parse_slo, probe
+from testbed.errors import ConfigError
+from tests.conftest import base_scenario
+
+
+def small() -> dict:
+    # each node sends 10 kB at 2/s; the 0.5 MB/s link saturates near 25 nodes
+    raw = base_scenario(duration="20 s", warmup="2 s", drain="5 s")
+    raw["fleet"][0].update(count=1, payload="10 kB", arrivals={"kind": "poisson", "rate": "2/s"})
+    raw["link"] = {"model": "shared_fifo", "datarate": "0.5 MB/s"}
+    return raw
+
+
+def test_parse_slo():
+    slo = parse_slo("p95 < 200 ms")
+    assert slo.metric == "p95" and slo.bound_s == pytest.approx(0.2) and slo.strict
+    assert parse_slo("mean <= 1 s").met(1.0)
+    for bad in ("p97 < 2 ms", "p95 > 2 ms", "p95 < fast"):
+        with pytest.raises(ConfigError, match="--slo"):
+            parse_slo(bad)
+
+
+def test_bisection_agrees_with_brute_force():
+    slo = parse_slo("p95 < 120 ms")
+    raw = small()
+    (result,) = capacity_search(raw, slo, start=4, limit=64)
+    brute = {n: probe(raw, "fleet.0.count", n, slo, None, 1)[0] for n in range(1, 40)}
+    passing = [n for n, v in brute.items() if slo.met(v)]
+    largest_prefix = max(n for n in brute if all(slo.met(brute[m]) for m in range(1, n + 1)))
+    assert result.capacity == largest_prefix == max(passing)
+    assert result.first_failing == result.capacity + 1
+    assert result.saturating_station == "uplink"
+    assert result.probes < 15
+
+
+def test_capacity_per_swept_datarate():
+    raw = small()
+    raw["sweep"] = {"link.datarate": ["0.5 MB/s", "1 MB/s"], "fleet.0.count": [1, 2]}
+    results = capacity_search(raw, parse_slo("p95 < 120 ms"), start=8, limit=256)
+    assert [r.values for r in results] == [{"link.datarate": "0.5 MB/s"}, {"link.datarate": "1 MB/s"}]
+    assert results[1].capacity > 1.6 * results[0].capacity
+    assert not math.isnan(results[0].value_at_capacity)
