@@ -19,10 +19,10 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 
 from .dists import Deterministic, Dist, parse_dist
 from .errors import ConfigError
-from .units import parse_datarate, parse_duration, parse_rate
+from .units import parse_datarate, parse_duration, parse_rate, parse_size
 
 __all__ = [
-    "Scenario", "FleetGroup", "Arrivals", "QueueSpec", "LinkSpec", "DownlinkSpec", "ServerSpec",
+    "Scenario", "FleetGroup", "Arrivals", "QueueSpec", "LinkSpec", "CsmaSpec", "DownlinkSpec", "ServerSpec",
     "Batching", "ServiceSpec", "Workload", "ModelSpec", "DatasetSpec", "load_scenario",
     "scenario_from_dict", "apply_overrides", "set_path", "DEFAULT_SCENARIO",
 ]
@@ -165,17 +165,65 @@ class DownlinkSpec(_Frozen):
     latency: DurationDist | None = None
 
 
+class CsmaSpec(_Frozen):
+    """802.11 DCF parameters for ``link.model: csma`` (see :mod:`testbed.sim.wifi` for the sources).
+
+    ``standard`` picks the PHY preamble and aggregation (802.11a: 20 us, no A-MPDU; 802.11n: 36 us,
+    A-MPDU of 64; 802.11ac: 40 us); the rest default to IEEE 802.11-2016 values for 5 GHz OFDM.
+    Powers are the node radio's transmit, receive and idle-listening draw in watts.
+    """
+
+    standard: Literal["802.11a", "802.11n", "802.11ac"] = "802.11n"
+    slot: PositiveSeconds = 9e-6
+    sifs: PositiveSeconds = 16e-6
+    preamble: PositiveSeconds | None = None
+    cw_min: Annotated[int, Field(ge=0, le=65535)] = 15
+    cw_max: Annotated[int, Field(ge=0, le=65535)] = 1023
+    retry_limit: Annotated[int, Field(ge=0, le=255)] = 7
+    basic_rate: DataRate = 3e6
+    mtu: Annotated[float, _positive(parse_size, "a size like '1500 B'")] = 1500.0
+    max_aggregate: Annotated[int, Field(ge=1, le=256)] | None = None
+    frame_error_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    tx_power: Annotated[float, Field(ge=0.0)] = 1.28
+    rx_power: Annotated[float, Field(ge=0.0)] = 0.94
+    idle_power: Annotated[float, Field(ge=0.0)] = 0.82
+
+    @field_validator("cw_min", "cw_max")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if (value + 1) & value:
+            raise ValueError("must be 2^k - 1 (e.g. 15, 31, 1023)")
+        return value
+
+    @field_validator("cw_max")
+    @classmethod
+    def _above_min(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("cw_min", 0):
+            raise ValueError(f"must be >= cw_min ({info.data.get('cw_min')})")
+        return value
+
+    @field_validator("mtu")
+    @classmethod
+    def _mtu(cls, value: float) -> float:
+        if value != int(value) or not 100 <= value <= 7935:
+            raise ValueError("must be a whole number of bytes in [100 B, 7935 B] (max A-MSDU)")
+        return value
+
+
 class LinkSpec(_Frozen):
     """The shared wireless uplink (and a downlink for results).
 
     ``shared_fifo``: one transmission on the air at a time at the full rate.
     ``fair_share``: processor sharing; active transmissions split the rate equally.
+    ``csma``: an 802.11 DCF cell (section ``csma``); ``datarate`` (and a group's ``datarate``) is
+    then the PHY rate, and the access point contends for the results on the same air.
     """
 
-    model: Literal["shared_fifo", "fair_share"] = "shared_fifo"
+    model: Literal["shared_fifo", "fair_share", "csma"] = "shared_fifo"
     datarate: DataRate
     latency: DurationDist = Deterministic(0.0)
     downlink: DownlinkSpec = DownlinkSpec()
+    csma: CsmaSpec = CsmaSpec()
 
     @property
     def downlink_datarate(self) -> float:
@@ -252,9 +300,22 @@ class Workload(_Frozen):
 
 
 class ModelSpec(_Frozen):
+    """The split model: ``weights`` is ``random`` (seeded by ``seed``), a torchvision weights name or a
+    checkpoint path. ``spread: true`` charges the profile's measured spread (lognormal) instead of
+    its median."""
+
     name: str
     weights: str = "random"
     split: str
+    seed: Annotated[int, Field(ge=0)] = 0
+    spread: bool = False
+
+    @model_validator(mode="after")
+    def _known(self) -> "ModelSpec":
+        from .models import get_spec
+
+        get_spec(self.name, "name").check_point(self.split, "split")  # ConfigError names the field
+        return self
 
 
 class DatasetSpec(_Frozen):
@@ -285,6 +346,13 @@ class Scenario(_Frozen):
     def _check(self) -> "Scenario":
         if self.warmup >= self.duration:
             raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
+        if self.model is not None and self.codec:
+            from .pipeline_workload import _image_codec
+
+            if _image_codec(self.codec) is None:
+                from .codecs import parse_chain
+
+                parse_chain(list(self.codec), "codec")
         if self.server.service is None and self.model is None:
             raise ValueError("server.service is required when the scenario has no model "
                              "(e.g. service: {table: {1: 5 ms, 32: 20 ms}})")
@@ -330,6 +398,9 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def _first_error(exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
     path = _format_loc(err["loc"])
+    inner = (err.get("ctx") or {}).get("error")
+    if isinstance(inner, ConfigError):  # raised by a component that knows its own field names
+        return ConfigError(".".join(p for p in (path, inner.path) if p), inner.value, inner.allowed)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; unknown keys are errors)"

@@ -65,6 +65,7 @@ class Simulation:
     def __init__(self, scenario: Scenario, workload: Workload | None = None) -> None:
         self.sc = sc = scenario
         self.workload = workload or SyntheticWorkload(scenario)
+        self.offload = bool(getattr(self.workload, "offload", True))
         self.env = env = simpy.Environment()
         self.rec = rec = Records(expected_requests(sc))
         t0, t1 = sc.warmup, sc.duration
@@ -77,10 +78,19 @@ class Simulation:
         self._result_size = self.workload.result_drawer(_stream(sc.seed, 2, 2))
         self._down_rate = sc.link.downlink_datarate
         lv = self.levels
-        self.uplink = make_channel(sc.link.model, env, rec.tx_start_s, rec.tx_end_s, self._delivered,
-                                   lv["uplink"]["in_station"], lv["uplink"]["busy"])
-        self.downlink = make_channel(sc.link.model, env, rec.downlink_start_s, rec.downlink_end_s,
-                                     self._returned, lv["downlink"]["in_station"], lv["downlink"]["busy"])
+        if sc.link.model == "csma":  # one 802.11 cell carries both directions (testbed/sim/wifi.py)
+            from .wifi import CsmaCell, dcf_for
+
+            phy = [g.datarate or sc.link.datarate for g in sc.fleet for _ in range(g.count)]
+            self.cell = CsmaCell(env, rec, dcf_for(sc.link.csma), phy, self._down_rate, _stream(sc.seed, 1, 2),
+                                 self._delivered, self._returned, lv["uplink"]["in_station"],
+                                 lv["uplink"]["busy"], lv["downlink"]["in_station"], lv["downlink"]["busy"])
+            self.uplink, self.downlink = self.cell.uplink, self.cell.downlink
+        else:
+            self.uplink = make_channel(sc.link.model, env, rec.tx_start_s, rec.tx_end_s, self._delivered,
+                                       lv["uplink"]["in_station"], lv["uplink"]["busy"])
+            self.downlink = make_channel(sc.link.model, env, rec.downlink_start_s, rec.downlink_end_s,
+                                         self._returned, lv["downlink"]["in_station"], lv["downlink"]["busy"])
         srv = sc.server
         self.server = Server(env, rec, srv.gpus, srv.batching.max_batch, srv.batching.max_delay,
                              self.workload.batch_time(server_rng), srv.queue_capacity, srv.timeout,
@@ -101,6 +111,10 @@ class Simulation:
 
     # -- hand-offs between stations (events are the only coupling) --------------------------
     def _send(self, rid: int, node: Node) -> None:
+        if not self.offload:  # split 'none': the answer is ready on the node
+            self.rec.finished_s[rid] = self.env.now
+            self.rec.status[rid] = _OK
+            return
         self.uplink.submit(rid, self.rec.payload_bytes[rid] / node.rate)
 
     def _delivered(self, rid: int) -> None:

@@ -1,4 +1,4 @@
-"""Column-wise request records: one row per request, held in typed arrays (about 145 B a row).
+"""Column-wise request records: one row per request, held in typed arrays (about 170 B a row).
 
 Rows are created when a frame arrives at its node and filled in as the request crosses the
 stations; :meth:`Records.to_frame` turns them into one immutable DataFrame row per request.
@@ -33,6 +33,9 @@ FLOAT_COLUMNS = (
     "finished_s",        # result back at the node (or time of drop)
     "payload_bytes",
     "result_bytes",
+    "radio_tx_j",        # csma link: the node's radio energy for this request (NaN otherwise):
+    "radio_rx_j",        #   transmitting its PPDUs / receiving ACKs and its result,
+    "radio_idle_j",      #   listening while its payload contends (testbed/sim/wifi.py)
 )
 INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
                ("batch_size", "h"), ("gpu", "b"), ("status", "b"))
