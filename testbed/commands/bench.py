@@ -9,9 +9,9 @@ __all__ = ["register"]
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ..bench import simulator_bench
+    from ..bench import csma_bench, simulator_bench
 
-    result = simulator_bench(scale=args.scale)
+    result = csma_bench(scale=args.scale) if args.csma else simulator_bench(scale=args.scale)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -24,4 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="simulator speed (requests/s vs a bare SimPy M/M/1) and memory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the 200 s benchmark to run")
+    p.add_argument("--csma", action="store_true",
+                   help="benchmark the 802.11 csma link instead (200 nodes, 25 kB payloads)")
     p.set_defaults(func=_bench)
