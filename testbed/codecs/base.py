@@ -181,6 +181,7 @@ def _coerce(value: Any, f: dataclasses.Field[Any], path: str) -> Any:
 
 def _load_builtin() -> None:
     from . import cast, lossless, pack, quantize  # noqa: F401  (register the built-in stages)
+    from ..research import stages  # noqa: F401  (learned research stages: autoencoder, qcnet, softquant, augq)
 
 
 def _as_numpy(x: Tensor) -> np.ndarray:

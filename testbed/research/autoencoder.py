@@ -1,0 +1,181 @@
+"""Autoencoder bottleneck at the split, trained with the time-dependent clustering loss (TCL).
+
+Berg et al., "TCL: Time-Dependent Clustering Loss for Optimizing Post-Training Feature Map
+Quantization for Partitioned DNNs", IEEE Access 13, 2025, doi:10.1109/ACCESS.2025.3579107.
+
+The encoder (node) reduces the channels of the split feature map with a 1x1 convolution and a
+sigmoid, so its code lies in ``[0, 1]``; the decoder (server) restores the channels. TCL is the
+mean squared distance of each code value to the nearest of the ``2^b`` uniform quantization levels
+``k / (2^b - 1)``; its weight grows over training (:func:`tcl_weight`), so early epochs learn the
+task and later ones pull the code onto the levels. After training the code is quantized
+post-training with the ordinary ``quantize`` stage (min-max, ``b`` bits) and coded with LZMA.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .common import batches, load_checkpoint, save_checkpoint, seeded
+from .nets import SplitTask, task_loss
+
+__all__ = ["BottleneckEncoder", "BottleneckDecoder", "tcl_loss", "tcl_weight", "AutoencoderConfig",
+           "train_autoencoder", "load_autoencoder", "SCHEDULES"]
+
+SCHEDULES = ("linear", "quadratic", "exponential", "constant")
+
+
+class BottleneckEncoder(nn.Module):
+    """Node side: ``[N, C, H, W] -> [N, c, H, W]`` in ``[0, 1]`` (1x1 conv + BN + sigmoid)."""
+
+    def __init__(self, channels: int, code_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, code_channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(code_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.bn(self.conv(x)))
+
+
+class BottleneckDecoder(nn.Module):
+    """Server side: ``[N, c, H, W] -> [N, C, H, W]`` (1x1 expand, 3x3 refine, ReLU like the feature)."""
+
+    def __init__(self, channels: int, code_channels: int) -> None:
+        super().__init__()
+        self.expand = nn.Sequential(nn.Conv2d(code_channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
+                                    nn.ReLU())
+        self.refine = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        y = self.expand(z)
+        return F.relu(y + self.refine(y))
+
+
+def tcl_loss(z: Tensor, bits: int) -> Tensor:
+    """Mean squared distance of ``z`` (in ``[0, 1]``) to the nearest of ``2^bits`` uniform levels."""
+    levels = (1 << bits) - 1
+    return ((z * levels - torch.round(z * levels)) / levels).pow(2).mean()
+
+
+def tcl_weight(step: int, total: int, max_weight: float, schedule: str = "quadratic",
+               warmup: float = 0.2) -> float:
+    """TCL weight at ``step`` of ``total``: 0 during the first ``warmup`` fraction, then growing to
+    ``max_weight`` (linearly, quadratically or exponentially) at the end of training."""
+    if schedule not in SCHEDULES:
+        raise ConfigError("schedule", schedule, f"one of {', '.join(SCHEDULES)}")
+    if schedule == "constant":
+        return max_weight
+    t = (step / max(1, total - 1) - warmup) / max(1e-9, 1.0 - warmup)
+    t = min(1.0, max(0.0, t))
+    if schedule == "linear":
+        return max_weight * t
+    if schedule == "quadratic":
+        return max_weight * t * t
+    return max_weight * (math.exp(5.0 * t) - 1.0) / (math.exp(5.0) - 1.0)
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Training settings (``tcl_max = 0`` trains a plain autoencoder, the ablation)."""
+
+    bits: int = 2
+    code_channels: int = 8
+    epochs: int = 10
+    lr: float = 2e-3
+    tail_lr: float = 5e-4
+    recon_weight: float = 1.0
+    tcl_max: float = 20.0
+    schedule: str = "quadratic"
+    batch_size: int = 64
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ConfigError("bits", self.bits, "an integer from 1 to 8")
+        if self.code_channels < 1:
+            raise ConfigError("code_channels", self.code_channels, "a positive number of channels")
+        if self.epochs < 1:
+            raise ConfigError("epochs", self.epochs, "a positive number of epochs")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+
+
+def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.device | None = None,
+                      out: str | None = None) -> tuple[BottleneckEncoder, BottleneckDecoder, nn.Module, dict]:
+    """Train encoder, decoder and (fine-tune) the tail on the frozen head's features.
+
+    Loss per step: task loss + ``recon_weight`` * MSE(decoded, feature) + ``tcl_weight(t)`` * TCL.
+    Returns ``(encoder, decoder, tail, history)``; writes a checkpoint to ``out`` when given.
+    """
+    cfg.validate()
+    device = device or torch.device("cpu")
+    feats = task.features(task.x_train, device=device)
+    teacher = task.teacher_logits(task.x_train, device=device) if task.target == "teacher" else None
+    channels = feats.shape[1]
+    with seeded(cfg.seed):
+        enc = BottleneckEncoder(channels, cfg.code_channels)
+        dec = BottleneckDecoder(channels, cfg.code_channels)
+    tail = copy.deepcopy(task.tail)
+    for m in (enc, dec, tail):
+        m.to(device).train()
+    scale = float(feats.pow(2).mean().sqrt().clamp(min=1e-6))
+    opt = torch.optim.Adam([{"params": [*enc.parameters(), *dec.parameters()], "lr": cfg.lr},
+                            {"params": tail.parameters(), "lr": cfg.tail_lr}])
+    g = torch.Generator().manual_seed(cfg.seed)
+    total = cfg.epochs * len(batches(len(feats), cfg.batch_size))
+    step = 0
+    hist: dict[str, list[float]] = {"loss": [], "task": [], "tcl": [], "tcl_weight": []}
+    for _ in range(cfg.epochs):
+        sums = [0.0, 0.0, 0.0]
+        n = 0
+        for idx in batches(len(feats), cfg.batch_size, g):
+            f = feats[idx].to(device)
+            z = enc(f)
+            r = dec(z)
+            logits = tail(r)
+            lt = task_loss(logits, task.y_train[idx].to(device) if task.y_train is not None else None,
+                           teacher[idx].to(device) if teacher is not None else None)
+            lc = tcl_loss(z, cfg.bits)
+            w = tcl_weight(step, total, cfg.tcl_max, cfg.schedule)
+            loss = lt + cfg.recon_weight * F.mse_loss(r, f) / scale ** 2 + w * lc
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            sums[0] += float(loss.detach()) * len(idx)
+            sums[1] += float(lt.detach()) * len(idx)
+            sums[2] += float(lc.detach()) * len(idx)
+            n += len(idx)
+        hist["loss"].append(sums[0] / n)
+        hist["task"].append(sums[1] / n)
+        hist["tcl"].append(sums[2] / n)
+        hist["tcl_weight"].append(w)
+    for m in (enc, dec, tail):
+        m.cpu().eval()
+    if out:
+        state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+                 **{f"decoder.{k}": v for k, v in dec.state_dict().items()},
+                 **{f"tail.{k}": v for k, v in tail.state_dict().items()}}
+        config = {**cfg.__dict__, "channels": channels, "model": task.model_name, "split": task.point}
+        save_checkpoint(out, "autoencoder", config, state, {"history": hist})
+    return enc, dec, tail, hist
+
+
+def load_autoencoder(path: str, field: str = "checkpoint") -> tuple[BottleneckEncoder, BottleneckDecoder,
+                                                                     dict[str, Tensor], dict]:
+    """Encoder, decoder, the fine-tuned tail's state dict and the config of a checkpoint."""
+    blob = load_checkpoint(path, "autoencoder", field)
+    cfg = blob["config"]
+    enc = BottleneckEncoder(int(cfg["channels"]), int(cfg["code_channels"]))
+    dec = BottleneckDecoder(int(cfg["channels"]), int(cfg["code_channels"]))
+    state = blob["state"]
+    enc.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+    dec.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("decoder.")})
+    tail = {k[5:]: v for k, v in state.items() if k.startswith("tail.")}
+    return enc.eval(), dec.eval(), tail, cfg

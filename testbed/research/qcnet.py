@@ -1,0 +1,153 @@
+"""QCNet: a server-side network reconstructing feature maps from 1-bit quantized data.
+
+Sánchez Leal et al., "Quantization Compensator Network: Server-Side Feature Reconstruction in
+Partitioned IoT Systems", IEEE Access 13, 2025, doi:10.1109/ACCESS.2025.3627072.
+
+The node quantizes its feature map with an ordinary quantizer (1 bit by default, ``binarize``) and
+adds nothing else. The server dequantizes, refines the result with a small residual CNN (QCNet)
+and runs a fine-tuned tail; QCNet and the tail are trained together (task loss + feature
+reconstruction). The baselines of the paper are also here: plain dequantization (original tail)
+and quantization-aware training of the tail alone (:func:`train_qat_tail`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..codecs import CodecChain, parse_chain
+from ..errors import ConfigError
+from .common import batches, load_checkpoint, save_checkpoint, seeded
+from .nets import SplitTask, task_loss
+
+__all__ = ["QCNet", "QCNetConfig", "quantize_roundtrip", "train_qcnet", "train_qat_tail", "load_qcnet"]
+
+
+class QCNet(nn.Module):
+    """Residual refinement of a dequantized map: ``relu(x + conv(relu(conv(x))))``, ``blocks`` times,
+    with a ``hidden``-channel bottleneck (lightweight next to the tail)."""
+
+    def __init__(self, channels: int, hidden: int = 32, blocks: int = 2) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, hidden, 3, 1, 1), nn.ReLU(), nn.Conv2d(hidden, channels, 3, 1, 1))
+            for _ in range(blocks))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for b in self.blocks:
+            x = x + b(x)
+        return F.relu(x)
+
+
+@dataclass(frozen=True)
+class QCNetConfig:
+    """``quantizer`` is the node's codec (tensor stages only), 1-bit ``binarize`` by default."""
+
+    quantizer: list[dict[str, Any]] = field(default_factory=lambda: [{"binarize": {}}])
+    hidden: int = 32
+    blocks: int = 2
+    epochs: int = 10
+    lr: float = 2e-3
+    tail_lr: float = 5e-4
+    recon_weight: float = 1.0
+    batch_size: int = 64
+    seed: int = 0
+
+    def validate(self) -> CodecChain:
+        chain = parse_chain(self.quantizer, "quantizer")
+        if chain.byte_stages or not chain.tensor_stages or chain.bits is None:
+            raise ConfigError("quantizer", self.quantizer, "quantizer tensor stages only, e.g. [{binarize: {}}]")
+        if self.epochs < 1:
+            raise ConfigError("epochs", self.epochs, "a positive number of epochs")
+        if self.hidden < 1 or self.blocks < 1:
+            raise ConfigError("hidden", (self.hidden, self.blocks), "positive hidden channels and blocks")
+        return chain
+
+
+def quantize_roundtrip(chain: CodecChain, x: Tensor) -> Tensor:
+    """Apply the chain's tensor stages (encode then decode) to a batch: the server's dequantized view."""
+    y = x
+    sides = []
+    for stage in chain.tensor_stages:
+        y, side = stage.encode(y)
+        sides.append(side)
+    for stage, side in zip(reversed(chain.tensor_stages), reversed(sides)):
+        y = stage.decode(y, side)
+    return y.to(torch.float32)
+
+
+def _fit(task: SplitTask, chain: CodecChain, module: nn.Module | None, cfg: QCNetConfig,
+         device: torch.device) -> tuple[nn.Module, dict[str, list[float]]]:
+    feats = task.features(task.x_train, device=device)
+    deq = quantize_roundtrip(chain, feats)
+    teacher = task.teacher_logits(task.x_train, device=device) if task.target == "teacher" else None
+    tail = copy.deepcopy(task.tail).to(device).train()
+    groups = [{"params": tail.parameters(), "lr": cfg.tail_lr if module is not None else cfg.lr}]
+    if module is not None:
+        module.to(device).train()
+        groups.insert(0, {"params": module.parameters(), "lr": cfg.lr})
+    opt = torch.optim.Adam(groups)
+    g = torch.Generator().manual_seed(cfg.seed)
+    scale = float(feats.pow(2).mean().sqrt().clamp(min=1e-6))
+    hist: dict[str, list[float]] = {"loss": [], "task": []}
+    for _ in range(cfg.epochs):
+        tot, tot_task, n = 0.0, 0.0, 0
+        for idx in batches(len(feats), cfg.batch_size, g):
+            q = deq[idx].to(device)
+            r = module(q) if module is not None else q
+            lt = task_loss(tail(r), task.y_train[idx].to(device) if task.y_train is not None else None,
+                           teacher[idx].to(device) if teacher is not None else None)
+            loss = lt
+            if module is not None:
+                loss = lt + cfg.recon_weight * F.mse_loss(r, feats[idx].to(device)) / scale ** 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(idx)
+            tot_task += float(lt.detach()) * len(idx)
+            n += len(idx)
+        hist["loss"].append(tot / n)
+        hist["task"].append(tot_task / n)
+    tail.cpu().eval()
+    if module is not None:
+        module.cpu().eval()
+    return tail, hist
+
+
+def train_qcnet(task: SplitTask, cfg: QCNetConfig, device: torch.device | None = None,
+                out: str | None = None) -> tuple[QCNet, nn.Module, dict[str, list[float]]]:
+    """Train QCNet together with fine-tuning of the tail; the head is untouched."""
+    chain = cfg.validate()
+    device = device or torch.device("cpu")
+    channels = int(task.features(task.x_train[:1]).shape[1])
+    with seeded(cfg.seed):
+        net = QCNet(channels, cfg.hidden, cfg.blocks)
+    tail, hist = _fit(task, chain, net, cfg, device)
+    if out:
+        state = {**{f"qcnet.{k}": v for k, v in net.state_dict().items()},
+                 **{f"tail.{k}": v for k, v in tail.state_dict().items()}}
+        config = {"channels": channels, "hidden": cfg.hidden, "blocks": cfg.blocks, "quantizer": cfg.quantizer,
+                  "epochs": cfg.epochs, "seed": cfg.seed, "model": task.model_name, "split": task.point}
+        save_checkpoint(out, "qcnet", config, state, {"history": hist})
+    return net, tail, hist
+
+
+def train_qat_tail(task: SplitTask, cfg: QCNetConfig, device: torch.device | None = None) -> tuple[nn.Module, dict]:
+    """Baseline: fine-tune the tail alone on dequantized features (quantization-aware training)."""
+    chain = cfg.validate()
+    return _fit(task, chain, None, cfg, device or torch.device("cpu"))
+
+
+def load_qcnet(path: str, field: str = "checkpoint") -> tuple[QCNet, dict[str, Tensor], dict[str, Any]]:
+    """QCNet, the fine-tuned tail's state dict and the config of a checkpoint."""
+    blob = load_checkpoint(path, "qcnet", field)
+    cfg = blob["config"]
+    net = QCNet(int(cfg["channels"]), int(cfg["hidden"]), int(cfg["blocks"]))
+    net.load_state_dict({k[6:]: v for k, v in blob["state"].items() if k.startswith("qcnet.")})
+    tail = {k[5:]: v for k, v in blob["state"].items() if k.startswith("tail.")}
+    return net.eval(), tail, cfg
