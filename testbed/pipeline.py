@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .codecs import CodecChain, decode_payloads, parse_chain
+from .codecs import CodecChain, decode_payloads, parse_chain, read_frame
 from .data import Dataset, load_dataset, preprocess_for
 from .errors import ConfigError
 from .models import NONE, get_spec, load_model, split_loaded
@@ -142,20 +142,25 @@ class SplitPipeline:
 
     def run(self, split: str, codec: Any, data: Dataset, batch_size: int = 8) -> PipelineResult:
         """Evaluate one split point and codec chain over ``data``."""
+        return self.run_codecs(split, [codec], data, batch_size)[0]
+
+    def run_codecs(self, split: str, codecs: Sequence[Any], data: Dataset,
+                   batch_size: int = 8) -> list[PipelineResult]:
+        """Evaluate several codec chains at one split point; the head runs once per batch."""
         self.spec.check_point(split)
         if split == NONE and self.spec.task == "detection":
             raise ConfigError("split", split, "a split point before the detector's output "
                               f"({', '.join(self.spec.split_points[:-1])})")
         if batch_size < 1:
             raise ConfigError("batch_size", batch_size, "a positive integer")
-        chain = codec if isinstance(codec, CodecChain) else parse_chain(codec)
-        chain.timings.clear()
+        chains = [c if isinstance(c, CodecChain) else parse_chain(c) for c in codecs]
         head, tail = split_loaded(self.name, self.model, split)
         if self.device.type != "cpu":
             tail = copy.deepcopy(tail).to(self.device)
         reference = self.reference(data, batch_size)
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in (
-            "payload", "header", "pred", "enc", "dec", "head", "tail", "snr", "cos")}
+        keys = ("payload", "header", "pred", "enc", "dec", "head", "tail", "snr", "cos")
+        cols: list[dict[str, list[np.ndarray]]] = [{k: [] for k in keys} for _ in chains]
+        timings: list[dict[tuple[str, str], float]] = [{} for _ in chains]
         shape: tuple[int, ...] = ()
         with torch.inference_mode():
             for start in range(0, len(data), batch_size):
@@ -163,42 +168,54 @@ class SplitPipeline:
                 n = x.shape[0]
                 t0 = time.perf_counter()
                 feats = head(x)
-                cols["head"].append(np.full(n, (time.perf_counter() - t0) / n))
+                head_s = np.full(n, (time.perf_counter() - t0) / n)
                 shape = tuple(feats.shape[1:])
-                enc = chain.encode_timed(feats)
-                decoded, dec_s, headers = [], [], []
-                for p in enc.payloads:
-                    t0 = time.perf_counter()
-                    decoded.append(decode_payloads([p], chain))
-                    dec_s.append(time.perf_counter() - t0)
-                rec = torch.cat(decoded)
-                t0 = time.perf_counter()
-                out = tail(rec.to(self.device, torch.float32))
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                cols["tail"].append(np.full(n, (time.perf_counter() - t0) / n))
-                cols["pred"].append(self.predict(out))
-                cols["payload"].append(np.array([len(p) for p in enc.payloads]))
-                cols["header"].append(np.array([_header_size(p) for p in enc.payloads]))
-                cols["enc"].append(enc.seconds)
-                cols["dec"].append(np.array(dec_s))
-                snr, cos = fidelity(feats, rec)
-                cols["snr"].append(snr)
-                cols["cos"].append(cos)
+                for chain, col, timing in zip(chains, cols, timings):
+                    chain.timings = timing
+                    col["head"].append(head_s)
+                    self._batch(chain, feats, tail, col)
         label = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
-        stage_seconds = {f"{d}:{name}": s for (d, name), s in chain.timings.items()}
-        cat = {k: np.concatenate(v) for k, v in cols.items()}
-        return PipelineResult(
-            model=self.name, split=split, codec=chain.describe(), weights=self.weights, device=str(self.device),
-            feature_shape=shape, input_shape=tuple(data.images.shape[1:]), bits=chain.bits,
-            payload_bytes=cat["payload"], header_bytes=cat["header"], prediction=cat["pred"],
-            reference=reference, label=label, encode_s=cat["enc"], decode_s=cat["dec"], head_s=cat["head"],
-            tail_s=cat["tail"], snr_db=cat["snr"], cosine=cat["cos"], stage_seconds=stage_seconds)
+        results = []
+        for chain, col, timing in zip(chains, cols, timings):
+            cat = {k: np.concatenate(v) for k, v in col.items()}
+            results.append(PipelineResult(
+                model=self.name, split=split, codec=chain.describe(), weights=self.weights,
+                device=str(self.device), feature_shape=shape, input_shape=tuple(data.images.shape[1:]),
+                bits=chain.bits, payload_bytes=cat["payload"], header_bytes=cat["header"],
+                prediction=cat["pred"], reference=reference, label=label, encode_s=cat["enc"],
+                decode_s=cat["dec"], head_s=cat["head"], tail_s=cat["tail"], snr_db=cat["snr"],
+                cosine=cat["cos"], stage_seconds={f"{d}:{name}": s for (d, name), s in timing.items()}))
+        return results
+
+    def _batch(self, chain: CodecChain, feats: Tensor, tail: torch.nn.Module,
+               col: dict[str, list[np.ndarray]]) -> None:
+        """Encode, decode (each payload on its own, as a server receives them) and run the tail."""
+        n = feats.shape[0]
+        enc = chain.encode_timed(feats)
+        decoded, dec_s = [], []
+        for p in enc.payloads:
+            t0 = time.perf_counter()
+            decoded.append(decode_payloads([p], chain))
+            dec_s.append(time.perf_counter() - t0)
+        rec = torch.cat(decoded)
+        t0 = time.perf_counter()
+        out = tail(rec.to(self.device, torch.float32))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        col["tail"].append(np.full(n, (time.perf_counter() - t0) / n))
+        col["pred"].append(self.predict(out))
+        col["payload"].append(np.array([len(p) for p in enc.payloads]))
+        col["header"].append(np.array([read_frame(p).header_size for p in enc.payloads]))
+        col["enc"].append(enc.seconds)
+        col["dec"].append(np.array(dec_s))
+        snr, cos = fidelity(feats, rec)
+        col["snr"].append(snr)
+        col["cos"].append(cos)
 
     def sweep(self, splits: Sequence[str], codecs: Sequence[Any], data: Dataset,
               batch_size: int = 8) -> list[PipelineResult]:
-        """:meth:`run` for every split point x codec chain, reusing the model and dataset."""
-        return [self.run(s, c, data, batch_size) for s in splits for c in codecs]
+        """Every split point x codec chain, reusing the model, the dataset and the head outputs."""
+        return [r for s in splits for r in self.run_codecs(s, codecs, data, batch_size)]
 
 
 def run_pipeline(model: str, split: str, codec_spec: Any = None, dataset_spec: Any = "samples",
@@ -222,11 +239,5 @@ def fidelity(x: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:
                     for s, nz in zip(signal.tolist(), noise.tolist())])
     cos = torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-30).numpy()
     return snr, cos
-
-
-def _header_size(payload: bytes) -> int:
-    from .codecs import read_frame
-
-    return read_frame(payload).header_size
 
 

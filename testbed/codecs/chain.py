@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from ..errors import ConfigError
 from .base import ByteStage, Codes, Serializer, Stage, TensorStage, build_stage, get_codec
 from .errors import PayloadError
 from .pack import Pack
-from .payload import DTYPE_CODES, read_frame, write_frame
+from .payload import encode_spec, read_frame, write_frame
 
 __all__ = ["CodecChain", "EncodeResult", "parse_chain", "parse_codec_string", "normalize_spec"]
 
@@ -111,7 +113,7 @@ class CodecChain:
         bits = self.bits
         payloads: list[bytes] = []
         seconds = np.full(n, shared / max(n, 1))
-        spec = self.spec()
+        spec = encode_spec(self.spec())
         shape = tuple(x.shape[1:])
         for i in range(n):
             t0 = time.perf_counter()
@@ -148,7 +150,6 @@ def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) 
     if not payloads:
         raise ValueError("no payloads to decode")
     frames = []
-    built: CodecChain | None = None
     t0 = time.perf_counter()
     for p in payloads:
         f = read_frame(p)
@@ -158,11 +159,8 @@ def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) 
     if chain is not None:
         chain._tick("decode", "frame", time.perf_counter() - t0)
     first = frames[0]
-    try:
-        built = parse_chain(first.spec, "payload.spec")
-    except ConfigError as exc:
-        raise PayloadError(f"payload header names an invalid codec chain ({exc})") from None
-    timer = chain if chain is not None else built
+    built = _chain_from_header(first.spec_bytes)
+    timer = chain if chain is not None else _Discard()
     n_side = len(built.tensor_stages) + 1
     arrays = []
     for f in frames:
@@ -194,6 +192,22 @@ def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) 
     if tuple(out.shape[1:]) != first.shape:
         raise PayloadError(f"decoded shape {tuple(out.shape[1:])} differs from the header's {first.shape}")
     return out
+
+
+class _Discard:
+    """Timing sink used when the caller does not collect timings."""
+
+    def _tick(self, direction: str, name: str, seconds: float) -> None:
+        pass
+
+
+@functools.lru_cache(maxsize=256)
+def _chain_from_header(spec_bytes: bytes) -> CodecChain:
+    """The chain a header names (cached: a stream of payloads shares one spec)."""
+    try:
+        return parse_chain(json.loads(spec_bytes), "payload.spec")
+    except ConfigError as exc:
+        raise PayloadError(f"payload header names an invalid codec chain ({exc})") from None
 
 
 # -- parsing ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any
 from .errors import PayloadError
 from .varint import Reader, write_varint
 
-__all__ = ["MAGIC", "VERSION", "Frame", "write_frame", "read_frame", "DTYPE_CODES"]
+__all__ = ["MAGIC", "VERSION", "Frame", "encode_spec", "write_frame", "read_frame", "DTYPE_CODES"]
 
 MAGIC = b"TBFM"
 VERSION = 1
@@ -44,12 +44,18 @@ class Frame:
     blobs: list[bytes]
     body: bytes
     header_size: int
+    spec_bytes: bytes = b""
 
 
-def write_frame(dtype: str, shape: tuple[int, ...], spec: list[dict[str, Any]],
+def encode_spec(spec: list[dict[str, Any]]) -> bytes:
+    """The compact JSON of a chain spec as stored in headers."""
+    return json.dumps(spec, separators=(",", ":"), sort_keys=True).encode()
+
+
+def write_frame(dtype: str, shape: tuple[int, ...], spec: list[dict[str, Any]] | bytes,
                 blobs: list[bytes], body: bytes) -> bytes:
-    """Assemble a payload (see the module docstring for the layout)."""
-    spec_bytes = json.dumps(spec, separators=(",", ":"), sort_keys=True).encode()
+    """Assemble a payload (see the module docstring for the layout); ``spec`` may be pre-encoded."""
+    spec_bytes = spec if isinstance(spec, bytes) else encode_spec(spec)
     parts = [MAGIC, bytes([VERSION, DTYPE_CODES[dtype], len(shape)])]
     parts += [write_varint(d) for d in shape]
     parts += [write_varint(len(spec_bytes)), spec_bytes, bytes([len(blobs)])]
@@ -90,4 +96,4 @@ def read_frame(payload: bytes | bytearray | memoryview) -> Frame:
     body = r.take(body_len, "body")
     if r.pos != r.end:
         raise PayloadError(f"payload has {r.end - r.pos} unexpected trailing bytes")
-    return Frame(_DTYPE_NAMES[code], shape, spec, blobs, body, header_size)
+    return Frame(_DTYPE_NAMES[code], shape, spec, blobs, body, header_size, spec_bytes)

@@ -41,21 +41,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def expand_codecs(codecs: list[str], bits: list[int] | None) -> list[Any]:
-    """Normalized codec specs; each one holding a ``quantize`` stage is repeated per bit width."""
-    from ..codecs import normalize_spec
+    """Codec chains for ``--codec`` values; each one holding a ``quantize`` stage is repeated per
+    ``--bits`` width. Errors name ``codec`` (one ``--codec``) or ``codec[i]`` (several)."""
+    from ..codecs import normalize_spec, parse_chain
     from ..errors import ConfigError
 
+    for b in bits or []:
+        if not 1 <= b <= 8:
+            raise ConfigError("bits", b, "bit widths from 1 to 8")
     out: list[Any] = []
     for i, text in enumerate(codecs):
-        items = normalize_spec(text, f"codec.{i}" if len(codecs) > 1 else "codec")
+        path = "codec" if len(codecs) == 1 else f"codec[{i}]"
+        items = normalize_spec(text, path)
+        parse_chain(items and [{n: p} for n, p in items], path)  # validate as given
         has_q = any(name == "quantize" for name, _ in items)
-        if not bits or not has_q:
-            out.append([{n: p} for n, p in items])
-            continue
-        for b in bits:
-            if not 1 <= b <= 8:
-                raise ConfigError("bits", b, "bit widths from 1 to 8")
-            out.append([{n: ({**p, "bits": b} if n == "quantize" else p)} for n, p in items])
+        variants = [[{n: p} for n, p in items]] if not bits or not has_q else [
+            [{n: ({**p, "bits": b} if n == "quantize" else p)} for n, p in items] for b in bits]
+        out += [parse_chain(v, path) for v in variants]
     return out
 
 
@@ -73,15 +75,13 @@ def _splits(spec: Any, given: list[str] | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..codecs import parse_chain
     from ..errors import ConfigError
     from ..models import get_spec
     from ..pipeline import SplitPipeline
 
     spec = get_spec(args.model)
     splits = _splits(spec, args.split)
-    codecs = expand_codecs(args.codec or ["float32"], args.bits)
-    chains = [parse_chain(c, f"codec.{i}") for i, c in enumerate(codecs)]
+    chains = expand_codecs(args.codec or ["float32"], args.bits)
     if args.batch_size < 1:
         raise ConfigError("batch-size", args.batch_size, "a positive integer")
     if args.limit is not None and args.limit < 1:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("device", args.device, "cpu (CUDA is not available here)")
     pipe = SplitPipeline(args.model, args.weights, args.seed, args.device)
     data = pipe.dataset(args.dataset, args.limit)
-    results = [pipe.run(s, c, data, args.batch_size).summary() for s in splits for c in chains]
+    results = [r.summary() for r in pipe.sweep(splits, chains, data, args.batch_size)]
     if args.json:
         print(json.dumps([_jsonable(r) for r in results], indent=2, allow_nan=False))
     elif args.pivot:

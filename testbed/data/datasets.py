@@ -54,7 +54,6 @@ def _samples(spec: DatasetSpec) -> Raw:
     """Natural photos bundled with scikit-image (``camera`` is greyscale) and scikit-learn (china,
     flower); no labels."""
     import skimage.data
-    from sklearn.datasets import load_sample_images
 
     images, names = [], []
     for name in SAMPLE_PHOTOS:
@@ -67,11 +66,24 @@ def _samples(spec: DatasetSpec) -> Raw:
             continue
         images.append(_to_chw(arr))
         names.append(f"skimage:{name}")
-    bundle = load_sample_images()
-    for arr, fname in zip(bundle.images, bundle.filenames):
-        images.append(_to_chw(arr))
-        names.append(f"sklearn:{Path(fname).stem}")
+    for path in _sklearn_sample_files():
+        from PIL import Image
+
+        with Image.open(path) as im:
+            images.append(_to_chw(np.asarray(im.convert("RGB"))))
+        names.append(f"sklearn:{path.stem}")
     return images, None, names, None
+
+
+def _sklearn_sample_files() -> list[Path]:
+    """The JPEGs behind ``sklearn.datasets.load_sample_images`` (found without importing sklearn)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "images"
+    return sorted(folder.glob("*.jpg"))
 
 
 def _digits(spec: DatasetSpec) -> Raw:
