@@ -123,25 +123,15 @@ def _image_payloads(images: Any, fmt: str, quality: int, mean: Any, std: Any) ->
     """Encode preprocessed images back to uint8 pixels (raw/PNG/JPEG); returns payloads and the
     normalised tensors the server would decode."""
     import torch
-    from torchvision.io import decode_image, encode_jpeg, encode_png
+
+    from .imagecodec import decode_image, encode_image
 
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
-    pixels = ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8)
-    payloads, decoded = [], []
-    for px in pixels:
-        if fmt == "raw":
-            data = px.numpy().tobytes()
-            back = px
-        elif fmt == "png":
-            data = bytes(encode_png(px).numpy())
-            back = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-        else:
-            data = bytes(encode_jpeg(px, quality=quality).numpy())
-            back = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-        payloads.append(data)
-        decoded.append(back)
-    x = torch.stack(decoded).float() / 255
+    pixels = ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    payloads = [encode_image(px, fmt, quality) for px in pixels]
+    decoded = np.stack([decode_image(p, fmt, px.shape) for p, px in zip(payloads, pixels)])
+    x = torch.from_numpy(decoded).float() / 255
     return payloads, (x - m) / s
 
 

@@ -96,6 +96,7 @@ def profile_codecs(features: torch.Tensor, chains: Sequence[str], repeats: int =
     """Per-element costs of tensor stages and packing, throughput of lossless coders (uncompressed
     bytes per second), measured by running real codec chains over ``features`` [N, C, H, W]."""
     from .codecs import parse_chain
+    from .profiles import decode_key
 
     per_el: dict[str, list[float]] = {}
     enc_tp: dict[str, list[float]] = {}
@@ -114,7 +115,7 @@ def profile_codecs(features: torch.Tensor, chains: Sequence[str], repeats: int =
             for kind, key in keys:
                 name = key.split(":")[0]
                 if kind == "element":
-                    inverse = {"quantize": "dequantize", "pack": "unpack", "binarize": "unbinarize"}.get(name, name + "_decode")
+                    inverse = decode_key(name)
                     per_el.setdefault(name, []).append(t.get(("encode", name), 0.0) / (n * elements))
                     per_el.setdefault(inverse, []).append(t.get(("decode", name), 0.0) / (n * elements))
                 else:
@@ -128,10 +129,38 @@ def profile_codecs(features: torch.Tensor, chains: Sequence[str], repeats: int =
     }
 
 
+def profile_image_codecs(images: torch.Tensor, quality: int = 90, repeats: int = 3) -> dict[str, tuple[float, float]]:
+    """Seconds per uint8 value to encode/decode PNG and JPEG (``images``: uint8 [N, 3, H, W])."""
+    from .imagecodec import decode_image, encode_image
+
+    out: dict[str, tuple[float, float]] = {}
+    arrays = [x.numpy() for x in images]
+    per = arrays[0].size
+    cpu = torch.device("cpu")
+    for fmt in ("png", "jpeg"):
+        encoded = [encode_image(a, fmt, quality) for a in arrays]
+        e = [time_call(lambda a=a: encode_image(a, fmt, quality), cpu, repeats, 1)[0] / per for a in arrays]
+        d = [time_call(lambda b=b, a=a: decode_image(b, fmt, a.shape), cpu, repeats, 1)[0] / per
+             for a, b in zip(arrays, encoded)]
+        out[fmt] = (statistics.median(e), float(np.subtract(*np.percentile(e, [75, 25]))))
+        out[f"{fmt}_decode"] = (statistics.median(d), float(np.subtract(*np.percentile(d, [75, 25]))))
+    return out
+
+
 def software_versions() -> str:
     import torchvision
 
     return f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _fmt_s(x: float) -> str:
@@ -140,12 +169,13 @@ def _fmt_s(x: float) -> str:
 
 def build_profile(name: str, role: str, device: str, models: Sequence[str], splits: Sequence[str] | None,
                   batches: Sequence[int], runs: int, command: str, codec_chains: Sequence[str] = (),
-                  features_for_codecs: torch.Tensor | None = None, description: str = "") -> dict[str, Any]:
+                  features_for_codecs: torch.Tensor | None = None, description: str = "",
+                  images_uint8: torch.Tensor | None = None) -> dict[str, Any]:
     """Measure everything and return the profile as a YAML-ready mapping."""
     from .models import get_spec
 
     dev = torch.device(device)
-    label = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    label = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     prov_key = "profiler"
     prov = {prov_key: {
         "kind": "measured", "source": "testbed profile", "device": f"{platform.node()} ({label}, "
@@ -167,6 +197,8 @@ def build_profile(name: str, role: str, device: str, models: Sequence[str], spli
         out["models"][m] = entry
     if codec_chains and features_for_codecs is not None:
         costs = profile_codecs(features_for_codecs, codec_chains)
+        if images_uint8 is not None:
+            costs["per_element"].update(profile_image_codecs(images_uint8))
         out["codecs"] = {
             "per_element": {k: {"median": _fmt_s(v[0]), "iqr": _fmt_s(v[1]), "provenance": prov_key}
                             for k, v in costs["per_element"].items()},

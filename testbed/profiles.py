@@ -26,7 +26,7 @@ from .units import parse_datarate, parse_duration
 
 __all__ = ["Provenance", "Figure", "BatchTable", "ModelProfile", "CodecCosts", "Power", "Profile",
            "profile_dirs", "available_profiles", "find_profile", "load_profile", "load_profile_raw",
-           "head_figure", "head_time", "tail_table", "codec_time", "spread_dist"]
+           "head_figure", "head_time", "tail_table", "codec_time", "spread_dist", "decode_key"]
 
 REPO_NODES = Path(__file__).resolve().parent.parent / "nodes"
 
@@ -234,7 +234,7 @@ def head_figure(profile: Profile, model: str, split: str) -> Figure:
     """Head time on the node up to ``split``: the sum of the block medians (IQRs added, an upper
     bound on the spread of the sum). ``input`` costs nothing; ``none`` is the whole model."""
     mp = _model(profile, model)
-    names = list(mp.blocks)
+    names = _block_order(model, list(mp.blocks))
     if split == "input":
         return Figure(median=0.0, iqr=0.0, provenance="none")
     if split != "none" and split not in names:
@@ -245,6 +245,17 @@ def head_figure(profile: Profile, model: str, split: str) -> Figure:
     prov = sorted({b.provenance for b in blocks})
     return Figure(median=sum(b.median for b in blocks), iqr=sum(b.iqr for b in blocks),
                   provenance=prov[0] if len(prov) == 1 else "+".join(prov))
+
+
+def _block_order(model: str, names: list[str]) -> list[str]:
+    """Blocks in pipeline order: the model registry's split points first, whatever the YAML order."""
+    try:
+        from .models import get_spec
+
+        points = list(get_spec(model).points)
+    except (ConfigError, ImportError):
+        return names
+    return [p for p in points if p in names] + [n for n in names if n not in points]
 
 
 def head_time(profile: Profile, model: str, split: str) -> float:
@@ -270,6 +281,11 @@ def spread_dist(median: float, iqr: float) -> Dist:
     return Lognormal(median, sigma)
 
 
+def decode_key(name: str) -> str:
+    """Name under which a per-element stage's decode cost is kept (``quantize`` -> ``dequantize``)."""
+    return {"quantize": "dequantize", "pack": "unpack"}.get(name, f"{name}_decode")
+
+
 def codec_time(profile: Profile, stages: list[tuple[str, str]], elements: int, serialized_bytes: float,
                direction: Literal["encode", "decode"]) -> float:
     """Seconds to encode (or decode) one feature map through a chain.
@@ -288,7 +304,7 @@ def codec_time(profile: Profile, stages: list[tuple[str, str]], elements: int, s
     total = 0.0
     for kind, key in stages:
         if kind == "element":
-            name = key if direction == "encode" else {"quantize": "dequantize", "pack": "unpack"}.get(key, key)
+            name = key if direction == "encode" else decode_key(key)
             if name not in costs.per_element:
                 raise ConfigError("codec", key, f"profile {profile.name!r} has per-element costs for: "
                                   f"{', '.join(costs.per_element)}")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 __all__ = ["register"]
 
-DEFAULT_CHAINS = ("quantize:bits=1,lzma:preset=6", "quantize:bits=2,lzma:preset=6", "quantize:bits=4,zlib:level=6",
+DEFAULT_CHAINS = ("quantize:bits=1,lzma:preset=6", "quantize:bits=2,lzma:preset=6", "quantize:bits=3,lzma:preset=6",
+                  "quantize:bits=4,zlib:level=6",
                   "quantize:bits=8,zstd:level=3", "quantize:bits=1,zlib:level=6", "quantize:bits=1,zstd:level=3",
                   "float16,lzma:preset=6", "float16,zlib:level=6", "float16,zstd:level=3")
 
@@ -33,18 +34,21 @@ def _profile(args: argparse.Namespace) -> int:
         raise ConfigError("--out", str(out), "exists; pass --force to overwrite it")
     if args.threads:
         torch.set_num_threads(args.threads)
-    feats = None
+    feats = pixels = None
     if not args.no_codecs:
-        from ..data import load_dataset
+        from ..data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
 
         head, _ = split_model("resnet50", "stem")
+        images = load_dataset("samples", limit=8).images
         with torch.inference_mode():
-            feats = head(load_dataset("samples", limit=8).images)
+            feats = head(images)
+        m, s = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        pixels = ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8)
     name = args.name or out.stem
     command = "testbed " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     batches = [int(b) for b in args.batches.split(",")]
     prof = build_profile(name, args.role, args.device, models, args.splits, batches, args.runs, command,
-                         () if args.no_codecs else DEFAULT_CHAINS, feats, args.description)
+                         () if args.no_codecs else DEFAULT_CHAINS, feats, args.description, pixels)
     write_text(out, yaml.safe_dump(prof, sort_keys=False))
     from ..profiles import load_profile
 

@@ -1,0 +1,97 @@
+"""The real pipeline inside the simulation: cache reuse and invalidation, real payloads, baselines."""
+
+import numpy as np
+import pytest
+
+import testbed.pipeline as pipeline_module
+from testbed.pipeline_workload import pipeline_key, pipeline_table
+from testbed.runner import run_scenario
+from testbed.scenario import apply_overrides, scenario_from_dict
+from tests.conftest import base_scenario
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def split_raw(**over) -> dict:
+    raw = base_scenario(duration="20 s", warmup="2 s")
+    for g in raw["fleet"]:
+        for k in ("head", "encode", "payload"):
+            g.pop(k, None)
+    raw["fleet"][0]["count"] = 4
+    raw["server"].pop("service")
+    raw.update(model={"name": "resnet18", "split": "stem"}, codec=[{"quantize": {"bits": 2}}, {"zlib": {}}],
+               dataset={"kind": "samples", "limit": 4})
+    return apply_overrides(raw, over)
+
+
+def test_cache_reused_for_fleet_link_server_changes_and_invalidated_otherwise(monkeypatch):
+    calls = []
+    real = pipeline_module.run_pipeline
+    monkeypatch.setattr(pipeline_module, "run_pipeline", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = run_scenario(scenario_from_dict(split_raw()))
+    assert len(calls) == 1
+    for over in ({"fleet.0.count": 9}, {"link.datarate": "3 MB/s"}, {"server.batching.max_batch": 2}, {"seed": 8}):
+        run_scenario(scenario_from_dict(split_raw(**over)))
+    assert len(calls) == 1
+    key = pipeline_key(scenario_from_dict(split_raw()))[0]
+    for over in ({"codec": [{"quantize": {"bits": 4}}, {"zlib": {}}]}, {"model.split": "layer1"},
+                 {"dataset.limit": 3}, {"model.seed": 1}):
+        assert pipeline_key(scenario_from_dict(split_raw(**over)))[0] != key
+    run_scenario(scenario_from_dict(split_raw(**{"codec": [{"quantize": {"bits": 4}}, {"zlib": {}}]})))
+    assert len(calls) == 2
+    assert first.summary["agreement"] >= 0.0
+
+
+def test_requests_carry_real_payloads_and_charges():
+    sc = scenario_from_dict(split_raw())
+    table = pipeline_table(sc)
+    result = run_scenario(sc)
+    df = result.records
+    ok = df[df["status"] == "ok"]
+    sizes = table.images["payload_bytes"].to_numpy()
+    assert set(ok["image"]) <= set(range(4)) and len(set(ok["image"])) == 4
+    assert np.array_equal(ok["payload_bytes"].to_numpy(), sizes[ok["image"].to_numpy()])
+    from testbed.profiles import head_time, load_profile
+
+    head = ok["head_end_s"] - ok["head_start_s"]
+    assert np.allclose(head, head_time(load_profile("pi4b"), "resnet18", "stem"))
+    assert (ok["encode_end_s"] - ok["head_end_s"]).gt(0).all()
+    assert {"correct", "agree", "energy_j"} <= set(df.columns)
+    assert ok["correct"].isna().all()  # the sample photos carry no ImageNet labels
+    expected = (table.images["prediction"] == table.images["reference"]).to_numpy()[ok["image"].to_numpy()]
+    assert np.array_equal(ok["agree"].to_numpy(), expected.astype(float))
+
+
+def test_baselines_input_and_none():
+    raw_input = split_raw(**{"model.split": "input", "codec": [{"image": {"format": "raw"}}],
+                             "server.service": {"table": {1: "4 ms"}}})
+    res = run_scenario(scenario_from_dict(raw_input))
+    ok = res.records[res.records["status"] == "ok"]
+    assert (ok["payload_bytes"] == 3 * 224 * 224).all()
+    assert (ok["head_end_s"] == ok["head_start_s"]).all()
+    assert res.summary["agreement"] == 1.0  # raw pixels: the server sees the captured image
+    png = run_scenario(scenario_from_dict(apply_overrides(raw_input, {"codec": [{"image": {"format": "png"}}]})))
+    assert png.summary["mean_payload_bytes"] < 3 * 224 * 224
+    assert png.summary["agreement"] == 1.0  # lossless
+
+    local = run_scenario(scenario_from_dict(split_raw(**{"model.split": "none", "codec": []})))
+    ok = local.records[local.records["status"] == "ok"]
+    assert ok["tx_start_s"].isna().all() and ok["batch_start_s"].isna().all()
+    assert np.allclose(ok["finished_s"] - ok["created_s"] - (ok["head_start_s"] - ok["created_s"]),
+                       ok["encode_end_s"] - ok["head_start_s"])
+    assert local.summary["link_utilisation"] == 0.0
+
+
+def test_image_codec_errors_name_the_field():
+    from testbed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="codec.0.image.format"):
+        scenario_from_dict(split_raw(**{"model.split": "input", "codec": [{"image": {"format": "gif"}}]}))
+    with pytest.raises(ConfigError, match=r"model\.split"):
+        scenario_from_dict(split_raw(**{"model.split": "layer9"}))
+    with pytest.raises(ConfigError, match=r"codec\.0\.quantize\.bits"):
+        scenario_from_dict(split_raw(**{"codec": [{"quantize": {"bits": 12}}]}))
