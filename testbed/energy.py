@@ -2,7 +2,7 @@
 
 A node draws ``idle`` watts all the time; computing adds ``busy - idle`` during head and encode;
 the radio adds ``radio_tx`` while its payload is on the air and ``radio_rx`` while its result comes
-back. Each request is charged its own compute and radio energy plus an equal share of its node's
+back (with the ``csma`` link, the link's own per-request radio accounting is used instead). Each request is charged its own compute and radio energy plus an equal share of its node's
 idle energy over the run (so the charges of a node's requests add up to its total energy).
 """
 
@@ -37,6 +37,10 @@ def add_energy(df: pd.DataFrame, power: Mapping[int, NodePower], horizon_s: floa
     rx_s = np.nan_to_num((df["downlink_end_s"] - df["downlink_start_s"]).to_numpy())
     out["energy_compute_j"] = (get("busy_w") - get("idle_w")) * compute_s
     out["energy_radio_j"] = get("radio_tx_w") * tx_s + get("radio_rx_w") * rx_s
+    if "radio_tx_j" in df and df["radio_tx_j"].notna().any():
+        # the csma link accounts the radio itself (transmitting, receiving, listening while contending)
+        radio = df[["radio_tx_j", "radio_rx_j", "radio_idle_j"]].sum(axis=1, min_count=1)
+        out["energy_radio_j"] = np.where(radio.notna(), radio, out["energy_radio_j"])
     frames = df.groupby("node")["node"].transform("size").to_numpy()
     out["energy_idle_j"] = get("idle_w") * horizon_s / frames
     out["energy_j"] = out["energy_compute_j"] + out["energy_radio_j"] + out["energy_idle_j"]

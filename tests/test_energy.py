@@ -18,3 +18,11 @@ def test_energy_shares_add_up_to_node_energy():
     assert out["energy_idle_j"].tolist() == pytest.approx([10.0, 10.0, 20.0])
     node0 = out[out.node == 0]["energy_j"].sum()
     assert node0 == pytest.approx(2.0 * 10 + 4.0 * 0.3 + 1.0 * 0.15 + 0.5 * 0.02)
+
+
+def test_csma_radio_accounting_takes_precedence():
+    df = pd.DataFrame({"node": [0], "group": [0], "head_start_s": [0.0], "encode_end_s": [0.1],
+                       "tx_start_s": [0.1], "tx_end_s": [0.3], "downlink_start_s": [0.4], "downlink_end_s": [0.5],
+                       "radio_tx_j": [0.01], "radio_rx_j": [0.002], "radio_idle_j": [0.03]})
+    out = add_energy(df, {0: NodePower(2.0, 6.0, 1.0, 0.5)}, horizon_s=1.0)
+    assert out["energy_radio_j"].iloc[0] == pytest.approx(0.042)
