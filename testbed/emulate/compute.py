@@ -1,0 +1,103 @@
+"""Real compute for the emulator: the head and codec on a node, decode and tail on the server.
+
+Only for scenarios with a ``model`` section whose codec is a tensor codec chain (split points
+other than ``none``); image baselines (``codec: [{image: ...}]``) are not emulated yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..scenario import Scenario
+
+__all__ = ["check_emulable", "NodeCompute", "ServerCompute"]
+
+
+def check_emulable(sc: Scenario) -> None:
+    """Raise :class:`ConfigError` for scenarios the emulator cannot run."""
+    if sc.link.model == "csma":
+        raise ConfigError("link.model", "csma", "shared_fifo or fair_share (the emulator has no 802.11 MAC)")
+    if sc.model is None:
+        return
+    if sc.model.split == "none":
+        raise ConfigError("model.split", "none", "a split that sends a payload (nothing crosses the link)")
+    if any("image" in stage for stage in sc.codec):
+        raise ConfigError("codec", list(sc.codec), "a tensor codec chain (image baselines are not emulated)")
+
+
+def _dataset(sc: Scenario) -> Any:
+    from ..data import load_dataset, preprocess_for
+    from ..pipeline_workload import _dataset_arg
+
+    assert sc.model is not None
+    return load_dataset(_dataset_arg(sc), preprocess_for(sc.model.name, sc.model.weights))
+
+
+class NodeCompute:
+    """The scenario's head and codec chain on this machine's CPU, over the scenario's dataset."""
+
+    def __init__(self, sc: Scenario) -> None:
+        import torch
+
+        from ..codecs import parse_chain
+        from ..models import load_model, split_loaded
+
+        assert sc.model is not None
+        self.torch = torch
+        model = load_model(sc.model.name, sc.model.weights, sc.model.seed)
+        self.head, _ = split_loaded(sc.model.name, model, sc.model.split)
+        self.chain = parse_chain(list(sc.codec) or None, "codec")
+        self.images = _dataset(sc).images
+
+    def head_features(self, image: int) -> Any:
+        with self.torch.inference_mode():
+            return self.head(self.images[image:image + 1])
+
+    def encode(self, features: Any) -> bytes:
+        with self.torch.inference_mode():
+            return self.chain.encode(features)[0]
+
+
+class ServerCompute:
+    """Decode payloads (from their own headers) and run the tail in batches on ``device``."""
+
+    def __init__(self, sc: Scenario, device: str | None = None) -> None:
+        import copy
+
+        import torch
+
+        from ..data import preprocess_for
+        from ..models import load_model, split_loaded
+        from ..pipeline import default_device
+
+        assert sc.model is not None
+        self.torch = torch
+        self.device = torch.device(device) if device else default_device()
+        model = load_model(sc.model.name, sc.model.weights, sc.model.seed)
+        head, tail = split_loaded(sc.model.name, model, sc.model.split)
+        crop = preprocess_for(sc.model.name, sc.model.weights).crop
+        with torch.inference_mode():
+            self.shape = tuple(head(torch.zeros(1, 3, crop, crop)).shape[1:])
+        self.tail = copy.deepcopy(tail).to(self.device) if self.device.type != "cpu" else tail
+
+    def decode(self, payload: bytes) -> Any:
+        """One payload to a feature tensor ``[1, ...]``; raises PayloadError when corrupt."""
+        from ..codecs import PayloadError, decode_payloads
+
+        x = decode_payloads([payload])
+        if tuple(x.shape[1:]) != self.shape:
+            raise PayloadError(f"payload decodes to shape {tuple(x.shape[1:])}, the tail takes {self.shape}")
+        return x.float()
+
+    def run_tail(self, features: list[Any]) -> np.ndarray:
+        """Top-1 class per request of a batch (all from one chain and shape)."""
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.cat(features).to(self.device)
+            out = self.tail(x)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            return out.argmax(dim=1).cpu().numpy()

@@ -1,0 +1,183 @@
+"""Run a scenario live: a server process, the fleet, a shaped link; records like ``testbed run``.
+
+``time_scale`` is wall seconds per scenario second: every scenario time (arrivals, charges,
+latencies, batching delay, timeout, duration) is multiplied by it and every data rate divided by
+it; records are divided back, so they read in scenario seconds whatever the scale. Real compute
+(head, codec, tail) is not scaled, so a small scale leaves it less room inside its charge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TestbedError
+from ..io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
+from ..metrics import summarize
+from ..scenario import Scenario
+from .clients import FleetConfig, run_fleet
+from .compute import check_emulable
+from .wire import MAX_FRAME
+
+__all__ = ["EmulationResult", "emulate_scenario", "write_emulation", "LINK_MODES"]
+
+LINK_MODES = ("shaper", "tc")
+
+
+@dataclass
+class EmulationResult:
+    scenario: Scenario
+    records: pd.DataFrame
+    summary: dict[str, Any]
+    meta: dict[str, Any]
+    server_errors: list[dict[str, Any]]
+
+
+def _start_server(cmd: list[str], env: dict[str, str], timeout: float = 180.0) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY "):
+            return proc, int(line.split()[1])
+        if not line and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise TestbedError(f"the emulated server did not start: {err.strip().splitlines()[-1:] or proc.returncode}")
+    proc.kill()
+    raise TestbedError(f"the emulated server did not start within {timeout:.0f} s")
+
+
+def _stop_server(proc: subprocess.Popen[str], report: Path) -> dict[str, Any]:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if report.exists():
+        return json.loads(report.read_text())
+    err = proc.stderr.read() if proc.stderr else ""
+    return {"stats": {}, "errors": [{"kind": "server", "error": f"no report (exit {proc.returncode}): {err[-500:]}"}]}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def emulate_scenario(sc: Scenario, raw: dict[str, Any], base_dir: Path | None = None, *, time_scale: float = 1.0,
+                     link: str = "shaper", max_frame: int = MAX_FRAME, drain_cap: float = 30.0,
+                     device: str | None = None) -> EmulationResult:
+    """Run ``sc`` live (``link``: ``shaper`` in the application, or ``tc`` in the kernel)."""
+    check_emulable(sc)
+    if link not in LINK_MODES:
+        raise TestbedError(f"--link: got {link!r}; one of {', '.join(LINK_MODES)}")
+    if not time_scale > 0:
+        raise TestbedError(f"--time-scale: got {time_scale}; must be > 0 (wall seconds per scenario second)")
+    k = time_scale
+    with tempfile.TemporaryDirectory(prefix="testbed-emulate-") as tmp_s:
+        tmp = Path(tmp_s)
+        os.chmod(tmp, 0o755)
+        srv_cfg = {"scenario": raw, "base_dir": str(base_dir) if base_dir else None, "time_scale": k,
+                   "host": "127.0.0.1", "port": 0, "shape_downlink": link == "shaper", "max_frame": max_frame,
+                   "device": device, "report": str(tmp / "server.json")}
+        py = [sys.executable, "-m"]
+        if link == "shaper":
+            (tmp / "server_cfg.json").write_text(json.dumps(srv_cfg))
+            proc, port = _start_server(py + ["testbed.emulate.server", str(tmp / "server_cfg.json")], _env())
+            try:
+                records, fleet = run_fleet(sc, FleetConfig(port=port, time_scale=k, drain_cap=drain_cap), base_dir)
+            finally:
+                report = _stop_server(proc, tmp / "server.json")
+            link_info: dict[str, Any] = {"mode": "shaper", "discipline": sc.link.model}
+        else:
+            records, fleet, report, link_info = _run_tc(sc, raw, base_dir, srv_cfg, tmp, k, drain_cap)
+    if sc.model is not None:
+        records = _add_live_outcomes(records, sc)
+    summary = summarize(records, (sc.warmup, sc.duration), None, sc.server.gpus, nodes=sc.node_count)
+    summary = {"scenario": sc.name, "seed": sc.seed, "mode": "emulation", **summary}
+    meta = {"time_scale": k, "link": link_info, "fleet": fleet, "server": report.get("stats", {}),
+            "server_device": report.get("device"), "server_errors": len(report.get("errors", []))}
+    return EmulationResult(sc, records, summary, meta, report.get("errors", []))
+
+
+def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: dict[str, Any], tmp: Path,
+            k: float, drain_cap: float) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    from .netns import NetnsLink, tc_support
+
+    ok, why = tc_support()
+    if not ok:
+        raise TestbedError(f"--link tc: {why}")
+    if any(g.datarate is not None for g in sc.fleet):
+        raise TestbedError("--link tc: per-group datarates are not shaped by the kernel path; use --link shaper")
+    lat_up, lat_down = sc.link.latency.mean(), sc.link.downlink_latency.mean()  # netem: a fixed delay
+    with NetnsLink(sc.link.datarate / k, sc.link.downlink_datarate / k, float(lat_up) * k, float(lat_down) * k) as nl:
+        srv_cfg = {**srv_cfg, "host": nl.server_ip}
+        (tmp / "server_cfg.json").write_text(json.dumps(srv_cfg))
+        proc, port = _start_server(nl.exec_prefix(nl.server_ns) + [sys.executable, "-m", "testbed.emulate.server",
+                                                                    str(tmp / "server_cfg.json")], _env())
+        try:
+            cli_cfg = {"scenario": raw, "base_dir": srv_cfg["base_dir"], "host": nl.server_ip, "port": port,
+                       "time_scale": k, "shape_uplink": False, "uplink_latency": float(lat_up),
+                       "drain_cap": drain_cap, "out": str(tmp)}
+            (tmp / "clients_cfg.json").write_text(json.dumps(cli_cfg))
+            r = subprocess.run(nl.exec_prefix(nl.node_ns) + [sys.executable, "-m", "testbed.emulate.clients",
+                                                             str(tmp / "clients_cfg.json")],
+                               capture_output=True, text=True, env=_env())
+            if r.returncode != 0:
+                raise TestbedError(f"--link tc: the node process failed: {r.stderr.strip().splitlines()[-1:]}")
+            stats = nl.qdisc_stats()
+        finally:
+            report = _stop_server(proc, tmp / "server.json")
+    records = pd.read_parquet(tmp / "records.parquet")
+    fleet = json.loads((tmp / "fleet.json").read_text())
+    info = {"mode": "tc", "qdisc": "netem rate+delay on a veth pair between two namespaces",
+            "note": "sharing is TCP over one FIFO packet queue; tx_end_s = server arrival - nominal latency",
+            "qdisc_stats": stats}
+    return records, fleet, report, info
+
+
+def _add_live_outcomes(df: pd.DataFrame, sc: Scenario) -> pd.DataFrame:
+    """``correct``/``agree`` from the live server's predictions (against the dataset labels and
+    the unsplit model's predictions in the pipeline cache)."""
+    from ..pipeline_workload import pipeline_table
+
+    img = pipeline_table(sc).images.set_index("image")
+    idx = df["image"].to_numpy()
+    pred = df["prediction"].to_numpy()
+    valid = (idx >= 0) & (pred >= 0)
+    ref = np.full(len(df), -1)
+    lab = np.full(len(df), -1)
+    ref[valid] = img["reference"].to_numpy()[idx[valid]]
+    lab[valid] = img["label"].to_numpy()[idx[valid]]
+    out = df.copy()
+    out["correct"] = np.where(valid & (lab >= 0), (pred == lab).astype(float), np.nan)
+    out["agree"] = np.where(valid, (pred == ref).astype(float), np.nan)
+    out["cached_prediction"] = np.where(idx >= 0, img["prediction"].to_numpy()[np.clip(idx, 0, None)], -1)
+    return out
+
+
+def write_emulation(result: EmulationResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:
+    """``requests.parquet``, ``scenario.yaml``, ``emulation.json``, ``server_errors.csv`` and
+    ``summary.json`` (last), as ``testbed run --out`` lays them out."""
+    out = prepare_out_dir(out, force)
+    write_parquet(out / "requests.parquet", result.records)
+    write_yaml(out / "scenario.yaml", raw)
+    write_json(out / "emulation.json", result.meta)
+    write_text(out / "server_errors.csv", pd.DataFrame(result.server_errors, columns=[
+        "time", "kind", "peer", "node", "error"]).to_csv(index=False))
+    write_json(out / "summary.json", result.summary)
+    return out

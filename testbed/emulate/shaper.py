@@ -1,0 +1,132 @@
+"""An application-level shaper for one shared link: real bytes leave at the link's rate.
+
+All senders of a process share one :class:`LinkShaper`. A transmission is cut into chunks; each
+chunk holds the link for ``len / rate`` seconds and is written to its socket when its last bit
+would have left the air (store and forward), plus a propagation delay. ``fifo`` (the
+``shared_fifo`` model) sends one transmission at a time in arrival order; ``fair`` (``fair_share``)
+takes chunks round-robin from every active transmission, so n of them each progress at 1/n of
+the rate (processor sharing at chunk granularity). The schedule is kept in nominal time, so late
+wake-ups of the event loop do not accumulate into a slower link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["LinkShaper", "Transmission", "DISCIPLINES"]
+
+DISCIPLINES = {"shared_fifo": "fifo", "fair_share": "fair", "fifo": "fifo", "fair": "fair"}
+
+
+@dataclass(eq=False)
+class Transmission:
+    """One message on the link; ``start``/``end`` are measured loop times (first slot, last write)."""
+
+    writer: asyncio.StreamWriter
+    data: bytes | Callable[[float], bytes]
+    rate: float
+    latency: float
+    submitted: float
+    done: asyncio.Future[tuple[float, float]]
+    offset: int = 0
+    start: float = -1.0
+    body: bytes = field(default=b"", repr=False)
+
+
+class LinkShaper:
+    """Shared link at ``rate`` bytes/s (``None``: unshaped, for the kernel-shaped path)."""
+
+    def __init__(self, rate: float | None, discipline: str = "fifo",
+                 latency: Callable[[], float] | None = None, slot: float = 0.002,
+                 min_chunk: int = 1024, max_chunk: int = 65536) -> None:
+        if discipline not in DISCIPLINES:
+            raise ValueError(f"unknown sharing discipline {discipline!r}")
+        self.rate, self.discipline = rate, DISCIPLINES[discipline]
+        self.latency = latency or (lambda: 0.0)
+        self.slot, self.min_chunk, self.max_chunk = slot, min_chunk, max_chunk
+        self._jobs: deque[Transmission] = deque()
+        self._wake = asyncio.Event()
+        self._free = 0.0           # nominal time the link becomes free
+        self._last_write: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.busy_s = 0.0
+        self.bytes_sent = 0
+
+    async def send(self, writer: asyncio.StreamWriter, data: bytes | Callable[[float], bytes],
+                   rate: float | None = None) -> tuple[float, float]:
+        """Queue ``data`` (or a function of the start time returning it) and wait until its last
+        byte is written; returns (start, end) loop times. ``rate`` overrides the link rate (a slower node)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        rate = rate if rate is not None else self.rate
+        if rate is None:  # unshaped: the kernel (tc) does it
+            body = data(now) if callable(data) else data
+            writer.write(body)
+            self.bytes_sent += len(body)
+            return now, now
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        job = Transmission(writer, data, rate, float(self.latency()), now, loop.create_future())
+        self._jobs.append(job)
+        self._wake.set()
+        return await job.done
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _chunk(self, rate: float) -> int:
+        return int(min(self.max_chunk, max(self.min_chunk, rate * self.slot)))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._jobs:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            job = self._jobs[0]
+            now = loop.time()
+            if job.start < 0:
+                job.start = now
+                job.body = job.data(now) if callable(job.data) else job.data
+                slot_start = max(self._free, job.submitted)
+            else:
+                slot_start = self._free if self._free > 0 else now
+            if slot_start < now - 0.05:  # the loop stalled for long: do not burst to catch up
+                slot_start = now - 0.05
+            n = min(self._chunk(job.rate), len(job.body) - job.offset)
+            end = slot_start + n / job.rate
+            delay = end - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._free = end
+            self.busy_s += n / job.rate
+            chunk = job.body[job.offset:job.offset + n]
+            job.offset += n
+            self._write(job, chunk, end)
+            if job.offset >= len(job.body):
+                self._jobs.popleft()
+                if not job.done.done():
+                    job.done.set_result((job.start, loop.time()))
+            elif self.discipline == "fair":
+                self._jobs.rotate(-1)
+
+    def _write(self, job: Transmission, chunk: bytes, end: float) -> None:
+        loop = asyncio.get_running_loop()
+        key = id(job.writer)
+        at = max(end + job.latency, self._last_write.get(key, 0.0))  # never reorder a socket's bytes
+        self._last_write[key] = at
+        self.bytes_sent += len(chunk)
+        if at <= loop.time():
+            _safe_write(job.writer, chunk)
+        else:
+            loop.call_at(at, _safe_write, job.writer, chunk)
+
+
+def _safe_write(writer: asyncio.StreamWriter, chunk: bytes) -> None:
+    if not writer.is_closing():
+        writer.write(chunk)

@@ -1,0 +1,119 @@
+"""The emulator's wire protocol: length-prefixed binary frames over TCP (never pickle).
+
+Every frame is a 4-byte big-endian length ``L`` followed by ``L`` bytes: a fixed header and a body.
+
+Request (node -> server), header ``>4sBBHII`` (16 bytes)::
+
+    magic b"TBE1" | kind 1 | flags 0 | reserved 0 | node u32 | request u32 | payload (codec wire format)
+
+Response (server -> node), header ``>4sBBHII6dhbi`` (70 bytes), then the result bytes::
+
+    magic | kind 2 | status (0 ok, 1 dropped at server, 2 timed out, 3 bad payload) | reserved | node | request
+    | server_arrival, queued, batch_ready, batch_start, batch_end, downlink_start (CLOCK_MONOTONIC seconds)
+    | batch_size i16 | gpu i8 | prediction i32 (-1 when none)
+
+A frame longer than ``max_frame``, shorter than its header, with a wrong magic or kind, or cut
+short by a disconnect raises :class:`FrameError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+
+__all__ = ["MAGIC", "MAX_FRAME", "REQUEST", "RESPONSE", "FrameError", "Request", "Response", "OK",
+           "DROPPED", "TIMED_OUT", "BAD_PAYLOAD", "pack_request", "unpack_request", "pack_response",
+           "unpack_response", "read_frame", "frame"]
+
+MAGIC = b"TBE1"
+MAX_FRAME = 8 << 20
+"""Default largest frame the server accepts (8 MiB, far above any split payload)."""
+REQUEST, RESPONSE = 1, 2
+OK, DROPPED, TIMED_OUT, BAD_PAYLOAD = 0, 1, 2, 3
+
+_LEN = struct.Struct(">I")
+_REQ = struct.Struct(">4sBBHII")
+_RESP = struct.Struct(">4sBBHII6dhbi")
+
+
+class FrameError(Exception):
+    """A malformed, truncated or oversized frame (the connection it came on is closed)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    node: int
+    request: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    node: int
+    request: int
+    stamps: tuple[float, float, float, float, float, float]
+    batch_size: int
+    gpu: int
+    prediction: int
+    result: bytes
+
+
+def frame(body: bytes) -> bytes:
+    """``body`` with its 4-byte big-endian length prefix."""
+    return _LEN.pack(len(body)) + body
+
+
+def pack_request(node: int, request: int, payload: bytes) -> bytes:
+    """A complete request frame (length prefix included)."""
+    return frame(_REQ.pack(MAGIC, REQUEST, 0, 0, node, request) + payload)
+
+
+def unpack_request(body: bytes) -> Request:
+    """Parse a request body (the frame without its length prefix)."""
+    if len(body) < _REQ.size:
+        raise FrameError(f"request of {len(body)} bytes is shorter than its {_REQ.size}-byte header")
+    magic, kind, _flags, _res, node, request = _REQ.unpack_from(body)
+    if magic != MAGIC or kind != REQUEST:
+        raise FrameError(f"not a request frame (magic {magic!r}, kind {kind})")
+    return Request(node, request, body[_REQ.size:])
+
+
+def pack_response(status: int, node: int, request: int, stamps: tuple[float, ...], batch_size: int,
+                  gpu: int, prediction: int, result: bytes) -> bytes:
+    """A complete response frame (length prefix included)."""
+    return frame(_RESP.pack(MAGIC, RESPONSE, status, 0, node, request, *stamps, batch_size, gpu, prediction)
+                 + result)
+
+
+def unpack_response(body: bytes) -> Response:
+    """Parse a response body."""
+    if len(body) < _RESP.size:
+        raise FrameError(f"response of {len(body)} bytes is shorter than its {_RESP.size}-byte header")
+    magic, kind, status, _res, node, request, *rest = _RESP.unpack_from(body)
+    if magic != MAGIC or kind != RESPONSE:
+        raise FrameError(f"not a response frame (magic {magic!r}, kind {kind})")
+    stamps = tuple(float(x) for x in rest[:6])
+    return Response(status, node, request, stamps, int(rest[6]), int(rest[7]), int(rest[8]),  # type: ignore[arg-type]
+                    body[_RESP.size:])
+
+
+async def read_frame(reader: asyncio.StreamReader, max_frame: int = MAX_FRAME) -> bytes | None:
+    """The next frame body, or None on a clean end of stream between frames.
+
+    Raises :class:`FrameError` for an oversized length or a stream that ends mid-frame.
+    """
+    try:
+        head = await reader.readexactly(_LEN.size)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise FrameError(f"connection closed inside a length prefix ({len(exc.partial)} of 4 bytes)") from None
+    (length,) = _LEN.unpack(head)
+    if length > max_frame:
+        raise FrameError(f"frame of {length} bytes exceeds the maximum of {max_frame}")
+    try:
+        return await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise FrameError(f"connection closed after {len(exc.partial)} of {length} frame bytes") from None
