@@ -8,8 +8,9 @@
 - ``h100-cudagraphs``: published H100 CUDA-graph FP16 ResNet-50 figures (whole model and tail after
   stem/layer1/layer2/layer3 at batch 1/8/32).
 - ``pi4b``: Raspberry Pi 4 Model B. Published whole-model latencies, distributed over the blocks by the
-  per-block shares measured on this machine's CPU (``nodes/cpu-x86.yaml``); codec costs scaled from the
-  same CPU by the ResNet-50 time ratio. All per-block and codec figures are marked estimated.
+  per-block shares measured on this machine's CPU (``nodes/cpu-x86.yaml``, one thread); codec costs scaled
+  from the same CPU by the one-thread ResNet-50 time ratio. All per-block and codec figures are marked
+  estimated.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ PI_PROVENANCE = {
         "cpu-x86 per-block shares; depthwise and attention layers usually run slower than that rate"},
     "codec-scaled": {
         "kind": "estimated", "source": "codec costs measured on this machine (nodes/cpu-x86.yaml)",
-        "method": "scaled by the ResNet-50 time ratio pi4b / cpu-x86 (225.2 ms / measured CPU total)"},
+        "method": "scaled by the one-thread ResNet-50 time ratio pi4b / cpu-x86: 225.2 ms x 636.0/335.3 (ncnn's "
+        "1- vs 4-thread slowdown on the Pi) over the CPU total measured with one thread (testbed profile --threads 1)"},
     "pidramble": {
         "kind": "published", "source": "pidramble power benchmarks, Raspberry Pi 4 B: 2.7 W idle (540 mA), "
         "6.4 W at full CPU load (4 cores), via ../shared/reference/figures.md"},
@@ -135,7 +137,10 @@ def pi4b(cpu_profile: Path) -> dict:
         models[m] = {"blocks": {name: {"median": _ms(whole_ms * b.median / total),
                                        "iqr": _ms(whole_ms * b.iqr / total), "provenance": prov}
                                 for name, b in blocks.items()}}
-    ratio = 0.2252 / sum(b.median for b in cpu.models["resnet50"].blocks.values())
+    # Codecs run on one thread: compare one Pi thread with one thread here. The Pi's one-thread PyTorch
+    # time is not published; ncnn's FP32 ResNet-50 slows from 335.3 ms (4 threads) to 636.0 ms (1 thread).
+    pi_one_thread = 0.2252 * 636.0 / 335.3
+    ratio = pi_one_thread / sum(b.median for b in cpu.models["resnet50"].blocks.values())
     codecs = None
     if cpu.codecs is not None:
         c = cpu.codecs
