@@ -62,15 +62,17 @@ def _overlap(start: pd.Series, end: pd.Series, window: tuple[float, float]) -> f
 
 
 def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Normal-approximation confidence interval of the mean of ``values``."""
+    """Student-t confidence interval of the mean of ``values`` (e.g. one value per replication)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
     n = len(values)
     if n < 2:
         return (math.nan, math.nan)
-    from statistics import NormalDist
+    from scipy.stats import t
 
-    z = NormalDist().inv_cdf(0.5 + level / 2)
+    q = float(t.ppf(0.5 + level / 2, n - 1))
     m, s = float(np.mean(values)), float(np.std(values, ddof=1))
-    return (m - z * s / math.sqrt(n), m + z * s / math.sqrt(n))
+    return (m - q * s / math.sqrt(n), m + q * s / math.sqrt(n))
 
 
 def summarize(df: pd.DataFrame, window: tuple[float, float], levels: Mapping[str, Mapping[str, float]] | None = None,

@@ -156,16 +156,17 @@ def plot_sweep(out: Path | str) -> list[Path]:
     if len(stages):
         present = [s for s in STAGES if s in stages]
         labels = [", ".join(f"{_label(f)}={r[f]}" for f in fields) or "run" for _, r in stages.iterrows()]
-        fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(stages) + 3), 4.8))
+        fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(stages) + 4.5), 4.8))
         bottom = np.zeros(len(stages))
-        for s in present:
+        colours = plt.get_cmap("tab20").colors
+        for i, s in enumerate(present):
             v = stages[s].fillna(0).to_numpy() * 1e3
-            ax.bar(range(len(stages)), v, bottom=bottom, label=STAGE_LABELS[s])
+            ax.bar(range(len(stages)), v, bottom=bottom, label=STAGE_LABELS[s], color=colours[i % len(colours)])
             bottom += v
         ax.set_xticks(range(len(stages)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("mean latency (ms)")
         ax.set_title("Where the time goes (mean per stage, completed requests)")
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         written.append(_save(fig, plots / "breakdown.png"))
         write_text(plots / "breakdown.csv", stages.to_csv(index=False))
 

@@ -82,3 +82,15 @@ def test_bad_sweep_values_are_named():
     raw["sweep"]["link.datarate"] = []
     with pytest.raises(ConfigError, match="sweep.link.datarate"):
         plan(raw)
+
+
+def test_confidence_interval_uses_student_t():
+    import numpy as np
+    from scipy import stats
+
+    from testbed.metrics import percentile_ci
+
+    x = np.array([1.0, 2.0, 4.0])
+    lo, hi = percentile_ci(x)
+    ref = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
+    assert (lo, hi) == pytest.approx(ref)
