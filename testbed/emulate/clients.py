@@ -25,6 +25,7 @@ import pandas as pd
 from ..scenario import Scenario
 from ..sim.arrivals import arrival_times
 from ..sim.records import STATUS, Records
+from .clock import sleep_until
 from .shaper import LinkShaper
 from .wire import BAD_PAYLOAD, DROPPED, OK, TIMED_OUT, FrameError, pack_request, read_frame, unpack_response
 
@@ -116,9 +117,7 @@ class Fleet:
         return (t - self.t0) / self.k
 
     async def _sleep_until(self, t: float) -> None:
-        delay = t - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await sleep_until(t)
 
     # -- the run -------------------------------------------------------------------------------
     async def run(self) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..sim.calc import batch_decision
+from .clock import sleep_until
 from .shaper import LinkShaper
 from .wire import (BAD_PAYLOAD, DROPPED, MAX_FRAME, OK, TIMED_OUT, FrameError, pack_response, read_frame,
                    unpack_request)
@@ -79,7 +80,7 @@ class EdgeServer:
         self._live = 0
         self._free = list(range(cfg.gpus - 1, -1, -1))
         self._hold: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Task[None] | None = None
         self._timer_at = math.inf
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -163,9 +164,7 @@ class EdgeServer:
                 return
             if loop.time() - t0 > charge:
                 self.stats["decode_overruns"] += 1
-        wait = p.arrival + charge - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await sleep_until(p.arrival + charge)
         now = loop.time()
         if self.cfg.queue_capacity is not None and self._live >= self.cfg.queue_capacity:
             self.stats["dropped"] += 1
@@ -205,7 +204,7 @@ class EdgeServer:
                     if self._timer is not None:
                         self._timer.cancel()
                     self._timer_at = deadline
-                    self._timer = loop.call_at(deadline, self._on_timer, deadline)
+                    self._timer = loop.create_task(self._wait_timer(deadline))
                 return
             gpu = self._free.pop()
             ready = self._hold if self._hold is not None else now
@@ -220,7 +219,8 @@ class EdgeServer:
             self.stats["batches"] += 1
             self._spawn(self._run_batch(gpu, batch, ready, now))
 
-    def _on_timer(self, deadline: float) -> None:
+    async def _wait_timer(self, deadline: float) -> None:
+        await sleep_until(deadline)
         self._timer, self._timer_at = None, math.inf
         self._dispatch(deadline)
 
@@ -238,9 +238,7 @@ class EdgeServer:
                 if spent > charge:
                     self.stats["tail_overruns"] += 1
             self.stats["tail_charge_s"] += charge
-            wait = start + charge - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await sleep_until(start + charge)
         finally:
             end = loop.time()
             self._free.append(gpu)

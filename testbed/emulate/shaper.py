@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .clock import sleep_until
+
 __all__ = ["LinkShaper", "Transmission", "DISCIPLINES"]
 
 DISCIPLINES = {"shared_fifo": "fifo", "fair_share": "fair", "fifo": "fifo", "fair": "fair"}
@@ -50,7 +52,7 @@ class LinkShaper:
         self._jobs: deque[Transmission] = deque()
         self._wake = asyncio.Event()
         self._free = 0.0           # nominal time the link becomes free
-        self._last_write: dict[int, float] = {}
+        self._lines: dict[asyncio.StreamWriter, _DelayLine] = {}
         self._task: asyncio.Task[None] | None = None
         self.busy_s = 0.0
         self.bytes_sent = 0
@@ -81,6 +83,27 @@ class LinkShaper:
     def _chunk(self, rate: float) -> int:
         return int(min(self.max_chunk, max(self.min_chunk, rate * self.slot)))
 
+    def _current(self) -> Transmission:
+        """The transmission whose chunk goes next: the FIFO head, or the first message of the
+        next sender in the round (one TCP stream cannot interleave its own messages)."""
+        if self.discipline == "fifo":
+            return self._jobs[0]
+        writer = self._jobs[0].writer
+        return next(j for j in self._jobs if j.writer is writer)
+
+    def _advance(self, job: Transmission, finished: bool) -> None:
+        if self.discipline == "fifo":
+            if finished:
+                self._jobs.popleft()
+            return
+        if finished:
+            self._jobs.remove(job)
+        # the next sender: rotate past every queued message of this one
+        writer = job.writer
+        mine = [j for j in self._jobs if j.writer is writer]
+        others = [j for j in self._jobs if j.writer is not writer]
+        self._jobs = deque(others + mine)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -88,7 +111,7 @@ class LinkShaper:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            job = self._jobs[0]
+            job = self._current()
             now = loop.time()
             if job.start < 0:
                 job.start = now
@@ -100,31 +123,53 @@ class LinkShaper:
                 slot_start = now - 0.05
             n = min(self._chunk(job.rate), len(job.body) - job.offset)
             end = slot_start + n / job.rate
-            delay = end - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await sleep_until(end)
             self._free = end
             self.busy_s += n / job.rate
             chunk = job.body[job.offset:job.offset + n]
             job.offset += n
             self._write(job, chunk, end)
-            if job.offset >= len(job.body):
-                self._jobs.popleft()
-                if not job.done.done():
-                    job.done.set_result((job.start, loop.time()))
-            elif self.discipline == "fair":
-                self._jobs.rotate(-1)
+            finished = job.offset >= len(job.body)
+            self._advance(job, finished)
+            if finished and not job.done.done():
+                job.done.set_result((job.start, loop.time()))
 
     def _write(self, job: Transmission, chunk: bytes, end: float) -> None:
-        loop = asyncio.get_running_loop()
-        key = id(job.writer)
-        at = max(end + job.latency, self._last_write.get(key, 0.0))  # never reorder a socket's bytes
-        self._last_write[key] = at
+        """Deliver ``chunk`` after the propagation delay, in order per socket."""
         self.bytes_sent += len(chunk)
-        if at <= loop.time():
-            _safe_write(job.writer, chunk)
-        else:
-            loop.call_at(at, _safe_write, job.writer, chunk)
+        line = self._lines.get(job.writer)
+        if line is None:
+            line = self._lines[job.writer] = _DelayLine(job.writer)
+        line.push(max(end + job.latency, line.last), chunk)
+
+
+class _DelayLine:
+    """Bytes for one socket, each released at its time, never out of order."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.items: deque[tuple[float, bytes]] = deque()
+        self.last = 0.0
+        self.timer: asyncio.Task[None] | None = None
+
+    def push(self, at: float, chunk: bytes) -> None:
+        self.last = at
+        self.items.append((at, chunk))
+        if self.timer is None:
+            self._release()
+
+    def _release(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self.items and self.items[0][0] <= now:
+            _safe_write(self.writer, self.items.popleft()[1])
+        if self.items:
+            self.timer = loop.create_task(self._wait(self.items[0][0]))
+
+    async def _wait(self, at: float) -> None:
+        await sleep_until(at)
+        self._release()
 
 
 def _safe_write(writer: asyncio.StreamWriter, chunk: bytes) -> None:

@@ -1,0 +1,116 @@
+"""Framing and the application-level link shaper (timings against the link model's arithmetic)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from testbed.emulate.shaper import LinkShaper
+from testbed.emulate.wire import (MAX_FRAME, FrameError, pack_request, pack_response, read_frame, unpack_request,
+                                  unpack_response)
+
+
+def _reader(data: bytes) -> asyncio.StreamReader:
+    r = asyncio.StreamReader()
+    r.feed_data(data)
+    r.feed_eof()
+    return r
+
+
+def test_request_and_response_round_trip() -> None:
+    async def go() -> None:
+        frame = pack_request(7, 42, b"payload-bytes")
+        body = await read_frame(_reader(frame))
+        req = unpack_request(body)
+        assert (req.node, req.request, req.payload) == (7, 42, b"payload-bytes")
+        resp = unpack_response(await read_frame(_reader(pack_response(0, 7, 42, (1.0, 2.0, 3.0, 4.0, 5.0, 6.0), 3, 0,
+                                                                       17, b"r" * 64))))
+        assert resp.stamps == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+        assert (resp.batch_size, resp.gpu, resp.prediction, len(resp.result)) == (3, 0, 17, 64)
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"\x00\x00", "inside a length prefix"),
+    ((1000).to_bytes(4, "big") + b"x" * 10, "after 10 of 1000"),
+    ((MAX_FRAME + 1).to_bytes(4, "big"), "exceeds the maximum"),
+])
+def test_bad_frames_raise(data: bytes, match: str) -> None:
+    async def go() -> None:
+        await read_frame(_reader(data))
+    with pytest.raises(FrameError, match=match):
+        asyncio.run(go())
+
+
+def test_clean_end_and_bad_header() -> None:
+    async def go() -> None:
+        assert await read_frame(_reader(b"")) is None
+    asyncio.run(go())
+    with pytest.raises(FrameError, match="not a request"):
+        unpack_request(b"XXXX" + bytes(20))
+    with pytest.raises(FrameError, match="shorter"):
+        unpack_request(b"TBE1")
+
+
+class _Sink:
+    """A writer that records when each byte arrived."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.times: list[tuple[float, int]] = []
+
+        self.data = bytearray()
+
+    def write(self, b: bytes) -> None:
+        self.times.append((self.loop.time(), len(b)))
+        self.data += b
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _finish_times(discipline: str, sizes: list[int], rate: float) -> list[tuple[float, float]]:
+    async def go() -> list[tuple[float, float]]:
+        shaper = LinkShaper(rate, discipline)
+        t0 = asyncio.get_running_loop().time()
+        sinks = [_Sink() for _ in sizes]
+        res = await asyncio.gather(*(shaper.send(s, b"x" * n) for s, n in zip(sinks, sizes)))
+        shaper.close()
+        assert [sum(n for _, n in s.times) for s in sinks] == sizes
+        return [(a - t0, b - t0) for a, b in res]
+    return asyncio.run(go())
+
+
+def test_fifo_serialises_at_the_rate() -> None:
+    # three 20 kB messages at 200 kB/s submitted together: done at 0.1, 0.2, 0.3 s
+    done = [e for _, e in _finish_times("shared_fifo", [20_000] * 3, 200_000.0)]
+    for got, want in zip(done, (0.1, 0.2, 0.3)):
+        assert want - 0.001 <= got <= want + 0.02
+
+
+def test_fair_share_splits_the_rate() -> None:
+    # processor sharing: 10 kB and 30 kB together at 200 kB/s -> 0.1 s and 0.2 s
+    (_, e1), (_, e2) = _finish_times("fair_share", [10_000, 30_000], 200_000.0)
+    assert 0.095 <= e1 <= 0.125
+    assert 0.195 <= e2 <= 0.225
+
+
+def test_random_latency_never_reorders_a_sockets_bytes() -> None:
+    # messages of one socket, each with its own propagation delay, sent fair-share beside another
+    # socket's: the bytes must arrive whole and in order, never before their delay
+    import random
+
+    rng = random.Random(3)
+
+    async def go() -> tuple[bytes, bytes, list]:
+        shaper = LinkShaper(500_000.0, "fair_share", latency=lambda: rng.uniform(0.0, 0.02))
+        a, b = _Sink(), _Sink()
+        msgs = [bytes([i]) * rng.randint(100, 9000) for i in range(1, 9)]
+        other = [bytes([200 + i]) * 5000 for i in range(4)]
+        ends = await asyncio.gather(*(shaper.send(a, m) for m in msgs), *(shaper.send(b, m) for m in other))
+        await asyncio.sleep(0.05)
+        shaper.close()
+        return bytes(a.data), bytes(b.data), [b"".join(msgs), b"".join(other)]
+    got_a, got_b, (want_a, want_b) = asyncio.run(go())
+    assert got_a == want_a and got_b == want_b
