@@ -117,7 +117,7 @@ class SplitPipeline:
         self.model = load_model(model, weights, seed)
         self.preprocess = preprocess_for(model, weights)
         self.device = torch.device(device) if device is not None else default_device()
-        self._reference: dict[int, np.ndarray] = {}
+        self._reference: dict[int, tuple[Tensor, np.ndarray]] = {}
 
     def dataset(self, spec: Any = "samples", limit: int | None = None) -> Dataset:
         """Load ``spec`` with this model's preprocessing."""
@@ -132,13 +132,14 @@ class SplitPipeline:
     def reference(self, data: Dataset, batch_size: int = 8) -> np.ndarray:
         """Predictions of the unsplit model (cached per dataset object)."""
         key = id(data.images)
-        if key not in self._reference:
+        cached = self._reference.get(key)
+        if cached is None or cached[0] is not data.images:
             preds = []
             with torch.inference_mode():
                 for start in range(0, len(data), batch_size):
                     preds.append(self.predict(self.model(data.images[start:start + batch_size])))
-            self._reference[key] = np.concatenate(preds)
-        return self._reference[key]
+            cached = self._reference[key] = (data.images, np.concatenate(preds))
+        return cached[1]
 
     def run(self, split: str, codec: Any, data: Dataset, batch_size: int = 8) -> PipelineResult:
         """Evaluate one split point and codec chain over ``data``."""
