@@ -57,6 +57,7 @@ class FleetConfig:
     time_scale: float = 1.0
     shape_uplink: bool = True        # False: the kernel shapes (tc path)
     uplink_latency: float | None = None  # tc path: the nominal latency, to place tx_end_s
+    app_latency: bool = False        # tc path without netem: add the propagation delay here
     compute: bool = True             # run the real head and codec (model scenarios)
     drain_cap: float = 30.0          # scenario seconds to wait for requests in flight
     start_delay: float = 0.3         # wall seconds between connecting and the first arrival
@@ -123,8 +124,9 @@ class Fleet:
     async def run(self) -> pd.DataFrame:
         sc, k = self.sc, self.k
         loop = asyncio.get_running_loop()
+        app_latency = self.cfg.shape_uplink or self.cfg.app_latency
         self.shaper = LinkShaper(sc.link.datarate / k if self.cfg.shape_uplink else None, sc.link.model,
-                                 lambda: self.up_latency() * k)
+                                 (lambda: self.up_latency() * k) if app_latency else None)
         for node in self.nodes:
             node.reader, node.writer = await asyncio.open_connection(self.cfg.host, self.cfg.port, limit=1 << 16)
         self.t0 = loop.time() + self.cfg.start_delay
@@ -308,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     sc = scenario_from_dict(spec["scenario"], base)
     cfg = FleetConfig(host=spec["host"], port=spec["port"], time_scale=spec["time_scale"],
                       shape_uplink=spec["shape_uplink"], uplink_latency=spec.get("uplink_latency"),
+                      app_latency=spec.get("app_latency", False),
                       drain_cap=spec["drain_cap"])
     df, meta = run_fleet(sc, cfg, base)
     out = Path(spec["out"])

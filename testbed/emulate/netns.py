@@ -1,5 +1,6 @@
-"""Kernel-shaped link: two network namespaces made by the run, joined by a veth pair, with
-``tc netem`` (rate + delay) on each end, so real TCP traffic is shaped by the kernel.
+"""Kernel-shaped link: two network namespaces made by the run, joined by a veth pair, with a
+``tc tbf`` rate limiter on each end (and ``netem`` for the propagation delay where the kernel has
+it), so real TCP traffic is shaped by the kernel.
 
 Only the namespaces and interfaces created here are touched (and removed afterwards). Names are
 ``tbe<id>n`` / ``tbe<id>s`` (node and server side) with a private /30 in 10.254.0.0/16.
@@ -13,7 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["tc_support", "NetnsLink"]
+__all__ = ["tc_support", "netem_support", "NetnsLink"]
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -32,12 +33,25 @@ def tc_support() -> tuple[bool, str]:
     if r.returncode != 0:
         return False, f"cannot create a network namespace: {r.stderr.strip() or r.stdout.strip()}"
     try:
-        r = _run("ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms")
+        r = _run("ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "8mbit",
+                 "burst", "16kb", "latency", "100ms")
         if r.returncode != 0:
-            return False, f"tc netem is not available: {r.stderr.strip()}"
+            return False, f"tc tbf is not available: {r.stderr.strip()}"
     finally:
         _run("ip", "netns", "del", name)
     return True, "ok"
+
+
+def netem_support() -> bool:
+    """Whether the kernel has the netem qdisc (for a kernel-side propagation delay)."""
+    name = f"tbeprobe{secrets.token_hex(3)}"
+    if _run("ip", "netns", "add", name).returncode != 0:
+        return False
+    try:
+        return _run("ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
+                    "1ms").returncode == 0
+    finally:
+        _run("ip", "netns", "del", name)
 
 
 def _bits(rate_bytes_per_s: float) -> str:
@@ -46,15 +60,18 @@ def _bits(rate_bytes_per_s: float) -> str:
 
 @dataclass
 class NetnsLink:
-    """``with NetnsLink(up_rate, down_rate, up_latency, down_latency) as link:`` then run the
-    server with ``link.exec_prefix(link.server_ns)`` bound to ``link.server_ip`` and the nodes
-    in ``link.node_ns``. Rates in bytes/s, latencies in seconds (wall clock)."""
+    """``with NetnsLink(up_rate, down_rate, up_latency, down_latency, netem=...) as link:`` then
+    run the server with ``link.exec_prefix(link.server_ns)`` bound to ``link.server_ip`` and the
+    nodes in ``link.node_ns``. Rates in bytes/s, latencies in seconds (wall clock); the delays are
+    applied only with ``netem`` (else the caller adds them in the application)."""
 
     up_rate: float
     down_rate: float
     up_latency: float = 0.0
     down_latency: float = 0.0
     limit: int = 100000
+    queue_bytes: int = 16 << 20
+    netem: bool = False
 
     def __post_init__(self) -> None:
         tag = secrets.token_hex(3)
@@ -86,9 +103,16 @@ class NetnsLink:
                 self._check("ip", "-n", ns, "addr", "add", f"{ip}/30", "dev", dev)
                 self._check("ip", "-n", ns, "link", "set", dev, "up")
                 self._check("ip", "-n", ns, "link", "set", "lo", "up")
-                # netem: a serialiser at `rate` (per packet, whatever its GSO size) plus a fixed delay
-                self._check("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem",
-                            "delay", f"{lat * 1e6:.0f}us", "rate", _bits(rate), "limit", str(self.limit))
+                tc = ["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev]
+                # the bucket refills at `rate`; peakrate (5% above) stops its burst from leaving at once
+                burst = str(max(4096, int(rate * 0.002)))
+                shape = ["rate", _bits(rate), "burst", burst, "peakrate", _bits(rate * 1.05), "mtu", "1600"]
+                if self.netem and lat > 0:  # netem delay, then tbf as its child
+                    self._check(*tc, "root", "handle", "1:", "netem", "delay", f"{lat * 1e6:.0f}us",
+                                "limit", str(self.limit))
+                    self._check(*tc, "parent", "1:1", "handle", "10:", "tbf", *shape, "limit", str(self.queue_bytes))
+                else:
+                    self._check(*tc, "root", "tbf", *shape, "limit", str(self.queue_bytes))
         except BaseException:
             self.__exit__()
             raise

@@ -116,7 +116,7 @@ def emulate_scenario(sc: Scenario, raw: dict[str, Any], base_dir: Path | None = 
 
 def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: dict[str, Any], tmp: Path,
             k: float, drain_cap: float) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    from .netns import NetnsLink, tc_support
+    from .netns import NetnsLink, netem_support, tc_support
 
     ok, why = tc_support()
     if not ok:
@@ -124,14 +124,16 @@ def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: d
     if any(g.datarate is not None for g in sc.fleet):
         raise TestbedError("--link tc: per-group datarates are not shaped by the kernel path; use --link shaper")
     lat_up, lat_down = sc.link.latency.mean(), sc.link.downlink_latency.mean()  # netem: a fixed delay
-    with NetnsLink(sc.link.datarate / k, sc.link.downlink_datarate / k, float(lat_up) * k, float(lat_down) * k) as nl:
-        srv_cfg = {**srv_cfg, "host": nl.server_ip}
+    netem = netem_support()
+    with NetnsLink(sc.link.datarate / k, sc.link.downlink_datarate / k, float(lat_up) * k, float(lat_down) * k,
+                   netem=netem) as nl:
+        srv_cfg = {**srv_cfg, "host": nl.server_ip, "app_latency": not netem}
         (tmp / "server_cfg.json").write_text(json.dumps(srv_cfg))
         proc, port = _start_server(nl.exec_prefix(nl.server_ns) + [sys.executable, "-m", "testbed.emulate.server",
                                                                     str(tmp / "server_cfg.json")], _env())
         try:
             cli_cfg = {"scenario": raw, "base_dir": srv_cfg["base_dir"], "host": nl.server_ip, "port": port,
-                       "time_scale": k, "shape_uplink": False, "uplink_latency": float(lat_up),
+                       "time_scale": k, "shape_uplink": False, "uplink_latency": float(lat_up), "app_latency": not netem,
                        "drain_cap": drain_cap, "out": str(tmp)}
             (tmp / "clients_cfg.json").write_text(json.dumps(cli_cfg))
             r = subprocess.run(nl.exec_prefix(nl.node_ns) + [sys.executable, "-m", "testbed.emulate.clients",
@@ -144,7 +146,9 @@ def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: d
             report = _stop_server(proc, tmp / "server.json")
     records = pd.read_parquet(tmp / "records.parquet")
     fleet = json.loads((tmp / "fleet.json").read_text())
-    info = {"mode": "tc", "qdisc": "netem rate+delay on a veth pair between two namespaces",
+    info = {"mode": "tc", "qdisc": ("netem delay + tbf rate" if netem else
+                                   "tbf rate (no netem in this kernel: the delay is added in the application)")
+            + " on a veth pair between two namespaces",
             "note": "sharing is TCP over one FIFO packet queue; tx_end_s = server arrival - nominal latency",
             "qdisc_stats": stats}
     return records, fleet, report, info

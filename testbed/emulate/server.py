@@ -272,7 +272,7 @@ class EdgeServer:
 
 def server_config(scenario: Any, time_scale: float = 1.0, base_dir: Path | None = None, *,
                   shape_downlink: bool = True, compute: bool = True, max_frame: int = MAX_FRAME,
-                  device: str | None = None) -> ServerConfig:
+                  device: str | None = None, app_latency: bool = False) -> ServerConfig:
     """A :class:`ServerConfig` for ``scenario`` with every time multiplied by ``time_scale`` (and
     every rate divided by it); the server's random streams are the simulator's (keys (2,), (2, 1),
     (2, 2) and (1, 1))."""
@@ -300,7 +300,7 @@ def server_config(scenario: Any, time_scale: float = 1.0, base_dir: Path | None 
         result_size=wl.result_drawer(_stream(sc.seed, 2, 2)), queue_capacity=sc.server.queue_capacity,
         timeout=sc.server.timeout * k if sc.server.timeout is not None else None,
         downlink_rate=sc.link.downlink_datarate / k if shape_downlink else None, node_rates=rates,
-        discipline=sc.link.model, downlink_latency=(lambda: down_lat() * k) if shape_downlink else (lambda: 0.0),
+        discipline=sc.link.model, downlink_latency=(lambda: down_lat() * k) if shape_downlink or app_latency else (lambda: 0.0),
         max_frame=max_frame, compute=comp)
 
 
@@ -311,7 +311,8 @@ async def _serve(cfg_file: Path) -> None:
     base = Path(spec["base_dir"]) if spec.get("base_dir") else None
     sc = scenario_from_dict(spec["scenario"], base)
     cfg = server_config(sc, spec.get("time_scale", 1.0), base, shape_downlink=spec.get("shape_downlink", True),
-                        max_frame=spec.get("max_frame", MAX_FRAME), device=spec.get("device"))
+                        max_frame=spec.get("max_frame", MAX_FRAME), device=spec.get("device"),
+                        app_latency=spec.get("app_latency", False))
     server = EdgeServer(cfg, spec.get("host", "127.0.0.1"), spec.get("port", 0))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

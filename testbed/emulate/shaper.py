@@ -64,10 +64,11 @@ class LinkShaper:
         loop = asyncio.get_running_loop()
         now = loop.time()
         rate = rate if rate is not None else self.rate
-        if rate is None:  # unshaped: the kernel (tc) does it
+        if rate is None:  # unshaped: the kernel (tc) does it; only the propagation delay is added
             body = data(now) if callable(data) else data
-            writer.write(body)
             self.bytes_sent += len(body)
+            line = self._line(writer)
+            line.push(max(now + float(self.latency()), line.last), body)
             return now, now
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
@@ -137,10 +138,14 @@ class LinkShaper:
     def _write(self, job: Transmission, chunk: bytes, end: float) -> None:
         """Deliver ``chunk`` after the propagation delay, in order per socket."""
         self.bytes_sent += len(chunk)
-        line = self._lines.get(job.writer)
-        if line is None:
-            line = self._lines[job.writer] = _DelayLine(job.writer)
+        line = self._line(job.writer)
         line.push(max(end + job.latency, line.last), chunk)
+
+    def _line(self, writer: asyncio.StreamWriter) -> "_DelayLine":
+        line = self._lines.get(writer)
+        if line is None:
+            line = self._lines[writer] = _DelayLine(writer)
+        return line
 
 
 class _DelayLine:
