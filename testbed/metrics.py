@@ -120,6 +120,8 @@ def summarize(df: pd.DataFrame, window: tuple[float, float], levels: Mapping[str
     if "correct" in w:
         out["accuracy"] = float(ok["correct"].mean()) if ok["correct"].notna().any() else math.nan
         out["agreement"] = float(ok["agree"].mean()) if len(ok) else math.nan
+    if "mode" in w and (w["mode"] > 0).any():
+        out["part_mode_share"] = float((ok["mode"] > 0).mean()) if len(ok) else math.nan
     if "energy_j" in w:
         for col in ("energy_j", "energy_compute_j", "energy_radio_j", "energy_idle_j"):
             out[f"mean_{col}"] = float(ok[col].mean()) if len(ok) else math.nan

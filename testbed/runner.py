@@ -43,6 +43,26 @@ def node_power(scenario: Scenario, base_dir: Path | None = None) -> dict[int, No
     return out
 
 
+def nestquant_accuracy(records: pd.DataFrame, scenario: Scenario) -> float:
+    """Expected accuracy of the completed requests in the window, each at its head's measured
+    accuracy (NestQuant groups) -- the modes file's figure, not a per-image prediction."""
+    from .metrics import in_window
+    from .research.modes import NestQuantModes
+
+    ok = in_window(records, (scenario.warmup, scenario.duration))
+    ok = ok[ok["status"] == "ok"]
+    acc = []
+    for g, group in enumerate(scenario.fleet):
+        rows = ok[ok["group"] == g]
+        if group.nestquant is None or rows.empty:
+            continue
+        modes = NestQuantModes.load(group.nestquant.modes)
+        acc.append(rows["mode"].map({0: modes.accuracy["full"], 1: modes.accuracy["part"]}).to_numpy())
+    import numpy as np
+
+    return float(np.concatenate(acc).mean()) if acc else float("nan")
+
+
 def run_scenario(scenario: Scenario, workload: Workload | None = None, base_dir: Path | None = None) -> RunResult:
     """Simulate ``scenario`` once and compute its summary and queue table.
 
@@ -66,6 +86,8 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None, base_dir:
         records = add_energy(records, power, scenario.duration)
     sim.records = records
     summary = summarize(records, sim.window, sim.levels, sim.gpus, nodes=scenario.node_count)
+    if any(g.nestquant is not None for g in scenario.fleet):
+        summary["nestquant_accuracy"] = nestquant_accuracy(records, scenario)
     summary = {"scenario": scenario.name, "seed": scenario.seed, **summary}
     return RunResult(scenario, sim, summary, queue_table(sim.levels))
 

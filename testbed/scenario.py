@@ -23,7 +23,7 @@ from .units import parse_datarate, parse_duration, parse_rate, parse_size
 
 __all__ = [
     "Scenario", "FleetGroup", "Arrivals", "QueueSpec", "LinkSpec", "CsmaSpec", "DownlinkSpec", "ServerSpec",
-    "Batching", "ServiceSpec", "Workload", "ModelSpec", "DatasetSpec", "load_scenario",
+    "Batching", "ServiceSpec", "NestQuantSpec", "Workload", "ModelSpec", "DatasetSpec", "load_scenario",
     "scenario_from_dict", "apply_overrides", "set_path", "DEFAULT_SCENARIO",
 ]
 
@@ -138,6 +138,39 @@ class QueueSpec(_Frozen):
     policy: Literal["drop_newest", "drop_oldest"] = "drop_newest"
 
 
+class NestQuantSpec(_Frozen):
+    """NestQuant mode switching on the node (see :mod:`testbed.sim.nestquant`).
+
+    ``modes`` is the ``.modes.json`` written by ``testbed train nestquant``; ``policy`` the switching
+    thresholds; ``battery_j`` the battery capacity in joules (None: only the queue length matters);
+    ``paging_rate`` how fast the low-order weight bits are paged in or out.
+    """
+
+    modes: str
+    policy: dict[str, float] = {}
+    battery_j: Annotated[float, Field(gt=0)] | None = None
+    initial_battery: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    paging_rate: DataRate = 50e6
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> "NestQuantSpec":
+        from .research.modes import NestQuantModes, NestQuantPolicy
+
+        path = Path(self.modes)
+        base = _base_dir(info)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.exists():
+            raise ValueError(f"modes file {self.modes!r} does not exist (write it with `testbed train nestquant`)")
+        object.__setattr__(self, "modes", str(path))
+        NestQuantModes.load(path)
+        unknown = set(self.policy) - {"low_battery", "resume_battery", "queue_high", "queue_low"}
+        if unknown:
+            raise ValueError(f"policy keys must be low_battery, resume_battery, queue_high, queue_low (got {sorted(unknown)})")
+        NestQuantPolicy(**self.policy)
+        return self
+
+
 class FleetGroup(_Frozen):
     """A group of identical nodes."""
 
@@ -150,6 +183,7 @@ class FleetGroup(_Frozen):
     encode: DurationDist | None = None
     payload: SizeDist | None = None
     datarate: DataRate | None = None
+    nestquant: NestQuantSpec | None = None
 
     @field_validator("device")
     @classmethod

@@ -42,6 +42,18 @@ def expected_requests(sc: Scenario) -> int:
     return int(total * 1.01 + 4 * math.sqrt(total) + 64)
 
 
+def _controller(spec: object, device: str) -> object:
+    """A NestQuant mode controller for one node (power from the node's device profile)."""
+    from ..profiles import load_profile
+    from ..research.modes import NestQuantModes, NestQuantPolicy
+    from .nestquant import ModeController
+
+    power = load_profile(device).power
+    idle, busy = (power.idle.watts, power.busy.watts) if power is not None else (0.0, 0.0)
+    return ModeController(NestQuantModes.load(spec.modes), NestQuantPolicy(**spec.policy),  # type: ignore[attr-defined]
+                          spec.battery_j, spec.initial_battery, spec.paging_rate, idle, busy)  # type: ignore[attr-defined]
+
+
 def _stream(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
@@ -106,6 +118,8 @@ class Simulation:
                             self.workload.frame_drawer(g, i, rng), group.queue.capacity,
                             group.queue.policy == "drop_oldest", rate, self._send,
                             lv["node"]["in_station"], lv["node"]["waiting"], lv["node"]["busy"])
+                if group.nestquant is not None:
+                    node.controller = _controller(group.nestquant, group.device)
                 self.nodes.append(node)
                 self.node_rates.append(rate)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import simpy
 
@@ -37,6 +38,7 @@ class Node:
         self.queue: deque[int] = deque()
         self.busy = False
         self.frames = 0
+        self.controller: Any = None  # a NestQuant ModeController, when the group switches heads
 
     def start(self) -> None:
         self._next_arrival()
@@ -75,6 +77,8 @@ class Node:
         self.busy = True
         image, payload, head, encode = self.draw()
         rec = self.rec
+        if self.controller is not None:
+            head, rec.mode[rid] = self.controller.charge(now, len(self.queue), head, encode)
         rec.image[rid] = image
         rec.payload_bytes[rid] = payload
         rec.head_start_s[rid] = now

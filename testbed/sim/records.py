@@ -38,7 +38,7 @@ FLOAT_COLUMNS = (
     "radio_idle_j",      #   listening while its payload contends (testbed/sim/wifi.py)
 )
 INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
-               ("batch_size", "h"), ("gpu", "b"), ("status", "b"))
+               ("batch_size", "h"), ("gpu", "b"), ("status", "b"), ("mode", "b"))
 
 _NAN = float("nan")
 
