@@ -121,3 +121,36 @@ def csma_bench(scale: float = 1.0) -> dict[str, Any]:
         "collision_fraction": cell.collisions / max(1, cell.exchanges),
         "link_utilisation": sim.levels["uplink"]["busy"].mean(sim.env.now) + sim.levels["downlink"]["busy"].mean(sim.env.now),
     }
+
+
+def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, Any]:
+    """A sweep of ``cells`` cells of the TCL scenario on 1 worker and on 2, side by side.
+
+    Reports parallel efficiency ``t1 / (2 t2)`` and the share of sweep time spent getting the model
+    pipeline's results once its cache is warm (reading the cache, not running the model).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .scenario import read_yaml
+    from .sweep import plan, run_sweep
+
+    path = Path(scenario_path) if scenario_path else Path(__file__).resolve().parent.parent / "scenarios" / "tcl_resnet50_stem.yaml"
+    raw = read_yaml(path)
+    raw["sweep"] = {"fleet.0.count": [20, 40, 80, 160], "link.datarate": ["1 MB/s", "2 MB/s", "5 MB/s", "10 MB/s"]}
+    raw["replications"] = max(1, cells // 16)
+    raw["duration"] = "2 min"
+    n = len(plan(raw))
+    out: dict[str, Any] = {"scenario": str(path.name), "runs": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_sweep(dict(raw, sweep={"fleet.0.count": [1]}, replications=1), Path(tmp) / "warm",
+                  base_dir=path.parent, progress=False)  # warm the pipeline cache
+        for workers in (1, 2):
+            t = time.perf_counter()
+            table = run_sweep(raw, Path(tmp) / f"w{workers}", workers=workers, base_dir=path.parent, progress=False)
+            out[f"seconds_{workers}_worker{'s' if workers > 1 else ''}"] = time.perf_counter() - t
+            if workers == 1:
+                out["model_share_warm_cache"] = float(table["pipeline_s"].sum() / table["wall_s"].sum())
+    out["speedup"] = out["seconds_1_worker"] / out["seconds_2_workers"]
+    out["parallel_efficiency"] = out["speedup"] / 2
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ class RunResult:
     sim: SimResult
     summary: dict[str, Any]
     queues: pd.DataFrame
+    pipeline_s: float = 0.0  # wall time spent getting the model pipeline's table (cache read or model run)
 
     @property
     def records(self) -> pd.DataFrame:
@@ -69,11 +71,13 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None, base_dir:
     With a model section the real pipeline supplies payloads and charges (cached on disk), and
     the records gain ``correct`` and ``agree``; with power figures in the node profiles, energy.
     """
-    table = None
+    table, pipeline_s = None, 0.0
     if workload is None and scenario.model is not None:
         from .pipeline_workload import PipelineWorkload, pipeline_table  # the real pipeline (torch)
 
+        t0 = time.perf_counter()
         table = pipeline_table(scenario)
+        pipeline_s = time.perf_counter() - t0
         workload = PipelineWorkload(scenario, table, base_dir)
     sim = simulate(scenario, workload)
     records = sim.records
@@ -89,7 +93,7 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None, base_dir:
     if any(g.nestquant is not None for g in scenario.fleet):
         summary["nestquant_accuracy"] = nestquant_accuracy(records, scenario)
     summary = {"scenario": scenario.name, "seed": scenario.seed, **summary}
-    return RunResult(scenario, sim, summary, queue_table(sim.levels))
+    return RunResult(scenario, sim, summary, queue_table(sim.levels), pipeline_s)
 
 
 def write_run(result: RunResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:

@@ -90,7 +90,7 @@ def run_job(job: Job, out: str, base_dir: str | None) -> dict[str, Any]:
     result = run_scenario(scenario, base_dir=Path(base_dir) if base_dir else None)
     elapsed = time.perf_counter() - t0
     row = {"cell": job.cell, "replication": job.replication, **{f"sweep.{k}": _plain(v) for k, v in job.values.items()},
-           **result.summary, "wall_s": elapsed}
+           **result.summary, "wall_s": elapsed, "pipeline_s": result.pipeline_s}
     final = Path(out) / "cells" / job.name
     tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}.", dir=final.parent))
     try:
@@ -168,7 +168,10 @@ def run_sweep(raw: dict[str, Any], out: Path | str, workers: int = 1, base_dir: 
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        # fork: workers start at once with this process's imports; they run no model (the caches
+        # were warmed above), so no torch thread pool is used after the fork
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
             futures = [pool.submit(run_job, job, str(out), bd) for job in todo]
             for fut in as_completed(futures):
                 row = fut.result()

@@ -9,9 +9,12 @@ __all__ = ["register"]
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ..bench import csma_bench, simulator_bench
+    from ..bench import csma_bench, simulator_bench, sweep_bench
 
-    result = csma_bench(scale=args.scale) if args.csma else simulator_bench(scale=args.scale)
+    if args.sweep:
+        result = sweep_bench()
+    else:
+        result = csma_bench(scale=args.scale) if args.csma else simulator_bench(scale=args.scale)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -26,4 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the 200 s benchmark to run")
     p.add_argument("--csma", action="store_true",
                    help="benchmark the 802.11 csma link instead (200 nodes, 25 kB payloads)")
+    p.add_argument("--sweep", action="store_true",
+                   help="a 16-cell sweep on 1 worker vs 2 (parallel efficiency, model-execution share)")
     p.set_defaults(func=_bench)
