@@ -35,7 +35,7 @@ from .sim.calc import batch_time_fn
 __all__ = ["CACHE_VERSION", "cache_dir", "pipeline_key", "PipelineTable", "pipeline_table", "PipelineWorkload",
            "workload_for", "add_outcomes", "IMAGE_FORMATS"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 IMAGE_FORMATS = ("raw", "png", "jpeg")
 
 
@@ -117,6 +117,7 @@ class PipelineTable:
     serialized_bytes: int         # bytes entering the first lossless coder
     cost_keys: list[tuple[str, str]]
     meta: dict[str, Any]
+    stage_macs: dict[str, tuple[float, float]] = None  # type: ignore[assignment]  # learned stages: (enc, dec) MACs
 
 
 def _image_payloads(images: Any, fmt: str, quality: int, mean: Any, std: Any) -> tuple[list[bytes], Any]:
@@ -155,7 +156,7 @@ def _run_image_baseline(sc: Scenario, params: dict[str, Any]) -> PipelineTable:
     keys = [] if params["format"] == "raw" else [("element", params["format"])]
     table = pd.DataFrame({"image": np.arange(len(data)), "payload_bytes": [len(p) for p in payloads],
                           "prediction": pred, "reference": ref, "label": label})
-    return PipelineTable(table, elements, elements, keys, {"codec": f"image:{params['format']}"})
+    return PipelineTable(table, elements, elements, keys, {"codec": f"image:{params['format']}"}, {})
 
 
 def _run_split(sc: Scenario) -> PipelineTable:
@@ -169,12 +170,58 @@ def _run_split(sc: Scenario) -> PipelineTable:
                        sc.model.weights, sc.model.seed, batch_size=8)
     elements = res.feature_elements
     bits = chain.bits or (16 if any(s.name == "float16" for s in chain.tensor_stages) else 32)
-    keys = codec_cost_keys(chain) if list(sc.codec) else []
+    keys, macs = stage_charges(chain, res.feature_shape) if list(sc.codec) else ([], {})
     if sc.model.split == "none":
-        keys = []
+        keys, macs = [], {}
     table = pd.DataFrame({"image": np.arange(len(res.payload_bytes)), "payload_bytes": res.payload_bytes,
                           "prediction": res.prediction, "reference": res.reference, "label": res.label})
-    return PipelineTable(table, elements, -(-elements * bits // 8), keys, res.summary())
+    return PipelineTable(table, elements, -(-elements * bits // 8), keys, res.summary(), macs)
+
+
+def stage_charges(chain: Any, feature_shape: tuple[int, ...]) -> tuple[list[tuple[str, str]], dict[str, tuple[float, float]]]:
+    """How each stage of a chain is charged (see :func:`testbed.profiles.codec_time`).
+
+    Learned stages are charged by their multiply-accumulates per image at the device's MAC rate:
+    the TCL autoencoder's encoder on the node and decoder on the server, QCNet on the server only.
+    Element-wise learned quantizers are charged like the uniform quantizer (AuGQ: an interval lookup
+    and an affine map per element) or by their comparisons (soft quantization: ``2^b - 1`` per
+    element to encode, one table lookup to decode).
+    """
+    import torch
+
+    from .profiler import codec_cost_keys
+
+    keys: list[tuple[str, str]] = []
+    macs: dict[str, tuple[float, float]] = {}
+    elements = float(np.prod(feature_shape))
+    x = torch.zeros(1, *feature_shape)
+    for kind, key in codec_cost_keys(chain):
+        stage = next((s for s in chain.tensor_stages if s.name == key), None)
+        if stage is None or key in ("quantize", "binarize", "float16"):
+            keys.append((kind, key))
+            continue
+        from .research.common import count_compute
+        from .research.stages import cached_checkpoint
+
+        if key == "autoencoder":
+            enc, dec = cached_checkpoint(stage.checkpoint, "autoencoder", "checkpoint")[:2]
+            code = enc(x)
+            macs[key] = (count_compute(enc, x).macs, count_compute(dec, code).macs)
+            x = code
+        elif key == "qcnet":
+            net = cached_checkpoint(stage.checkpoint, "qcnet", "checkpoint")[0]
+            macs[key] = (0.0, count_compute(net, x).macs)
+        elif key == "softquant":
+            bits = stage.output_bits()
+            macs[key] = ((2**bits - 1) * elements, elements)
+        elif key == "augq":
+            keys.append(("element", "quantize"))
+            continue
+        else:
+            raise ConfigError("codec", key, "a stage the simulator knows how to charge "
+                              "(quantize, binarize, float16, autoencoder, qcnet, softquant, augq)")
+        keys.append(("macs", key))
+    return keys, macs
 
 
 def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
@@ -186,7 +233,8 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
     if not refresh and (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
         return PipelineTable(pd.read_parquet(folder / "images.parquet"), meta["elements"],
-                             meta["serialized_bytes"], [tuple(k) for k in meta["cost_keys"]], meta["summary"])
+                             meta["serialized_bytes"], [tuple(k) for k in meta["cost_keys"]], meta["summary"],
+                             {k: tuple(v) for k, v in meta.get("stage_macs", {}).items()})
     params = _image_codec(sc.codec)
     if params is not None and sc.model.split != "input":
         raise ConfigError("codec.0.image", params, "image encodings apply to split 'input' only")
@@ -197,6 +245,7 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
     write_json(folder / "meta.json", {"key": desc, "elements": table.elements,
                                       "serialized_bytes": table.serialized_bytes,
                                       "cost_keys": [list(k) for k in table.cost_keys],
+                                      "stage_macs": {k: list(v) for k, v in (table.stage_macs or {}).items()},
                                       "summary": table.meta})  # meta.json last: marks the entry complete
     return table
 
@@ -228,7 +277,7 @@ class PipelineWorkload:
             return g.encode
         t = self.table
         return Deterministic(codec_time(self.node_profiles[group], t.cost_keys, t.elements, t.serialized_bytes,
-                                        "encode"))
+                                        "encode", t.stage_macs))
 
     def frame_drawer(self, group: int, node_in_group: int, rng: np.random.Generator) -> Callable[[], tuple[int, float, float, float]]:
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(rng.integers(2**63))).spawn(3)]
@@ -250,7 +299,8 @@ class PipelineWorkload:
         if self.sc.server.decode != Deterministic(0.0):
             return self.sc.server.decode
         t = self.table
-        return Deterministic(codec_time(self.server_profile, t.cost_keys, t.elements, t.serialized_bytes, "decode"))
+        return Deterministic(codec_time(self.server_profile, t.cost_keys, t.elements, t.serialized_bytes, "decode",
+                                        t.stage_macs))
 
     def batch_time(self, rng: np.random.Generator) -> Callable[[int], float]:
         svc = self.sc.server.service

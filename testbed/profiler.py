@@ -184,8 +184,14 @@ def build_profile(name: str, role: str, device: str, models: Sequence[str], spli
         "runs": runs}}
     out: dict[str, Any] = {"name": name, "role": role, "description": description or f"measured on {label}",
                            "provenance": prov, "models": {}}
-    for m in models:
+    for i, m in enumerate(models):
         blocks = profile_blocks(m, dev, runs=runs)
+        if i == 0:  # the device's multiply-accumulate rate on this CNN, to charge learned codec stages
+            from .models import load_model
+            from .research.common import count_compute
+
+            macs = count_compute(load_model(m, "random", 0).eval(), _example_input(m, 1, torch.device("cpu"))).macs
+            out["mac_rate"] = {"ops_per_s": float(macs / sum(v[0] for v in blocks.values())), "provenance": prov_key}
         entry: dict[str, Any] = {"blocks": {b: {"median": _fmt_s(v[0]), "iqr": _fmt_s(v[1]), "provenance": prov_key}
                                             for b, v in blocks.items()}}
         if role in ("server", "both"):

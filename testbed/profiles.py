@@ -24,7 +24,7 @@ from .dists import Deterministic, Dist, Lognormal
 from .errors import ConfigError
 from .units import parse_datarate, parse_duration
 
-__all__ = ["Provenance", "Figure", "BatchTable", "ModelProfile", "CodecCosts", "Power", "Profile",
+__all__ = ["Provenance", "Figure", "MacRate", "BatchTable", "ModelProfile", "CodecCosts", "Power", "Profile",
            "profile_dirs", "available_profiles", "find_profile", "load_profile", "load_profile_raw",
            "head_figure", "head_time", "tail_table", "codec_time", "spread_dist", "decode_key"]
 
@@ -118,6 +118,13 @@ class Power(_Frozen):
     radio_rx: PowerFigure | None = None
 
 
+class MacRate(_Frozen):
+    """Multiply-accumulates per second the device sustains on a CNN (charges learned codec stages)."""
+
+    ops_per_s: Annotated[float, Field(gt=0)]
+    provenance: str
+
+
 class Profile(_Frozen):
     name: str
     role: Literal["node", "server", "both"]
@@ -126,10 +133,13 @@ class Profile(_Frozen):
     power: Power | None = None
     models: dict[str, ModelProfile] = {}
     codecs: CodecCosts | None = None
+    mac_rate: MacRate | None = None
 
     @model_validator(mode="after")
     def _references(self) -> "Profile":
         refs: list[tuple[str, str]] = []
+        if self.mac_rate is not None:
+            refs.append(("mac_rate", self.mac_rate.provenance))
         for m, mp in self.models.items():
             refs += [(f"models.{m}.blocks.{b}", f.provenance) for b, f in mp.blocks.items()]
             refs += [(f"models.{m}.tail.{s}", t.provenance) for s, t in mp.tail.items()]
@@ -287,22 +297,31 @@ def decode_key(name: str) -> str:
 
 
 def codec_time(profile: Profile, stages: list[tuple[str, str]], elements: int, serialized_bytes: float,
-               direction: Literal["encode", "decode"]) -> float:
+               direction: Literal["encode", "decode"],
+               macs: dict[str, tuple[float, float]] | None = None) -> float:
     """Seconds to encode (or decode) one feature map through a chain.
 
     ``stages`` lists ``(kind, key)``: kind ``element`` for tensor stages and the bit packer
     (charged per element, key e.g. ``quantize``), kind ``bytes`` for lossless coders (charged per
-    uncompressed byte, key e.g. ``lzma:preset=6``). ``serialized_bytes`` is the size entering the
-    first lossless coder.
+    uncompressed byte, key e.g. ``lzma:preset=6``), kind ``macs`` for learned stages (charged
+    ``macs[key] = (encode MACs, decode MACs)`` per image at the profile's ``mac_rate``).
+    ``serialized_bytes`` is the size entering the first lossless coder.
     """
     if not stages:
         return 0.0
-    if profile.codecs is None:
-        raise ConfigError("codec", [k for _, k in stages], f"profile {profile.name!r} has no codec costs")
     costs = profile.codecs
-    table = costs.encode_throughput if direction == "encode" else costs.decode_throughput
     total = 0.0
     for kind, key in stages:
+        if kind == "macs":
+            ops = (macs or {}).get(key, (0.0, 0.0))[0 if direction == "encode" else 1]
+            if ops:
+                if profile.mac_rate is None:
+                    raise ConfigError("codec", key, f"profile {profile.name!r} has no mac_rate to charge a learned stage")
+                total += ops / profile.mac_rate.ops_per_s
+            continue
+        if costs is None:
+            raise ConfigError("codec", [k for _, k in stages], f"profile {profile.name!r} has no codec costs")
+        table = costs.encode_throughput if direction == "encode" else costs.decode_throughput
         if kind == "element":
             name = key if direction == "encode" else decode_key(key)
             if name not in costs.per_element:

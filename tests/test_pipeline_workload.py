@@ -95,3 +95,22 @@ def test_image_codec_errors_name_the_field():
         scenario_from_dict(split_raw(**{"model.split": "layer9"}))
     with pytest.raises(ConfigError, match=r"codec\.0\.quantize\.bits"):
         scenario_from_dict(split_raw(**{"codec": [{"quantize": {"bits": 12}}]}))
+
+
+def test_learned_stage_charges_count_macs(tmp_path):
+    from testbed.codecs import parse_chain
+    from testbed.pipeline_workload import stage_charges
+    from testbed.research.autoencoder import BottleneckDecoder, BottleneckEncoder
+    from testbed.research.common import save_checkpoint
+
+    enc, dec = BottleneckEncoder(64, 8), BottleneckDecoder(64, 8)
+    state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+             **{f"decoder.{k}": v for k, v in dec.state_dict().items()}}
+    ckpt = tmp_path / "ae.pt"
+    save_checkpoint(str(ckpt), "autoencoder", {"channels": 64, "code_channels": 8, "bits": 2}, state, {})
+    chain = parse_chain([{"autoencoder": {"checkpoint": str(ckpt)}}, {"quantize": {"bits": 2}}, {"lzma": {}}])
+    keys, macs = stage_charges(chain, (64, 56, 56))
+    assert keys[0] == ("macs", "autoencoder") and ("element", "quantize") in keys
+    assert keys[-1][0] == "bytes" and keys[-1][1].startswith("lzma")
+    assert macs["autoencoder"][0] == 64 * 8 * 56 * 56  # the encoder's 1x1 convolution
+    assert macs["autoencoder"][1] > 0

@@ -103,3 +103,16 @@ def test_shipped_profiles_are_valid():
     assert head_time(pi, "resnet50", "none") == pytest.approx(0.2252, rel=1e-4)  # the published figure
     assert pi.power is not None and pi.power.busy.watts == 6.4
     assert tail_table(load_profile("h100"), "resnet50", "stem")[1] == pytest.approx(0.003456)
+
+
+def test_learned_stages_are_charged_by_macs(tmp_path):
+    data = copy.deepcopy(PROFILE)
+    data["mac_rate"] = {"ops_per_s": 1e9, "provenance": "e"}
+    p = load_profile(write(tmp_path, data))
+    keys = [("macs", "autoencoder"), ("element", "quantize"), ("bytes", "lzma:preset=6")]
+    macs = {"autoencoder": (2e6, 5e6)}
+    assert codec_time(p, keys, 1000, 100, "encode", macs) == pytest.approx(2e-3 + 2e-6 + 1e-4)
+    assert codec_time(p, keys, 1000, 100, "decode", macs) == pytest.approx(5e-3 + 1e-6 + 1e-5)
+    without = load_profile(write(tmp_path, dict(copy.deepcopy(PROFILE), name="norate")))
+    with pytest.raises(ConfigError, match="mac_rate"):
+        codec_time(without, keys, 1000, 100, "encode", macs)

@@ -12,7 +12,7 @@ __all__ = ["register"]
 DEFAULT_CHAINS = ("quantize:bits=1,lzma:preset=6", "quantize:bits=2,lzma:preset=6", "quantize:bits=3,lzma:preset=6",
                   "quantize:bits=4,zlib:level=6",
                   "quantize:bits=8,zstd:level=3", "quantize:bits=1,zlib:level=6", "quantize:bits=1,zstd:level=3",
-                  "float16,lzma:preset=6", "float16,zlib:level=6", "float16,zstd:level=3")
+                  "binarize,lzma:preset=6", "float16,lzma:preset=6", "float16,zlib:level=6", "float16,zstd:level=3")
 
 
 def _profile(args: argparse.Namespace) -> int:
