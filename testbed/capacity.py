@@ -23,7 +23,7 @@ from .scenario import apply_overrides, scenario_from_dict
 from .sweep import replication_seed
 from .units import parse_duration
 
-__all__ = ["Slo", "parse_slo", "slo_value", "capacity_search", "CapacityResult", "probe"]
+__all__ = ["Slo", "parse_slo", "slo_value", "capacity_search", "CapacityResult", "probe", "saturating"]
 
 _METRICS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "mean": None}
 
@@ -74,6 +74,14 @@ class CapacityResult:
     saturating_station: str
     utilisation: dict[str, float]
     probes: int
+
+
+def saturating(utilisation: dict[str, float], within: float = 0.02) -> str:
+    """The busiest station, and any other within ``within`` of it (``uplink + server GPU``)."""
+    if not utilisation:
+        return "-"
+    top = max(utilisation.values())
+    return " + ".join(k for k, v in utilisation.items() if v >= top - within)
 
 
 def probe(raw: dict[str, Any], field: str, n: int, slo: Slo, base_dir: Path | None, replications: int
@@ -129,7 +137,7 @@ def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count",
                 else:
                     hi = mid
         fail_util = cache[hi][1] if hi is not None else (cache[lo][1] if lo else {})
-        station = max(fail_util, key=fail_util.get) if fail_util else "-"
+        station = saturating(fail_util)
         results.append(CapacityResult(values, lo, cache[lo][0] if lo else math.nan, hi,
                                       cache[hi][0] if hi is not None else math.nan, station, fail_util, len(cache)))
     return results

@@ -44,3 +44,10 @@ def test_capacity_per_swept_datarate():
     assert [r.values for r in results] == [{"link.datarate": "0.5 MB/s"}, {"link.datarate": "1 MB/s"}]
     assert results[1].capacity > 1.6 * results[0].capacity
     assert not math.isnan(results[0].value_at_capacity)
+
+
+def test_saturating_station_names_ties():
+    from testbed.capacity import saturating
+
+    assert saturating({"uplink": 1.0, "server GPU": 0.995, "node CPU": 0.05}) == "uplink + server GPU"
+    assert saturating({"uplink": 0.8, "server GPU": 1.0, "node CPU": 0.05}) == "server GPU"
