@@ -138,6 +138,7 @@ def plot_sweep(out: Path | str) -> list[Path]:
     # 3. heatmap of p95 over the first two fields
     if x is not None and series is not None:
         piv = per_cell.pivot_table(index=series, columns=x, values="latency_p95_s", aggfunc="mean") * 1e3
+        piv = piv.reindex(index=list(dict.fromkeys(per_cell[series])), columns=list(dict.fromkeys(per_cell[x])))
         fig, ax = plt.subplots(figsize=(1.2 * len(piv.columns) + 3, 0.6 * len(piv.index) + 2.5))
         im = ax.imshow(piv.to_numpy(), aspect="auto", cmap="viridis", origin="lower")
         ax.set_xticks(range(len(piv.columns)), [str(c) for c in piv.columns])
