@@ -22,7 +22,7 @@ from .data import Dataset, load_dataset, preprocess_for
 from .errors import ConfigError
 from .models import NONE, get_spec, load_model, split_loaded
 
-__all__ = ["PipelineResult", "SplitPipeline", "run_pipeline", "default_device"]
+__all__ = ["PipelineResult", "SplitPipeline", "run_pipeline", "default_device", "finetuned_tail"]
 
 
 def default_device() -> torch.device:
@@ -156,8 +156,9 @@ class SplitPipeline:
             raise ConfigError("batch_size", batch_size, "a positive integer")
         chains = [c if isinstance(c, CodecChain) else parse_chain(c) for c in codecs]
         head, tail = split_loaded(self.name, self.model, split)
+        tails = [finetuned_tail(chain, self.name, split, tail) for chain in chains]
         if self.device.type != "cpu":
-            tail = copy.deepcopy(tail).to(self.device)
+            tails = [copy.deepcopy(t).to(self.device) for t in tails]
         reference = self.reference(data, batch_size)
         keys = ("payload", "header", "pred", "enc", "dec", "head", "tail", "snr", "cos")
         cols: list[dict[str, list[np.ndarray]]] = [{k: [] for k in keys} for _ in chains]
@@ -171,10 +172,10 @@ class SplitPipeline:
                 feats = head(x)
                 head_s = np.full(n, (time.perf_counter() - t0) / n)
                 shape = tuple(feats.shape[1:])
-                for chain, col, timing in zip(chains, cols, timings):
+                for chain, col, timing, chain_tail in zip(chains, cols, timings, tails):
                     chain.timings = timing
                     col["head"].append(head_s)
-                    self._batch(chain, feats, tail, col)
+                    self._batch(chain, feats, chain_tail, col)
         label = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
         results = []
         for chain, col, timing in zip(chains, cols, timings):
@@ -228,6 +229,25 @@ def run_pipeline(model: str, split: str, codec_spec: Any = None, dataset_spec: A
     """
     pipe = SplitPipeline(model, weights, seed, device)
     return pipe.run(split, codec_spec, pipe.dataset(dataset_spec, limit), batch_size)
+
+
+def finetuned_tail(chain: CodecChain, model: str, split: str, tail: torch.nn.Module) -> torch.nn.Module:
+    """The tail the server runs behind ``chain``: a learned stage whose checkpoint was trained on this
+    model and split with a fine-tuned tail (QCNet, the TCL autoencoder) brings that tail along; any
+    other chain keeps the model's own tail."""
+    for stage in chain.tensor_stages:
+        path = getattr(stage, "checkpoint", "")
+        if not path:
+            continue
+        from .research.common import load_checkpoint
+
+        blob = load_checkpoint(path, stage.name)
+        cfg, state = blob.get("config", {}), blob.get("state", {})
+        tuned = {k[len("tail."):]: v for k, v in state.items() if k.startswith("tail.")}
+        if tuned and cfg.get("model") == model and cfg.get("split") == split:
+            tail = copy.deepcopy(tail)
+            tail.load_state_dict(tuned)
+    return tail
 
 
 def fidelity(x: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:

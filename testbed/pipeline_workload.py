@@ -103,6 +103,8 @@ def pipeline_key(sc: Scenario) -> tuple[str, dict[str, Any]]:
         "weights_file": _fingerprint_path(sc.model.weights) if sc.model.weights.endswith((".pt", ".pth")) else None,
         "weights_seed": sc.model.seed, "split": sc.model.split, "codec": json.loads(json.dumps(list(sc.codec))),
         "dataset": ds, "dataset_files": _fingerprint_path(ds.get("path")),
+        "codec_files": [_fingerprint_path(str(params["checkpoint"])) for stage in sc.codec
+                        for params in stage.values() if isinstance(params, dict) and params.get("checkpoint")],
     }
     digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
     return digest, desc

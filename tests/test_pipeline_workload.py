@@ -114,3 +114,31 @@ def test_learned_stage_charges_count_macs(tmp_path):
     assert keys[-1][0] == "bytes" and keys[-1][1].startswith("lzma")
     assert macs["autoencoder"][0] == 64 * 8 * 56 * 56  # the encoder's 1x1 convolution
     assert macs["autoencoder"][1] > 0
+
+
+def test_fine_tuned_tail_of_a_learned_codec_is_used(tmp_path):
+    import torch
+
+    from testbed.models import split_model
+    from testbed.pipeline import run_pipeline
+    from testbed.research.autoencoder import BottleneckDecoder, BottleneckEncoder
+    from testbed.research.common import save_checkpoint
+
+    _, tail = split_model("resnet18", "stem")
+    tuned = {k: v.clone() for k, v in tail.state_dict().items()}
+    bias = [k for k in tuned if k.endswith("bias")][-1]  # the classifier's bias
+    tuned[bias] = torch.zeros_like(tuned[bias])
+    tuned[bias][7] = 1e6                                   # a tail that always answers class 7
+    enc, dec = BottleneckEncoder(64, 8), BottleneckDecoder(64, 8)
+    state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+             **{f"decoder.{k}": v for k, v in dec.state_dict().items()},
+             **{f"tail.{k}": v for k, v in tuned.items()}}
+    ckpt = tmp_path / "ae.pt"
+    config = {"channels": 64, "code_channels": 8, "bits": 2, "model": "resnet18", "split": "stem"}
+    save_checkpoint(str(ckpt), "autoencoder", config, state, {})
+    codec = [{"autoencoder": {"checkpoint": str(ckpt)}}, {"quantize": {"bits": 2}}]
+    res = run_pipeline("resnet18", "stem", codec, {"name": "samples", "limit": 2})
+    assert (res.prediction == 7).all()
+    assert not (res.reference == 7).all()  # the unsplit model keeps its own tail
+    other = run_pipeline("resnet18", "layer1", [{"quantize": {"bits": 2}}], {"name": "samples", "limit": 2})
+    assert not (other.prediction == 7).all()
