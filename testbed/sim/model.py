@@ -164,6 +164,9 @@ class Simulation:
         for name, d in self.levels.items():
             levels[name]["peak_in_station"] = float(d["in_station"].peak)
             levels[name]["open_at_end"] = float(d["in_station"].value)
+        if self.sc.link.model != "fair_share":  # one transmission on the air: the rest are waiting
+            for name in ("uplink", "downlink"):
+                levels[name]["waiting"] = max(0.0, levels[name]["in_station"] - levels[name]["busy"])
         names = tuple(g.name or f"group{i}" for i, g in enumerate(self.sc.fleet))
         return SimResult(self.rec.to_frame(names), levels, (self.sc.warmup, self.sc.duration), now,
                          self.sc.server.gpus, meta={"nodes": len(self.nodes), "batches": self.server.batches})

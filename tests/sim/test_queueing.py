@@ -135,3 +135,11 @@ def test_saturated_link_queue_grows_without_bound():
     left = int((result.records["status"] == "in_flight").sum())
     assert left == pytest.approx(backlog, rel=0.05)
     assert result.levels["uplink"]["peak_in_station"] == pytest.approx(500 * 20.0, rel=0.05)
+
+
+def test_fifo_link_waiting_is_the_queue_behind_the_transmission():
+    rho = 0.7
+    result = simulate(scenario_from_dict(pooled(rho, f"{PAYLOAD} B", duration=60.0)))
+    lam = rho / S
+    wq = lam * S * S / (2 * (1 - rho))  # M/D/1 mean wait
+    assert result.levels["uplink"]["waiting"] == pytest.approx(lam * wq, rel=0.1)
