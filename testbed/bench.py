@@ -52,14 +52,12 @@ def simpy_floor(customers: int, seed: int = 1) -> float:
     return customers / (time.perf_counter() - t)
 
 
-def _run(scenario: Scenario) -> tuple[int, float, int]:
+def _timed(scenario: Scenario) -> tuple[Simulation, float, int]:
+    """A finished simulation, the seconds its events took and the number of events scheduled."""
     sim = Simulation(scenario)
     t = time.perf_counter()
-    for node in sim.nodes:
-        node.start()
-    sim.env.run(until=scenario.duration + scenario.drain_s)
-    elapsed = time.perf_counter() - t
-    return sim.rec.n, elapsed, next(sim.env._eid)  # type: ignore[attr-defined]  # events scheduled
+    sim.execute()
+    return sim, time.perf_counter() - t, next(sim.env._eid)  # type: ignore[attr-defined]
 
 
 def simulator_bench(scale: float = 1.0) -> dict[str, Any]:
@@ -68,13 +66,13 @@ def simulator_bench(scale: float = 1.0) -> dict[str, Any]:
     if scale != 1.0:
         raw["duration"] = f"{200 * scale} s"
     scenario = scenario_from_dict(raw)
-    requests, elapsed, events = _run(scenario)
+    sim, elapsed, events = _timed(scenario)
+    requests = sim.rec.n
+    del sim
     floor = simpy_floor(requests)
     tracemalloc.start()
     sim = Simulation(scenario)
-    for node in sim.nodes:
-        node.start()
-    sim.env.run(until=scenario.duration + scenario.drain_s)
+    sim.execute()
     frame = sim.rec.to_frame()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -106,13 +104,8 @@ def csma_bench(scale: float = 1.0) -> dict[str, Any]:
     if scale != 1.0:
         raw["duration"] = f"{100 * scale} s"
     scenario = scenario_from_dict(raw)
-    sim = Simulation(scenario)
-    t = time.perf_counter()
-    for node in sim.nodes:
-        node.start()
-    sim.env.run(until=scenario.duration + scenario.drain_s)
-    elapsed = time.perf_counter() - t
-    requests, events = sim.rec.n, next(sim.env._eid)  # type: ignore[attr-defined]
+    sim, elapsed, events = _timed(scenario)
+    requests = sim.rec.n
     cell = sim.cell
     return {
         "scenario": scenario.name, "nodes": scenario.node_count, "requests": requests, "events": events,

@@ -154,11 +154,14 @@ class Simulation:
         self.rec.status[rid] = _OK
 
     # -- running ------------------------------------------------------------------------------
-    def run(self) -> SimResult:
+    def execute(self) -> None:
+        """Start every node and run the events to the end of the drain (no results assembled)."""
         for node in self.nodes:
             node.start()
-        end = self.sc.duration + self.sc.drain_s
-        self.env.run(until=end)
+        self.env.run(until=self.sc.duration + self.sc.drain_s)
+
+    def run(self) -> SimResult:
+        self.execute()
         now = self.env.now
         levels = {name: {key: lvl.mean(now) for key, lvl in d.items()} for name, d in self.levels.items()}
         for name, d in self.levels.items():
