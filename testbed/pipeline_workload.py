@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +238,8 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
         return PipelineTable(pd.read_parquet(folder / "images.parquet"), meta["elements"],
                              meta["serialized_bytes"], [tuple(k) for k in meta["cost_keys"]], meta["summary"],
                              {k: tuple(v) for k, v in meta.get("stage_macs", {}).items()})
+    print(f"running {sc.model.name} split at {sc.model.split} over the dataset once (cached in {folder})",
+          file=sys.stderr)
     params = _image_codec(sc.codec)
     if params is not None and sc.model.split != "input":
         raise ConfigError("codec.0.image", params, "image encodings apply to split 'input' only")
