@@ -11,7 +11,7 @@ import pandas as pd
 
 from .energy import NodePower, add_energy
 from .io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
-from .metrics import queue_table, summarize
+from .metrics import queue_table, summarize, with_stages
 from .scenario import Scenario
 from .sim.model import SimResult, simulate
 from .sim.workload import Workload
@@ -99,7 +99,7 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None, base_dir:
 def write_run(result: RunResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:
     """Write ``requests.parquet``, ``scenario.yaml``, ``queues.csv`` and ``summary.json`` (last)."""
     out = prepare_out_dir(out, force)
-    write_parquet(out / "requests.parquet", result.records)
+    write_parquet(out / "requests.parquet", with_stages(result.records))
     write_yaml(out / "scenario.yaml", raw)
     write_text(out / "queues.csv", result.queues.to_csv(index=False))
     write_json(out / "summary.json", result.summary)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .io import write_json, write_parquet, write_yaml
-from .metrics import percentile_ci
+from .metrics import percentile_ci, with_stages
 from .scenario import apply_overrides, scenario_from_dict
 
 __all__ = ["Job", "plan", "run_job", "run_sweep", "collect", "CI_METRICS", "replication_seed"]
@@ -94,7 +94,7 @@ def run_job(job: Job, out: str, base_dir: str | None) -> dict[str, Any]:
     final = Path(out) / "cells" / job.name
     tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}.", dir=final.parent))
     try:
-        write_parquet(tmp / "requests.parquet", result.records)
+        write_parquet(tmp / "requests.parquet", with_stages(result.records))
         write_yaml(tmp / "scenario.yaml", job.raw)
         write_json(tmp / "summary.json", row)
         if final.exists():  # a stale partial result from an older run of this job

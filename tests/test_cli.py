@@ -25,6 +25,9 @@ def test_run_writes_results(tmp_path, scenario_file, capsys):
     df = pd.read_parquet(out / "requests.parquet")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"] == int(((df.created_s >= 5) & (df.created_s < 20)).sum())
+    ok = df[df.status == "ok"]
+    assert {"latency_s", "link_wait_s", "tx_s", "server_queue_s", "batch_wait_s", "tail_s"} <= set(df.columns)
+    assert (ok["latency_s"] - (ok["finished_s"] - ok["created_s"])).abs().max() < 1e-12
     assert yaml.safe_load((out / "scenario.yaml").read_text())["fleet"][0]["count"] == 5
     assert (out / "queues.csv").exists()
     assert not list(out.glob(".*.tmp"))

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import TestbedError
 from ..io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
-from ..metrics import summarize
+from ..metrics import summarize, with_stages
 from ..scenario import Scenario
 from .clients import FleetConfig, run_fleet
 from .compute import check_emulable
@@ -178,7 +178,7 @@ def write_emulation(result: EmulationResult, raw: dict[str, Any], out: Path | st
     """``requests.parquet``, ``scenario.yaml``, ``emulation.json``, ``server_errors.csv`` and
     ``summary.json`` (last), as ``testbed run --out`` lays them out."""
     out = prepare_out_dir(out, force)
-    write_parquet(out / "requests.parquet", result.records)
+    write_parquet(out / "requests.parquet", with_stages(result.records))
     write_yaml(out / "scenario.yaml", raw)
     write_json(out / "emulation.json", result.meta)
     write_text(out / "server_errors.csv", pd.DataFrame(result.server_errors, columns=[
