@@ -60,12 +60,14 @@ def _timed(scenario: Scenario) -> tuple[Simulation, float, int]:
     return sim, time.perf_counter() - t, next(sim.env._eid)  # type: ignore[attr-defined]
 
 
+def _scaled(template: dict[str, Any], seconds: float, scale: float) -> Scenario:
+    """The benchmark scenario with its duration cut to ``scale`` of ``seconds``."""
+    return scenario_from_dict(dict(template, duration=f"{seconds * scale} s"))
+
+
 def simulator_bench(scale: float = 1.0) -> dict[str, Any]:
     """Requests per second against the SimPy floor, and peak bytes per request."""
-    raw = dict(BENCH_SCENARIO)
-    if scale != 1.0:
-        raw["duration"] = f"{200 * scale} s"
-    scenario = scenario_from_dict(raw)
+    scenario = _scaled(BENCH_SCENARIO, 200.0, scale)
     sim, elapsed, events = _timed(scenario)
     requests = sim.rec.n
     del sim
@@ -100,10 +102,7 @@ CSMA_BENCH_SCENARIO: dict[str, Any] = {
 
 def csma_bench(scale: float = 1.0) -> dict[str, Any]:
     """Requests per second and events per request of the ``csma`` link (timing only)."""
-    raw = dict(CSMA_BENCH_SCENARIO)
-    if scale != 1.0:
-        raw["duration"] = f"{100 * scale} s"
-    scenario = scenario_from_dict(raw)
+    scenario = _scaled(CSMA_BENCH_SCENARIO, 100.0, scale)
     sim, elapsed, events = _timed(scenario)
     requests = sim.rec.n
     cell = sim.cell

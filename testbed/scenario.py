@@ -425,8 +425,8 @@ DEFAULT_SCENARIO: dict[str, Any] = {
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
-    return ".".join(p for p in parts if p not in ("function-before[check()]",))
+    """Dotted field path, without pydantic's validator entries (``function-before[...]``)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
 
 
 def _first_error(exc: ValidationError) -> ConfigError:
