@@ -72,7 +72,7 @@ def _ms(x: float) -> str:
 
 def host_codecs(cpu_profile: Path, key: str) -> tuple[dict, dict] | None:
     """Codec costs of the server's host CPU: this machine's measured costs as a stand-in."""
-    from testbed.profiles import load_profile
+    from testbed.config.profiles import load_profile
 
     if not cpu_profile.exists():
         return None
@@ -132,7 +132,7 @@ def h100_cudagraphs() -> dict:
 
 
 def pi4b(cpu_profile: Path) -> dict:
-    from testbed.profiles import load_profile
+    from testbed.config.profiles import load_profile
 
     cpu = load_profile(cpu_profile)
     models = {}

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from testbed.metrics import summarize
-from testbed.scenario import scenario_from_dict
+from testbed.core.metrics import summarize
+from testbed.config.load import scenario_from_dict
 from testbed.sim import simulate
 
 __all__ = ["scenario", "measure", "main"]

@@ -29,8 +29,8 @@ RATES = ["1 MB/s", "2 MB/s", "5 MB/s", "10 MB/s"]
 
 
 def run(scenario: Path, rates: list[str]) -> pd.DataFrame:
-    from testbed.runner import run_scenario
-    from testbed.scenario import apply_overrides, read_yaml, scenario_from_dict
+    from testbed.run.runner import run_scenario
+    from testbed.config.load import apply_overrides, read_yaml, scenario_from_dict
 
     raw = {k: v for k, v in read_yaml(scenario).items() if k not in ("sweep", "replications")}
     rows = []

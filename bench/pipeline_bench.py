@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from testbed.codecs import decode_payloads, parse_chain  # noqa: E402
-from testbed.models import load_model, split_loaded  # noqa: E402
-from testbed.data import load_dataset, preprocess_for  # noqa: E402
-from testbed.pipeline import default_device  # noqa: E402
+from testbed.split.codecs import decode_payloads, parse_chain  # noqa: E402
+from testbed.split.models import load_model, split_loaded  # noqa: E402
+from testbed.split.data import load_dataset, preprocess_for  # noqa: E402
+from testbed.split.pipeline import default_device  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

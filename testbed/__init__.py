@@ -1,7 +1,17 @@
-"""testbed: simulation and emulation of split DNN inference in IoT fleets."""
+"""testbed: simulation and emulation of split DNN inference in IoT fleets.
 
-from .errors import ConfigError, TestbedError
-from .scenario import Scenario, load_scenario, scenario_from_dict
+Importing the package is light (no torch, no simpy); see ``docs/architecture.md`` for the layers.
+"""
 
-__all__ = ["ConfigError", "TestbedError", "Scenario", "load_scenario", "scenario_from_dict"]
-__version__ = "0.1.0"
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from testbed.errors import ConfigError, TestbedError
+
+__all__ = ["ConfigError", "TestbedError", "__version__"]
+
+try:
+    __version__ = version("testbed")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"

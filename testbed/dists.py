@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .units import parse_duration, parse_rate, parse_size
+from testbed.units import parse_duration, parse_rate, parse_size
 
 __all__ = [
     "Dist", "Deterministic", "Exponential", "Uniform", "Lognormal", "Normal", "Empirical",

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .errors import TestbedError
+from testbed.errors import TestbedError
 
 __all__ = ["atomic_write", "write_text", "write_json", "write_parquet", "write_yaml", "prepare_out_dir",
            "OutputExistsError"]

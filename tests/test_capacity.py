@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from testbed.capacity import capacity_search, parse_slo, probe
+from testbed.run.capacity import capacity_search, parse_slo, probe
 from testbed.errors import ConfigError
 from tests.conftest import base_scenario
 
@@ -47,7 +47,7 @@ def test_capacity_per_swept_datarate():
 
 
 def test_saturating_station_names_ties():
-    from testbed.capacity import saturating
+    from testbed.run.capacity import saturating
 
     assert saturating({"uplink": 1.0, "server GPU": 0.995, "node CPU": 0.05}) == "uplink + server GPU"
     assert saturating({"uplink": 0.8, "server GPU": 1.0, "node CPU": 0.05}) == "server GPU"

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from testbed.energy import NodePower, add_energy
+from testbed.core.energy import NodePower, add_energy
 
 
 def test_energy_shares_add_up_to_node_energy():

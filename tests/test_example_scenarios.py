@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.scenario import load_scenario, read_yaml
-from testbed.sweep import plan
+from testbed.config.load import load_scenario, read_yaml
+from testbed.run.sweep import plan
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import testbed.pipeline as pipeline_module
-from testbed.pipeline_workload import pipeline_key, pipeline_table
-from testbed.runner import run_scenario
-from testbed.scenario import apply_overrides, scenario_from_dict
+import testbed.split.pipeline as pipeline_module
+from testbed.bridge.workload import pipeline_key, pipeline_table
+from testbed.run.runner import run_scenario
+from testbed.config.load import apply_overrides, scenario_from_dict
 from tests.conftest import base_scenario
 
 
@@ -55,7 +55,7 @@ def test_requests_carry_real_payloads_and_charges():
     sizes = table.images["payload_bytes"].to_numpy()
     assert set(ok["image"]) <= set(range(4)) and len(set(ok["image"])) == 4
     assert np.array_equal(ok["payload_bytes"].to_numpy(), sizes[ok["image"].to_numpy()])
-    from testbed.profiles import head_time, load_profile
+    from testbed.config.profiles import head_time, load_profile
 
     head = ok["head_end_s"] - ok["head_start_s"]
     assert np.allclose(head, head_time(load_profile("pi4b"), "resnet18", "stem"))
@@ -98,8 +98,8 @@ def test_image_codec_errors_name_the_field():
 
 
 def test_learned_stage_charges_count_macs(tmp_path):
-    from testbed.codecs import parse_chain
-    from testbed.pipeline_workload import stage_charges
+    from testbed.split.codecs import parse_chain
+    from testbed.bridge.workload import stage_charges
     from testbed.research.autoencoder import BottleneckDecoder, BottleneckEncoder
     from testbed.research.common import save_checkpoint
 
@@ -119,8 +119,8 @@ def test_learned_stage_charges_count_macs(tmp_path):
 def test_fine_tuned_tail_of_a_learned_codec_is_used(tmp_path):
     import torch
 
-    from testbed.models import split_model
-    from testbed.pipeline import run_pipeline
+    from testbed.split.models import split_model
+    from testbed.split.pipeline import run_pipeline
     from testbed.research.autoencoder import BottleneckDecoder, BottleneckEncoder
     from testbed.research.common import save_checkpoint
 

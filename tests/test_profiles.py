@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from testbed.errors import ConfigError
-from testbed.profiles import codec_time, head_figure, head_time, load_profile, spread_dist, tail_table
-from testbed.sim.calc import interpolate_table
+from testbed.config.profiles import codec_time, head_figure, head_time, load_profile, spread_dist, tail_table
+from testbed.core.calc import interpolate_table
 
 PROFILE = {
     "name": "toy", "role": "both",

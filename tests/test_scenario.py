@@ -1,7 +1,7 @@
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.scenario import apply_overrides, load_scenario, scenario_from_dict
+from testbed.config.load import apply_overrides, load_scenario, scenario_from_dict
 from tests.conftest import base_scenario
 
 

@@ -3,7 +3,7 @@ import copy
 import pandas as pd
 import pytest
 
-from testbed.sweep import plan, replication_seed, run_sweep
+from testbed.run.sweep import plan, replication_seed, run_sweep
 from tests.conftest import base_scenario
 
 
@@ -88,7 +88,7 @@ def test_confidence_interval_uses_student_t():
     import numpy as np
     from scipy import stats
 
-    from testbed.metrics import percentile_ci
+    from testbed.core.metrics import percentile_ci
 
     x = np.array([1.0, 2.0, 4.0])
     lo, hi = percentile_ci(x)

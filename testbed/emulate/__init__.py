@@ -5,6 +5,6 @@ server), :mod:`.clients` (the fleet), :mod:`.shaper` (application-level link), :
 (kernel-shaped link with tc), :mod:`.wire` (framing) and :mod:`.compare` (simulation vs emulation).
 """
 
-from .run import LINK_MODES, EmulationResult, emulate_scenario, write_emulation
+from testbed.emulate.run import LINK_MODES, EmulationResult, emulate_scenario, write_emulation
 
 __all__ = ["LINK_MODES", "EmulationResult", "emulate_scenario", "write_emulation"]

@@ -22,12 +22,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..scenario import Scenario
-from ..sim.arrivals import arrival_times
-from ..sim.records import STATUS, Records
-from .clock import sleep_until
-from .shaper import LinkShaper
-from .wire import BAD_PAYLOAD, DROPPED, OK, TIMED_OUT, FrameError, pack_request, read_frame, unpack_response
+from testbed.config.schema import Scenario
+from testbed.core.arrivals import arrival_times
+from testbed.core.records import STATUS, Records
+from testbed.emulate.clock import sleep_until
+from testbed.emulate.shaper import LinkShaper
+from testbed.emulate.wire import (
+    BAD_PAYLOAD,
+    DROPPED,
+    OK,
+    TIMED_OUT,
+    FrameError,
+    pack_request,
+    read_frame,
+    unpack_response,
+)
 
 __all__ = ["make_workload", "FleetConfig", "Fleet", "run_fleet"]
 
@@ -40,10 +49,10 @@ _IN_FLIGHT = STATUS.index("in_flight")
 def make_workload(sc: Scenario, base_dir: Path | None = None) -> Any:
     """The simulator's workload for ``sc``: the pipeline's (profile charges) or the synthetic one."""
     if sc.model is not None:
-        from ..pipeline_workload import PipelineWorkload, pipeline_table
+        from testbed.bridge.workload import PipelineWorkload, pipeline_table
 
         return PipelineWorkload(sc, pipeline_table(sc), base_dir)
-    from ..sim.workload import SyntheticWorkload
+    from testbed.core.workload import SyntheticWorkload
 
     return SyntheticWorkload(sc)
 
@@ -81,7 +90,7 @@ class Fleet:
     """The nodes of one scenario, a shared uplink shaper and the records they fill."""
 
     def __init__(self, sc: Scenario, cfg: FleetConfig, base_dir: Path | None = None) -> None:
-        from ..sim.model import _stream, expected_requests
+        from testbed.sim.world import _stream, expected_requests
 
         self.sc, self.cfg = sc, cfg
         self.k = cfg.time_scale
@@ -100,7 +109,7 @@ class Fleet:
         self.up_latency = sc.link.latency.sampler(_stream(sc.seed, 1))
         self.compute = None
         if cfg.compute and sc.model is not None:
-            from .compute import NodeCompute
+            from testbed.emulate.compute import NodeCompute
 
             self.compute = NodeCompute(sc)
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="node-cpu")
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    from ..scenario import scenario_from_dict
+    from testbed.config.load import scenario_from_dict
 
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import TestbedError
-from ..metrics import STAGES, in_window, with_stages
+from testbed.errors import TestbedError
+from testbed.core.metrics import STAGES, in_window, with_stages
 
 __all__ = ["load_run", "completed_latencies", "compare_runs", "write_comparison", "PERCENTILES"]
 
@@ -29,7 +29,7 @@ def load_run(folder: Path | str) -> tuple[pd.DataFrame, dict[str, Any], tuple[fl
     summary = json.loads((folder / "summary.json").read_text())
     window = (0.0, math.inf)
     if (folder / "scenario.yaml").exists():
-        from ..scenario import load_scenario
+        from testbed.config.load import load_scenario
 
         sc, _ = load_scenario(folder / "scenario.yaml")
         window = (sc.warmup, sc.duration)
@@ -79,7 +79,7 @@ def write_comparison(a_dir: Path | str, b_dir: Path | str, out: Path | str, labe
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_write, write_json, write_text
+    from testbed.io import atomic_write, write_json, write_text
 
     da, sa, wa = load_run(a_dir)
     db, sb, wb = load_run(b_dir)

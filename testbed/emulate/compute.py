@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..scenario import Scenario
+from testbed.errors import ConfigError
+from testbed.config.schema import Scenario
 
 __all__ = ["check_emulable", "NodeCompute", "ServerCompute"]
 
@@ -29,8 +29,8 @@ def check_emulable(sc: Scenario) -> None:
 
 
 def _dataset(sc: Scenario) -> Any:
-    from ..data import load_dataset, preprocess_for
-    from ..pipeline_workload import _dataset_arg
+    from testbed.split.data import load_dataset, preprocess_for
+    from testbed.bridge.workload import _dataset_arg
 
     assert sc.model is not None
     return load_dataset(_dataset_arg(sc), preprocess_for(sc.model.name, sc.model.weights))
@@ -42,8 +42,8 @@ class NodeCompute:
     def __init__(self, sc: Scenario) -> None:
         import torch
 
-        from ..codecs import parse_chain
-        from ..models import load_model, split_loaded
+        from testbed.split.codecs import parse_chain
+        from testbed.split.models import load_model, split_loaded
 
         assert sc.model is not None
         self.torch = torch
@@ -69,9 +69,9 @@ class ServerCompute:
 
         import torch
 
-        from ..data import preprocess_for
-        from ..models import load_model, split_loaded
-        from ..pipeline import default_device
+        from testbed.split.data import preprocess_for
+        from testbed.split.models import load_model, split_loaded
+        from testbed.split.pipeline import default_device
 
         assert sc.model is not None
         self.torch = torch
@@ -85,7 +85,7 @@ class ServerCompute:
 
     def decode(self, payload: bytes) -> Any:
         """One payload to a feature tensor ``[1, ...]``; raises PayloadError when corrupt."""
-        from ..codecs import PayloadError, decode_payloads
+        from testbed.split.codecs import PayloadError, decode_payloads
 
         x = decode_payloads([payload])
         if tuple(x.shape[1:]) != self.shape:

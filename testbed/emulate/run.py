@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import TestbedError
-from ..io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
-from ..metrics import summarize, with_stages
-from ..scenario import Scenario
-from .clients import FleetConfig, run_fleet
-from .compute import check_emulable
-from .wire import MAX_FRAME
+from testbed.errors import TestbedError
+from testbed.io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
+from testbed.core.metrics import summarize, with_stages
+from testbed.config.schema import Scenario
+from testbed.emulate.clients import FleetConfig, run_fleet
+from testbed.emulate.compute import check_emulable
+from testbed.emulate.wire import MAX_FRAME
 
 __all__ = ["EmulationResult", "emulate_scenario", "write_emulation", "LINK_MODES"]
 
@@ -116,7 +116,7 @@ def emulate_scenario(sc: Scenario, raw: dict[str, Any], base_dir: Path | None = 
 
 def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: dict[str, Any], tmp: Path,
             k: float, drain_cap: float) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    from .netns import NetnsLink, netem_support, tc_support
+    from testbed.emulate.netns import NetnsLink, netem_support, tc_support
 
     ok, why = tc_support()
     if not ok:
@@ -157,7 +157,7 @@ def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: d
 def _add_live_outcomes(df: pd.DataFrame, sc: Scenario) -> pd.DataFrame:
     """``correct``/``agree`` from the live server's predictions (against the dataset labels and
     the unsplit model's predictions in the pipeline cache)."""
-    from ..pipeline_workload import pipeline_table
+    from testbed.bridge.workload import pipeline_table
 
     img = pipeline_table(sc).images.set_index("image")
     idx = df["image"].to_numpy()

@@ -27,11 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from ..sim.calc import batch_decision
-from .clock import sleep_until
-from .shaper import LinkShaper
-from .wire import (BAD_PAYLOAD, DROPPED, MAX_FRAME, OK, TIMED_OUT, FrameError, pack_response, read_frame,
-                   unpack_request)
+from testbed.core.calc import batch_decision
+from testbed.emulate.clock import sleep_until
+from testbed.emulate.shaper import LinkShaper
+from testbed.emulate.wire import (
+    BAD_PAYLOAD,
+    DROPPED,
+    MAX_FRAME,
+    OK,
+    TIMED_OUT,
+    FrameError,
+    pack_response,
+    read_frame,
+    unpack_request,
+)
 
 __all__ = ["ServerConfig", "EdgeServer", "server_config", "main"]
 
@@ -276,8 +285,8 @@ def server_config(scenario: Any, time_scale: float = 1.0, base_dir: Path | None 
     """A :class:`ServerConfig` for ``scenario`` with every time multiplied by ``time_scale`` (and
     every rate divided by it); the server's random streams are the simulator's (keys (2,), (2, 1),
     (2, 2) and (1, 1))."""
-    from ..sim.model import _stream
-    from .clients import make_workload
+    from testbed.sim.world import _stream
+    from testbed.emulate.clients import make_workload
 
     sc, k = scenario, time_scale
     wl = make_workload(sc, base_dir)
@@ -291,7 +300,7 @@ def server_config(scenario: Any, time_scale: float = 1.0, base_dir: Path | None 
             n += 1
     comp = None
     if compute and sc.model is not None:
-        from .compute import ServerCompute
+        from testbed.emulate.compute import ServerCompute
 
         comp = ServerCompute(sc, device)
     return ServerConfig(
@@ -305,7 +314,7 @@ def server_config(scenario: Any, time_scale: float = 1.0, base_dir: Path | None 
 
 
 async def _serve(cfg_file: Path) -> None:
-    from ..scenario import scenario_from_dict
+    from testbed.config.load import scenario_from_dict
 
     spec = json.loads(cfg_file.read_text())
     base = Path(spec["base_dir"]) if spec.get("base_dir") else None

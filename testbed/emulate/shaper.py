@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .clock import sleep_until
+from testbed.emulate.clock import sleep_until
 
 __all__ = ["LinkShaper", "Transmission", "DISCIPLINES"]
 

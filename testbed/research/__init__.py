@@ -13,6 +13,6 @@
 Submodules are imported on use; importing this package stays light.
 """
 
-from .modes import NestQuantModes, NestQuantPolicy, choose_mode, modes_path, switch_bytes
+from testbed.config.modes import NestQuantModes, NestQuantPolicy, choose_mode, modes_path, switch_bytes
 
 __all__ = ["NestQuantModes", "NestQuantPolicy", "choose_mode", "modes_path", "switch_bytes"]

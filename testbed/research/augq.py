@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from testbed.errors import ConfigError
 
 __all__ = ["AuGQConfig", "calibrate_levels", "uniform_levels", "quantize_to_levels", "dequantize_levels",
            "level_mse", "augq_quantize_module", "uniform_quantize_module", "calibrate_features", "save_augq"]
@@ -176,7 +176,7 @@ def uniform_quantize_module(module: nn.Module, bits: int) -> tuple[nn.Module, in
 def calibrate_features(x: Tensor, cfg: AuGQConfig, granularity: str = "channel") -> Tensor:
     """Level tables for feature maps ``x [N, C, ...]`` from the first ``cfg.samples`` items:
     ``[C, 2^b]`` per channel or ``[1, 2^b]`` per tensor."""
-    from ..codecs.quantize import channel_view
+    from testbed.split.codecs.quantize import channel_view
 
     if granularity not in ("channel", "tensor"):
         raise ConfigError("granularity", granularity, "one of channel, tensor")
@@ -188,7 +188,7 @@ def calibrate_features(x: Tensor, cfg: AuGQConfig, granularity: str = "channel")
 def save_augq(path: str, levels: Tensor, cfg: AuGQConfig, granularity: str,
               meta: dict[str, object] | None = None, head_state: dict[str, Tensor] | None = None) -> None:
     """Write an AuGQ checkpoint: the level tables (and optionally the AuGQ-quantized head weights)."""
-    from .common import save_checkpoint
+    from testbed.research.common import save_checkpoint
 
     state = {"levels": levels}
     state.update({f"head.{k}": v for k, v in (head_state or {}).items()})

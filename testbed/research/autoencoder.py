@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .common import batches, load_checkpoint, save_checkpoint, seeded
-from .nets import SplitTask, task_loss
+from testbed.errors import ConfigError
+from testbed.research.common import batches, load_checkpoint, save_checkpoint, seeded
+from testbed.research.nets import SplitTask, task_loss
 
 __all__ = ["BottleneckEncoder", "BottleneckDecoder", "tcl_loss", "tcl_weight", "AutoencoderConfig",
            "train_autoencoder", "load_autoencoder", "SCHEDULES"]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, TestbedError
+from testbed.errors import ConfigError, TestbedError
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "pick_device", "seeded", "save_checkpoint",
            "load_checkpoint", "Compute", "count_compute", "batches", "set_threads", "cpu_seconds_per_item"]

@@ -24,10 +24,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..codecs import parse_chain
-from ..codecs.chain import decode_payloads
-from .common import Compute, count_compute, pick_device, seeded, set_threads
-from .nets import TINY_MODEL, SplitTask, TabularMLP, evaluate_logits, load_split_task, tabular_tensors, \
+from testbed.split.codecs import parse_chain
+from testbed.split.codecs.chain import decode_payloads
+from testbed.research.common import Compute, count_compute, pick_device, seeded, set_threads
+from testbed.research.nets import (
+    TINY_MODEL,
+    SplitTask,
+    TabularMLP,
+    evaluate_logits,
+    load_split_task,
+    tabular_tensors,
+    \,
+)
     train_classifier
 
 __all__ = ["Row", "run_eval", "format_table", "main"]
@@ -69,7 +77,7 @@ def _through_chain(spec: list[dict[str, Any]], x: Tensor) -> tuple[Tensor, float
     chain = parse_chain(spec)
     res = chain.encode_timed(x)
     decoded = decode_payloads(res.payloads)
-    from ..codecs.payload import read_frame
+    from testbed.split.codecs.payload import read_frame
 
     bodies = [len(read_frame(p).body) for p in res.payloads]
     return (decoded, float(np.mean([len(p) for p in res.payloads])), float(np.mean(bodies)),
@@ -94,12 +102,18 @@ def run_eval(out_dir: str, model: str = TINY_MODEL, weights: str = "", split: st
              device: str | None = None, threads: int | None = 1, tabular: str | None = "breast_cancer",
              log: Any = print) -> list[Row]:
     """Train/calibrate every method into ``out_dir`` and measure it; returns the rows."""
-    from .augq import AuGQConfig, augq_quantize_module, calibrate_features, save_augq, uniform_quantize_module
-    from .autoencoder import AutoencoderConfig, load_autoencoder, train_autoencoder
-    from .modes import NestQuantModes, modes_path
-    from .nestquant import NestQuantConfig, build_nestquant, save_nestquant
-    from .qcnet import QCNetConfig, load_qcnet, train_qat_tail, train_qcnet
-    from .softquant import SoftQuantConfig, load_softquant, train_softquant
+    from testbed.research.augq import (
+        AuGQConfig,
+        augq_quantize_module,
+        calibrate_features,
+        save_augq,
+        uniform_quantize_module,
+    )
+    from testbed.research.autoencoder import AutoencoderConfig, load_autoencoder, train_autoencoder
+    from testbed.config.modes import NestQuantModes, modes_path
+    from testbed.research.nestquant import NestQuantConfig, build_nestquant, save_nestquant
+    from testbed.research.qcnet import QCNetConfig, load_qcnet, train_qat_tail, train_qcnet
+    from testbed.research.softquant import SoftQuantConfig, load_softquant, train_softquant
 
     set_threads(threads)
     dev = pick_device(device)
@@ -238,7 +252,7 @@ def _tabular(name: str, out: Path, seed: int, dev: torch.device, log: Any, t_sta
     """Soft quantization of tabular features (a bundled scikit-learn table) against uniform quantization."""
     import copy
 
-    from .softquant import SoftQuantConfig, load_softquant, train_softquant
+    from testbed.research.softquant import SoftQuantConfig, load_softquant, train_softquant
 
     xtr, ytr, xte, yte = tabular_tensors(name, seed)
     with seeded(seed):
@@ -315,7 +329,7 @@ def format_nestquant(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="testbed research-eval", description=__doc__.splitlines()[0])
-    from ..commands.research_eval import add_arguments
+    from testbed.cli.commands.research_eval import add_arguments
 
     add_arguments(p)
     return run_from_args(p.parse_args(argv))

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .common import load_checkpoint, save_checkpoint
-from .modes import FULL, MODES, PART
+from testbed.errors import ConfigError
+from testbed.research.common import load_checkpoint, save_checkpoint
+from testbed.config.modes import FULL, MODES, PART
 
 __all__ = ["NestQuantConfig", "NestedWeight", "nest_weight", "NestQuantHead", "build_nestquant",
            "load_nestquant", "save_nestquant", "int8_scale"]

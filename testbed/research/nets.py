@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .common import batches, load_checkpoint, save_checkpoint, seeded
+from testbed.errors import ConfigError
+from testbed.research.common import batches, load_checkpoint, save_checkpoint, seeded
 
 __all__ = ["TinyResNet", "BasicBlock", "TINY_POINTS", "SplitTask", "digits_tensors", "tabular_tensors",
            "TabularMLP", "train_classifier", "load_split_task", "evaluate_logits", "task_loss",
@@ -94,7 +94,7 @@ def digits_tensors(size: int = 16, seed: int = 0, test_fraction: float = 1 / 3,
                    limit: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """scikit-learn digits via :func:`testbed.data.load_dataset`, upsampled to ``size`` and normalized
     to [-1, 1]; a seeded train/test split: ``(x_train, y_train, x_test, y_test)``."""
-    from ..data import Preprocess, load_dataset
+    from testbed.split.data import Preprocess, load_dataset
 
     ds = load_dataset("digits", Preprocess(crop=size, resize=size, mean=(0.5,) * 3, std=(0.5,) * 3), limit=limit)
     assert ds.labels is not None
@@ -242,9 +242,9 @@ def load_split_task(model: str = TINY_MODEL, weights: str = "", split: str = "la
         head, tail = net.split(split)
         return SplitTask(model, split, head.eval(), tail.eval(), x_tr, y_tr, x_te, y_te, "labels",
                          weights or (base_out or "trained in process"))
-    from ..data import load_dataset, preprocess_for
-    from ..models import get_spec, split_model
-    from ..models.weights import is_checkpoint_path
+    from testbed.split.data import load_dataset, preprocess_for
+    from testbed.split.models import get_spec, split_model
+    from testbed.split.models.weights import is_checkpoint_path
 
     spec = get_spec(model)
     if spec.task != "classification":

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..codecs import CodecChain, parse_chain
-from ..errors import ConfigError
-from .common import batches, load_checkpoint, save_checkpoint, seeded
-from .nets import SplitTask, task_loss
+from testbed.split.codecs import CodecChain, parse_chain
+from testbed.errors import ConfigError
+from testbed.research.common import batches, load_checkpoint, save_checkpoint, seeded
+from testbed.research.nets import SplitTask, task_loss
 
 __all__ = ["QCNet", "QCNetConfig", "quantize_roundtrip", "train_qcnet", "train_qat_tail", "load_qcnet"]
 

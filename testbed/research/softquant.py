@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .common import batches, load_checkpoint, save_checkpoint
-from .nets import task_loss
+from testbed.errors import ConfigError
+from testbed.research.common import batches, load_checkpoint, save_checkpoint
+from testbed.research.nets import task_loss
 
 __all__ = ["SoftBitQuantizer", "SoftQuantConfig", "train_softquant", "load_softquant", "GRANULARITIES"]
 

@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..codecs.base import TensorStage, register_codec
-from ..codecs.errors import PayloadError
-from ..codecs.quantize import _restore, channel_view
-from ..errors import ConfigError
-from .common import load_checkpoint
+from testbed.split.codecs.base import TensorStage, register_codec
+from testbed.split.codecs.errors import PayloadError
+from testbed.split.codecs.quantize import _restore, channel_view
+from testbed.errors import ConfigError
+from testbed.research.common import load_checkpoint
 
 __all__ = ["AutoencoderStage", "QCNetStage", "SoftQuantStage", "AuGQStage", "cached_checkpoint"]
 
@@ -43,15 +43,15 @@ def cached_checkpoint(path: str, method: str, field: str) -> Any:
 @lru_cache(maxsize=32)
 def _load(path: str, mtime: float, method: str, field: str) -> Any:
     if method == "autoencoder":
-        from .autoencoder import load_autoencoder
+        from testbed.research.autoencoder import load_autoencoder
 
         return load_autoencoder(path, field)
     if method == "qcnet":
-        from .qcnet import load_qcnet
+        from testbed.research.qcnet import load_qcnet
 
         return load_qcnet(path, field)
     if method == "softquant":
-        from .softquant import load_softquant
+        from testbed.research.softquant import load_softquant
 
         return load_softquant(path, field)
     blob = load_checkpoint(path, "augq", field)
@@ -168,7 +168,7 @@ class AuGQStage(TensorStage):
         return v
 
     def encode(self, x: Tensor) -> tuple[Tensor, list[bytes]]:
-        from .augq import quantize_to_levels
+        from testbed.research.augq import quantize_to_levels
 
         levels, cfg = self._levels()
         v = self._view(x.to(torch.float32), cfg)
@@ -176,7 +176,7 @@ class AuGQStage(TensorStage):
         return _restore(codes, x.shape, cfg["granularity"] == "channel", None), _no_side(x.shape[0])
 
     def decode(self, y: Tensor, side: list[bytes]) -> Tensor:
-        from .augq import dequantize_levels
+        from testbed.research.augq import dequantize_levels
 
         _check_side(side, self.name)
         levels, cfg = self._levels()

@@ -12,9 +12,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .common import pick_device, seeded, set_threads
-from .nets import TINY_MODEL, TabularMLP, evaluate_logits, load_split_task, tabular_tensors, train_classifier
+from testbed.errors import ConfigError
+from testbed.research.common import pick_device, seeded, set_threads
+from testbed.research.nets import (
+    TINY_MODEL,
+    TabularMLP,
+    evaluate_logits,
+    load_split_task,
+    tabular_tensors,
+    train_classifier,
+)
 
 __all__ = ["TrainOptions", "METHODS", "train_method", "TABULAR_PREFIX"]
 
@@ -76,7 +83,7 @@ def train_method(method: str, o: TrainOptions) -> dict[str, Any]:
         summary.update(_eval_tail(task.head, task.tail, task))
         return summary
     if method == "autoencoder":
-        from .autoencoder import AutoencoderConfig, train_autoencoder
+        from testbed.research.autoencoder import AutoencoderConfig, train_autoencoder
 
         task = _task(o, device=device)
         cfg = AutoencoderConfig(bits=o.bits or 2, code_channels=o.code_channels, epochs=o.epochs or 10,
@@ -87,8 +94,8 @@ def train_method(method: str, o: TrainOptions) -> dict[str, Any]:
                               {"lzma": {"preset": 6}}])
         return summary
     if method == "qcnet":
-        from ..codecs import normalize_spec
-        from .qcnet import QCNetConfig, quantize_roundtrip, train_qcnet
+        from testbed.split.codecs import normalize_spec
+        from testbed.research.qcnet import QCNetConfig, quantize_roundtrip, train_qcnet
 
         task = _task(o, device=device)
         qspec = [{n: p} for n, p in normalize_spec(o.quantizer, "quantizer")]
@@ -101,7 +108,7 @@ def train_method(method: str, o: TrainOptions) -> dict[str, Any]:
                        note="the server runs the fine-tuned tail stored under 'tail.' in the checkpoint")
         return summary
     if method == "softquant":
-        from .softquant import SoftQuantConfig, train_softquant
+        from testbed.research.softquant import SoftQuantConfig, train_softquant
 
         cfg = SoftQuantConfig(bits=o.bits or 2, granularity=o.granularity or "feature", epochs=o.epochs or 6,
                               seed=o.seed)
@@ -127,8 +134,8 @@ def train_method(method: str, o: TrainOptions) -> dict[str, Any]:
                        note="the server runs the fine-tuned model stored under 'model.' in the checkpoint")
         return summary
     if method == "augq":
-        from ..codecs.quantize import channel_view
-        from .augq import AuGQConfig, augq_quantize_module, calibrate_features, dequantize_levels, \
+        from testbed.split.codecs.quantize import channel_view
+        from testbed.research.augq import AuGQConfig, augq_quantize_module, calibrate_features, dequantize_levels, \
             quantize_to_levels, save_augq
 
         task = _task(o, device=device)
@@ -151,8 +158,8 @@ def train_method(method: str, o: TrainOptions) -> dict[str, Any]:
         summary.update(metrics=_eval_tail(head, task.tail, task, roundtrip),
                        codec=[{"augq": {"checkpoint": o.out}}, {"lzma": {"preset": 6}}])
         return summary
-    from .modes import NestQuantModes, modes_path
-    from .nestquant import NestQuantConfig, build_nestquant, save_nestquant
+    from testbed.config.modes import NestQuantModes, modes_path
+    from testbed.research.nestquant import NestQuantConfig, build_nestquant, save_nestquant
 
     task = _task(o, device=device)
     cfg = NestQuantConfig(part_bits=o.part_bits, adaptive=o.adaptive, samples=o.samples, seed=o.seed)

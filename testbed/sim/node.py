@@ -8,15 +8,13 @@ from typing import Any
 
 import simpy
 
-from .monitor import Level
-from .records import STATUS, Records
+from testbed.core.monitor import Level
+from testbed.core.workload import Frame
+from testbed.core.records import STATUS, Records
 
-__all__ = ["Node", "Frame"]
+__all__ = ["Node"]
 
 _DROPPED = STATUS.index("dropped_at_node")
-
-Frame = tuple[int, float, float, float]
-"""What a node draws per frame: (image index or -1, payload bytes, head seconds, encode seconds)."""
 
 
 class Node:

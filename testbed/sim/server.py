@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import simpy
 
-from .calc import batch_decision
-from .monitor import Level
-from .records import STATUS, Records
+from testbed.core.calc import batch_decision
+from testbed.core.monitor import Level
+from testbed.core.records import STATUS, Records
 
 __all__ = ["Server"]
 

@@ -8,7 +8,7 @@ import zlib
 import pytest
 import torch
 
-from testbed.codecs import MAGIC, PayloadError, decode_payload, parse_chain, parse_codec_string
+from testbed.split.codecs import MAGIC, PayloadError, decode_payload, parse_chain, parse_codec_string
 from testbed import errors
 from testbed.errors import ConfigError
 
@@ -78,7 +78,7 @@ def test_forged_payloads_with_valid_crc_are_rejected() -> None:
 
 
 def read_body(payload: bytes) -> bytes:
-    from testbed.codecs import read_frame
+    from testbed.split.codecs import read_frame
 
     return read_frame(payload).body
 

@@ -9,9 +9,19 @@ import pytest
 import torch
 from torch import Tensor
 
-from testbed.codecs import (CodecChain, TensorStage, codec_names, decode_payload, pack_bits, packed_size,
-                            parse_chain, read_frame, register_codec, unpack_bits)
-from testbed.codecs.quantize import channel_view
+from testbed.split.codecs import (
+    CodecChain,
+    TensorStage,
+    codec_names,
+    decode_payload,
+    pack_bits,
+    packed_size,
+    parse_chain,
+    read_frame,
+    register_codec,
+    unpack_bits,
+)
+from testbed.split.codecs.quantize import channel_view
 
 
 def _features(shape=(3, 16, 7, 5), seed=0, relu=True) -> Tensor:

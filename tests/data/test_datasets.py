@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from testbed.data import IMAGENET_MEAN, Preprocess, load_dataset, parse_dataset, preprocess_for
+from testbed.split.data import IMAGENET_MEAN, Preprocess, load_dataset, parse_dataset, preprocess_for
 from testbed.errors import ConfigError
 
 

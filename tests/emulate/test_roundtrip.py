@@ -27,10 +27,10 @@ del MODEL_SCENARIO["server"]["service"]
 def test_real_payloads_round_trip_through_the_live_server(tmp_path: Path) -> None:
     import torch
 
-    from testbed.codecs import decode_payloads
+    from testbed.split.codecs import decode_payloads
     from testbed.emulate.compute import NodeCompute, ServerCompute
     from testbed.emulate.server import EdgeServer, ServerConfig
-    from testbed.scenario import scenario_from_dict
+    from testbed.config.load import scenario_from_dict
 
     sc = scenario_from_dict(MODEL_SCENARIO)
     node = NodeCompute(sc)
@@ -62,7 +62,7 @@ def test_emulate_and_compare_commands(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["emulate", str(scen), "--out", str(emu), "--time-scale", "0.5"]) == 0
     import pandas as pd
 
-    from testbed.sim.records import FLOAT_COLUMNS, INT_COLUMNS
+    from testbed.core.records import FLOAT_COLUMNS, INT_COLUMNS
 
     sim_df, emu_df = pd.read_parquet(sim / "requests.parquet"), pd.read_parquet(emu / "requests.parquet")
     assert set(FLOAT_COLUMNS) | {n for n, _ in INT_COLUMNS} <= set(emu_df.columns)

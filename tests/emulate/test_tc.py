@@ -21,7 +21,7 @@ def _namespaces() -> set[str]:
 
 def test_kernel_shaped_link_carries_the_fleet_and_cleans_up() -> None:
     from testbed.emulate import emulate_scenario
-    from testbed.scenario import scenario_from_dict
+    from testbed.config.load import scenario_from_dict
 
     raw = emu_scenario(duration="2 s")
     sc = scenario_from_dict(raw)

@@ -7,8 +7,15 @@ import asyncio
 import pytest
 
 from testbed.emulate.shaper import LinkShaper
-from testbed.emulate.wire import (MAX_FRAME, FrameError, pack_request, pack_response, read_frame, unpack_request,
-                                  unpack_response)
+from testbed.emulate.wire import (
+    MAX_FRAME,
+    FrameError,
+    pack_request,
+    pack_response,
+    read_frame,
+    unpack_request,
+    unpack_response,
+)
 
 
 def _reader(data: bytes) -> asyncio.StreamReader:

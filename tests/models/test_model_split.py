@@ -10,8 +10,17 @@ import torch
 from torch import nn
 
 from testbed.errors import ConfigError
-from testbed.models import (INPUT, NONE, WeightsError, feature_table, get_spec, load_model, model_names,
-                            split_loaded, split_model)
+from testbed.split.models import (
+    INPUT,
+    NONE,
+    WeightsError,
+    feature_table,
+    get_spec,
+    load_model,
+    model_names,
+    split_loaded,
+    split_model,
+)
 
 HEAVY = {"vit_b_16", "efficientnet_v2_s", "convnext_tiny", "ssdlite320_mobilenet_v3_large"}
 

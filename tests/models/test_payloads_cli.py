@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from testbed.cli import main
-from testbed.pipeline import run_pipeline
+from testbed.split.pipeline import run_pipeline
 
 
 def _json(capsys, argv: list[str]) -> list[dict]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from testbed.codecs import decode_payload, parse_chain, read_frame
-from testbed.codecs.chain import decode_payloads
+from testbed.split.codecs import decode_payload, parse_chain, read_frame
+from testbed.split.codecs.chain import decode_payloads
 from testbed.errors import ConfigError
 from testbed.research.autoencoder import AutoencoderConfig, tcl_loss, tcl_weight, train_autoencoder
 from testbed.research.common import load_checkpoint

@@ -8,12 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from testbed.codecs import parse_chain, read_frame
-from testbed.codecs.chain import decode_payloads
+from testbed.split.codecs import parse_chain, read_frame
+from testbed.split.codecs.chain import decode_payloads
 from testbed.errors import ConfigError
-from testbed.research.augq import (AuGQConfig, augq_quantize_module, calibrate_features, calibrate_levels,
-                                   level_mse, save_augq, uniform_levels, uniform_quantize_module)
-from testbed.research.modes import NestQuantModes, NestQuantPolicy, choose_mode, modes_path, switch_bytes
+from testbed.research.augq import (
+    AuGQConfig,
+    augq_quantize_module,
+    calibrate_features,
+    calibrate_levels,
+    level_mse,
+    save_augq,
+    uniform_levels,
+    uniform_quantize_module,
+)
+from testbed.config.modes import NestQuantModes, NestQuantPolicy, choose_mode, modes_path, switch_bytes
 from testbed.research.nestquant import NestQuantConfig, build_nestquant, load_nestquant
 
 
@@ -106,7 +114,7 @@ def test_modes_module_is_torch_free() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import testbed.research.modes as m; "
+    code = ("import sys; import testbed.config.modes as m; "
             "print(any(k == 'torch' or k.startswith('torch.') for k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

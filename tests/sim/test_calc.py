@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from testbed.dists import Deterministic
-from testbed.sim.calc import batch_decision, batch_time_fn, interpolate_table
+from testbed.core.calc import batch_decision, batch_time_fn, interpolate_table
 
 
 def test_interpolation_between_and_beyond_measured_sizes():

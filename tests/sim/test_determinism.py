@@ -1,6 +1,6 @@
 import pandas as pd
 
-from testbed.scenario import apply_overrides, scenario_from_dict
+from testbed.config.load import apply_overrides, scenario_from_dict
 from testbed.sim import simulate
 from tests.conftest import base_scenario
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from testbed.research.modes import NestQuantModes
-from testbed.runner import run_scenario
-from testbed.scenario import scenario_from_dict
+from testbed.config.modes import NestQuantModes
+from testbed.run.runner import run_scenario
+from testbed.config.load import scenario_from_dict
 
 
 @pytest.fixture

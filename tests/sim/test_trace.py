@@ -2,7 +2,7 @@
 
 import pytest
 
-from testbed.scenario import scenario_from_dict
+from testbed.config.load import scenario_from_dict
 from testbed.sim import simulate
 
 

@@ -15,11 +15,22 @@ import numpy as np
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.scenario import scenario_from_dict
+from testbed.config.load import scenario_from_dict
 from testbed.sim import simulate
-from testbed.sim.wifi import (STANDARDS, Dcf, ack_time, bianchi_fixed_point, bianchi_tau,
-                              bianchi_throughput, exchange_time, mac_efficiency, mpdus_per_ppdu,
-                              payload_airtime, ppdu_time, saturation_throughput)
+from testbed.sim.links.wifi import (
+    STANDARDS,
+    Dcf,
+    ack_time,
+    bianchi_fixed_point,
+    bianchi_tau,
+    bianchi_throughput,
+    exchange_time,
+    mac_efficiency,
+    mpdus_per_ppdu,
+    payload_airtime,
+    ppdu_time,
+    saturation_throughput,
+)
 
 A = STANDARDS["802.11a"]
 RATE_54 = 54e6 / 8           # bytes/s

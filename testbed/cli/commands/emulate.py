@@ -1,0 +1,68 @@
+"""``testbed emulate FILE --out DIR [--duration D] [--time-scale K] [--link shaper|tc] [--set path=value]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["register"]
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from testbed.errors import TestbedError
+    from testbed.core.metrics import format_summary
+    from testbed.config.load import load_scenario
+
+    overrides = list(args.set or [])
+    if args.duration:
+        overrides.append(f"duration={args.duration}")
+    scenario, raw = load_scenario(args.file, overrides or None)
+    if args.out:
+        from testbed.io import prepare_out_dir
+
+        prepare_out_dir(args.out, args.force)
+    if args.link == "tc":
+        from testbed.emulate.netns import tc_support
+
+        ok, why = tc_support()
+        if not ok:
+            raise TestbedError(f"--link tc: {why}")
+    from testbed.emulate import emulate_scenario, write_emulation
+
+    base = Path(args.file).resolve().parent if args.file else None
+    result = emulate_scenario(scenario, raw, base, time_scale=args.time_scale, link=args.link,
+                              max_frame=args.max_frame, drain_cap=args.drain_cap)
+    if args.out:
+        write_emulation(result, raw, args.out, force=True)
+    if args.json:
+        print(json.dumps({"summary": result.summary, "emulation": result.meta}, indent=2, default=float))
+    else:
+        print(format_summary(result.summary))
+        f, s = result.meta["fleet"], result.meta["server"]
+        print(f"\nlink {result.meta['link']['mode']}, time scale {result.meta['time_scale']}; overruns: "
+              f"head {f.get('head_overruns', 0)}, encode {f.get('encode_overruns', 0)}, "
+              f"tail {s.get('tail_overruns', 0)}; late arrivals {f.get('late_arrivals', 0)}; "
+              f"server errors {result.meta['server_errors']}")
+        if args.out:
+            print(f"wrote {args.out}/requests.parquet, summary.json, emulation.json, server_errors.csv, scenario.yaml")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("emulate", help="run a scenario live: real server, sockets and a shaped link")
+    p.add_argument("file", help="scenario YAML file")
+    p.add_argument("--out", help="directory for requests.parquet, summary.json, emulation.json, scenario.yaml")
+    p.add_argument("--duration", help="override the scenario duration, e.g. '20 s'")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="wall seconds per scenario second: times x K, data rates / K (default 1)")
+    p.add_argument("--link", choices=("shaper", "tc"), default="shaper",
+                   help="shape the link in the application (default) or with tc in network namespaces (root)")
+    p.add_argument("--max-frame", type=int, default=8 << 20, help="largest frame the server accepts (bytes)")
+    p.add_argument("--drain-cap", type=float, default=30.0,
+                   help="scenario seconds to wait for requests in flight after the arrivals stop")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_emulate)

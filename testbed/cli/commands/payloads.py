@@ -1,0 +1,151 @@
+"""``testbed payloads``: real images through head, codec, decode and tail; bytes on the wire."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+__all__ = ["register", "expand_codecs"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "payloads", help="measure payload bytes, codec time and fidelity per split point and codec",
+        description="Run a dataset through head -> codec -> decode -> tail for each split point and codec "
+                    "chain and report payload bytes (mean, p95), compression ratios, encode/decode time, "
+                    "feature SNR and cosine, top-1 agreement with the unsplit model and accuracy.")
+    p.add_argument("--model", default="resnet18", help="registered model (see `testbed models`)")
+    p.add_argument("--split", action="append", metavar="POINT",
+                   help="split point (repeatable, comma lists allowed; 'all' = every point; default all)")
+    p.add_argument("--codec", action="append", metavar="SPEC",
+                   help="codec chain, e.g. 'quantize:bits=1,lzma:preset=6', 'float16+zstd', 'float32' or a "
+                        "YAML/JSON list (repeatable; default float32)")
+    p.add_argument("--bits", type=int, nargs="+", metavar="B",
+                   help="run each codec that has a quantize stage once per bit width")
+    p.add_argument("--dataset", default="samples", help="samples, digits, imagefolder:PATH (default samples)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--weights", default="random",
+                   help="random (seeded), a torchvision weights name (DEFAULT, IMAGENET1K_V2) or a checkpoint path")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None, help="device of the tail (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object per split and codec (a list)")
+    out.add_argument("--pivot", action="store_true",
+                     help="print a markdown matrix of mean payload bytes, split points x codecs")
+    out.add_argument("--markdown", action="store_true", help="print the full table as markdown")
+    p.set_defaults(func=run)
+
+
+def expand_codecs(codecs: list[str], bits: list[int] | None) -> list[Any]:
+    """Codec chains for ``--codec`` values; each one holding a ``quantize`` stage is repeated per
+    ``--bits`` width. Errors name ``codec`` (one ``--codec``) or ``codec[i]`` (several)."""
+    from testbed.split.codecs import normalize_spec, parse_chain
+    from testbed.errors import ConfigError
+
+    for b in bits or []:
+        if not 1 <= b <= 8:
+            raise ConfigError("bits", b, "bit widths from 1 to 8")
+    out: list[Any] = []
+    for i, text in enumerate(codecs):
+        path = "codec" if len(codecs) == 1 else f"codec[{i}]"
+        items = normalize_spec(text, path)
+        parse_chain(items and [{n: p} for n, p in items], path)  # validate as given
+        has_q = any(name == "quantize" for name, _ in items)
+        variants = [[{n: p} for n, p in items]] if not bits or not has_q else [
+            [{n: ({**p, "bits": b} if n == "quantize" else p)} for n, p in items] for b in bits]
+        out += [parse_chain(v, path) for v in variants]
+    return out
+
+
+def _splits(spec: Any, given: list[str] | None) -> list[str]:
+    points: list[str] = []
+    for item in given or ["all"]:
+        for p in (s.strip() for s in item.split(",")):
+            if p == "all":
+                points += [q for q in spec.split_points if not (q == "none" and spec.task == "detection")]
+            elif p:
+                points.append(spec.check_point(p))
+    return list(dict.fromkeys(points))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from testbed.errors import ConfigError
+    from testbed.split.models import get_spec
+    from testbed.split.pipeline import SplitPipeline
+
+    spec = get_spec(args.model)
+    splits = _splits(spec, args.split)
+    chains = expand_codecs(args.codec or ["float32"], args.bits)
+    if args.batch_size < 1:
+        raise ConfigError("batch-size", args.batch_size, "a positive integer")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("limit", args.limit, "a positive integer")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", args.device, "cpu (CUDA is not available here)")
+    pipe = SplitPipeline(args.model, args.weights, args.seed, args.device)
+    data = pipe.dataset(args.dataset, args.limit)
+    results = [r.summary() for r in pipe.sweep(splits, chains, data, args.batch_size)]
+    if args.json:
+        print(json.dumps([_jsonable(r) for r in results], indent=2, allow_nan=False))
+    elif args.pivot:
+        print(_pivot(results))
+    else:
+        print(_table(results, markdown=args.markdown, images=len(data), model=args.model,
+                     weights=args.weights, dataset=args.dataset, device=str(pipe.device)))
+    return 0
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def _fmt_bytes(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _table(rows: list[dict[str, Any]], markdown: bool, **meta: Any) -> str:
+    cols = [
+        ("split", lambda r: r["split"]), ("codec", lambda r: r["codec"]),
+        ("shape", lambda r: "x".join(map(str, r["feature_shape"]))),
+        ("bytes mean", lambda r: _fmt_bytes(r["payload_bytes_mean"])),
+        ("bytes p95", lambda r: _fmt_bytes(r["payload_bytes_p95"])),
+        ("x f32", lambda r: f"{r['ratio_vs_float32']:.1f}"),
+        ("x img", lambda r: f"{r['ratio_vs_input_uint8']:.2f}"),
+        ("enc ms", lambda r: f"{r['encode_ms_mean']:.2f}"), ("dec ms", lambda r: f"{r['decode_ms_mean']:.2f}"),
+        ("SNR dB", lambda r: "inf" if math.isinf(r["snr_db_mean"]) else f"{r['snr_db_mean']:.1f}"),
+        ("cosine", lambda r: f"{r['cosine_mean']:.4f}"),
+        ("top1 agree", lambda r: f"{r['top1_agreement']:.3f}"),
+        ("acc", lambda r: "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"),
+    ]
+    head = [c for c, _ in cols]
+    body = [[f(r) for _, f in cols] for r in rows]
+    title = (f"# {meta['model']} ({meta['weights']} weights) on {meta['dataset']}: {meta['images']} images, "
+             f"tail on {meta['device']}; x f32 / x img = compression vs float32 features / uint8 input image")
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|"]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return "\n".join([title, "", *lines])
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
+    lines += ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths))) for b in body]
+    return "\n".join([title, *lines])
+
+
+def _pivot(rows: list[dict[str, Any]]) -> str:
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    codecs = list(dict.fromkeys(r["codec"] for r in rows))
+    cell = {(r["split"], r["codec"]): r for r in rows}
+    lines = ["| split | shape | " + " | ".join(codecs) + " |", "|---|---|" + "---:|" * len(codecs)]
+    for s in splits:
+        any_row = next(r for r in rows if r["split"] == s)
+        vals = [_fmt_bytes(cell[(s, c)]["payload_bytes_mean"]) if (s, c) in cell else "" for c in codecs]
+        lines.append(f"| {s} | {'x'.join(map(str, any_row['feature_shape']))} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,23 @@
+"""``testbed plot DIR``: figures of a sweep (PNG plus the CSV behind each) into DIR/plots."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from testbed.run.plots import plot_sweep
+
+    for path in plot_sweep(Path(args.dir)):
+        print(path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="plot a sweep directory: CDFs, percentiles, heatmap, breakdown, utilisation")
+    p.add_argument("dir")
+    p.set_defaults(func=_plot)

@@ -1,0 +1,74 @@
+"""``testbed profile``: measure this device and write a profile YAML (see :mod:`testbed.profiler`)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+DEFAULT_CHAINS = ("quantize:bits=1,lzma:preset=6", "quantize:bits=2,lzma:preset=6", "quantize:bits=3,lzma:preset=6",
+                  "quantize:bits=4,zlib:level=6",
+                  "quantize:bits=8,zstd:level=3", "quantize:bits=1,zlib:level=6", "quantize:bits=1,zstd:level=3",
+                  "binarize,lzma:preset=6", "float16,lzma:preset=6", "float16,zlib:level=6", "float16,zstd:level=3")
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import torch
+    import yaml
+
+    from testbed.errors import ConfigError
+    from testbed.io import write_text
+    from testbed.split.models import get_spec, split_model
+    from testbed.split.profiler import build_profile
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device", args.device, "cuda needs a visible GPU; use --device cpu here")
+    models = args.model
+    for m in models:
+        get_spec(m, "--model")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError("--out", str(out), "exists; pass --force to overwrite it")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    feats = pixels = None
+    if not args.no_codecs:
+        from testbed.split.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
+
+        head, _ = split_model("resnet50", "stem")
+        images = load_dataset("samples", limit=8).images
+        with torch.inference_mode():
+            feats = head(images)
+        m, s = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        pixels = ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8)
+    name = args.name or out.stem
+    command = "testbed " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    batches = [int(b) for b in args.batches.split(",")]
+    prof = build_profile(name, args.role, args.device, models, args.splits, batches, args.runs, command,
+                         () if args.no_codecs else DEFAULT_CHAINS, feats, args.description, pixels)
+    write_text(out, yaml.safe_dump(prof, sort_keys=False))
+    from testbed.config.profiles import load_profile
+
+    load_profile(out)  # validate what was written
+    print(f"wrote {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="measure this device (model blocks, tails by batch, codecs) into a profile")
+    p.add_argument("--model", action="append", required=True, help="model name (repeatable)")
+    p.add_argument("--splits", nargs="*", help="split points to time tails after (default: all)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--role", default="node", choices=["node", "server", "both"])
+    p.add_argument("--batches", default="1,2,4,8", help="batch sizes for tail tables (server role)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per figure (after warm-up)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--name", help="profile name (default: the file name)")
+    p.add_argument("--description", default="")
+    p.add_argument("--no-codecs", action="store_true", help="skip codec cost measurement")
+    p.add_argument("--out", required=True, help="profile YAML to write, e.g. nodes/mypi.yaml")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_profile)

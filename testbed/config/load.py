@@ -1,0 +1,163 @@
+"""Scenario loading: YAML with the safe loader, dotted ``--set`` overrides, one error flattener.
+
+:func:`load_scenario` reads a file (or the built-in default) into a validated
+:class:`~testbed.config.schema.Scenario`; pydantic's errors become one
+:class:`~testbed.errors.ConfigError` naming the dotted field path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from testbed.config.schema import Scenario
+from testbed.errors import ConfigError
+
+__all__ = ["load_scenario", "scenario_from_dict", "apply_overrides", "set_path", "read_yaml", "DEFAULT_SCENARIO"]
+
+
+DEFAULT_SCENARIO: dict[str, Any] = {
+    "name": "default",
+    "seed": 1,
+    "duration": "2 min",
+    "warmup": "10 s",
+    "fleet": [{
+        "name": "cameras", "count": 50, "device": "pi4b",
+        "arrivals": {"kind": "periodic", "rate": "2/s", "jitter": "5 ms"},
+        "queue": {"capacity": 4, "policy": "drop_oldest"},
+        "head": {"dist": "lognormal", "median": "17 ms", "sigma": 0.05},
+        "encode": "4 ms",
+        "payload": {"dist": "uniform", "low": "20 kB", "high": "30 kB"},
+    }],
+    "link": {"model": "shared_fifo", "datarate": "5 MB/s", "latency": "2 ms"},
+    "server": {
+        "device": "h100", "gpus": 1,
+        "batching": {"max_batch": 32, "max_delay": "2 ms"},
+        "service": {"table": {1: "3.5 ms", 8: "6.4 ms", 32: "5.6 ms", 64: "8.6 ms", 128: "15.9 ms"}},
+    },
+}
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    """Dotted field path, without pydantic's validator entries (``function-before[...]``)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    path = _format_loc(err["loc"])
+    inner = (err.get("ctx") or {}).get("error")
+    if isinstance(inner, ConfigError):  # raised by a component that knows its own field names
+        return ConfigError(".".join(p for p in (path, inner.path) if p), inner.value, inner.allowed)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; unknown keys are errors)"
+    elif err["type"] == "missing":
+        msg = "this field is required"
+    locs = [e["loc"] for e in exc.errors()]
+    # errors on a container caused by an error inside it (a prefix of another loc) are echoes
+    real = [a for a in locs if not any(len(b) > len(a) and b[: len(a)] == a for b in locs)]
+    extra = len(real) - 1
+    if extra:
+        msg += f" (and {extra} more error{'s' if extra > 1 else ''})"
+    return ConfigError(path, err.get("input"), msg)
+
+
+def scenario_from_dict(data: Mapping[str, Any], base_dir: Path | str | None = None) -> Scenario:
+    """Validate a mapping (as read from YAML) into a :class:`Scenario`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("", data, "a scenario must be a mapping of fields")
+    try:
+        return Scenario.model_validate(
+            dict(data), context={"base_dir": Path(base_dir) if base_dir else None})
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), str(path), f"cannot read the file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(str(path), where, f"not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), type(data).__name__, "a scenario file must hold a mapping")
+    return data
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b][0][c] = value`` for ``dotted = "a.b.0.c"``, creating mappings as needed."""
+    keys = dotted.split(".")
+    node: Any = data
+    for i, key in enumerate(keys[:-1]):
+        nxt = keys[i + 1]
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(".".join(keys[: i + 1]), key, f"an index below {len(node)}")
+            node = node[int(key)]
+        elif isinstance(node, dict):
+            if key not in node or node[key] is None:
+                node[key] = [] if nxt.isdigit() else {}
+            node = node[key]
+        else:
+            raise ConfigError(".".join(keys[:i]), node, "a mapping or list to set a field in")
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(dotted, last, f"an index below {len(node)}")
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(dotted, node, "a mapping or list to set a field in")
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | list[str]) -> dict[str, Any]:
+    """A deep copy of ``data`` with dotted-path overrides applied.
+
+    ``overrides`` is a mapping ``{"link.datarate": "2 MB/s"}`` or a list of ``"path=value"``
+    strings, whose values are read as YAML scalars (``--set fleet.0.count=200``).
+    """
+    out = copy.deepcopy(dict(data))
+    if isinstance(overrides, list):
+        pairs: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError("--set", item, "overrides are written path=value, e.g. link.datarate='2 MB/s'")
+            key, raw = item.split("=", 1)
+            try:
+                pairs[key.strip()] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                pairs[key.strip()] = raw
+        overrides = pairs
+    for key, value in overrides.items():
+        set_path(out, key, copy.deepcopy(value))
+    return out
+
+
+def load_scenario(path: Path | str | None = None, overrides: Mapping[str, Any] | list[str] | None = None
+                  ) -> tuple[Scenario, dict[str, Any]]:
+    """Load and validate a scenario file (or the built-in default when ``path`` is None).
+
+    Returns the scenario and the raw mapping after overrides (what ``scenario.yaml`` records).
+    """
+    if path is None:
+        raw, base = copy.deepcopy(DEFAULT_SCENARIO), None
+    else:
+        raw, base = read_yaml(path), Path(path).resolve().parent
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return scenario_from_dict(raw, base), raw

@@ -1,0 +1,336 @@
+"""Device profiles: measured or estimated compute times and power, each with its provenance.
+
+A profile is a YAML file in ``nodes/`` (the repository's, ``./nodes`` or one beside the scenario),
+found by name (``pi4b`` -> ``nodes/pi4b.yaml``) or given as a path. Every figure names a record in the
+profile's ``provenance`` table: ``measured`` (device, date, software, command, runs) or ``estimated``
+(source and method) or ``published`` (source). A figure without provenance is an error.
+
+Per model, ``blocks`` holds the batch-1 time of each stage in pipeline order, so the head time up to a
+split point is the sum of the blocks up to it; ``tail`` holds, per split point, the server's batch
+service time by batch size (interpolated by the simulator).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from testbed.dists import Deterministic, Dist, Lognormal
+from testbed.errors import ConfigError
+from testbed.units import parse_datarate, parse_duration
+
+__all__ = ["Provenance", "Figure", "MacRate", "BatchTable", "ModelProfile", "CodecCosts", "Power", "Profile",
+           "profile_dirs", "available_profiles", "find_profile", "load_profile", "load_profile_raw",
+           "head_figure", "head_time", "tail_table", "codec_time", "spread_dist", "decode_key"]
+
+REPO_NODES = Path(__file__).resolve().parent.parent / "nodes"
+
+
+def _seconds(v: Any) -> float:
+    x = parse_duration(v)
+    if not math.isfinite(x) or x < 0:
+        raise ValueError("must be a duration >= 0")
+    return x
+
+
+def _bytes_per_s(v: Any) -> float:
+    x = parse_datarate(v)
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError("must be a throughput > 0, like '20 MB/s'")
+    return x
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+Throughput = Annotated[float, BeforeValidator(_bytes_per_s)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Provenance(_Frozen):
+    kind: Literal["measured", "estimated", "published"]
+    source: str
+    method: str | None = None
+    device: str | None = None
+    date: str | None = None
+    software: str | None = None
+    command: str | None = None
+    runs: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Provenance":
+        if self.kind == "measured":
+            missing = [k for k in ("device", "date", "command", "runs") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"a measured figure needs {', '.join(missing)}")
+        if self.kind == "estimated" and not self.method:
+            raise ValueError("an estimated figure needs 'method' (how it was derived)")
+        return self
+
+
+class Figure(_Frozen):
+    """A time: median and interquartile range over runs (seconds)."""
+
+    median: Seconds
+    iqr: Seconds = 0.0
+    provenance: str
+
+
+class BatchTable(_Frozen):
+    """Batch size -> service time (median of runs)."""
+
+    batches: dict[Annotated[int, Field(ge=1)], Seconds]
+    provenance: str
+
+
+class ModelProfile(_Frozen):
+    blocks: dict[str, Figure] = {}
+    tail: dict[str, BatchTable] = {}
+
+
+class CodecCosts(_Frozen):
+    """Codec costs: tensor stages per element, lossless coders by throughput on uncompressed bytes."""
+
+    per_element: dict[str, Figure] = {}           # e.g. quantize, dequantize, pack, unpack, float16
+    encode_throughput: dict[str, Throughput] = {}  # e.g. "lzma:preset=6": 12 MB/s
+    decode_throughput: dict[str, Throughput] = {}
+    provenance: str
+
+
+class PowerFigure(_Frozen):
+    watts: Annotated[float, Field(ge=0)]
+    provenance: str
+
+
+class Power(_Frozen):
+    """Node power: ``idle`` and ``busy`` (all cores computing) draw; ``radio_tx`` and ``radio_rx`` are
+    the extra draw above idle while the radio sends or receives."""
+
+    idle: PowerFigure
+    busy: PowerFigure
+    radio_tx: PowerFigure | None = None
+    radio_rx: PowerFigure | None = None
+
+
+class MacRate(_Frozen):
+    """Multiply-accumulates per second the device sustains on a CNN (charges learned codec stages)."""
+
+    ops_per_s: Annotated[float, Field(gt=0)]
+    provenance: str
+
+
+class Profile(_Frozen):
+    name: str
+    role: Literal["node", "server", "both"]
+    description: str = ""
+    provenance: dict[str, Provenance]
+    power: Power | None = None
+    models: dict[str, ModelProfile] = {}
+    codecs: CodecCosts | None = None
+    mac_rate: MacRate | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> "Profile":
+        refs: list[tuple[str, str]] = []
+        if self.mac_rate is not None:
+            refs.append(("mac_rate", self.mac_rate.provenance))
+        for m, mp in self.models.items():
+            refs += [(f"models.{m}.blocks.{b}", f.provenance) for b, f in mp.blocks.items()]
+            refs += [(f"models.{m}.tail.{s}", t.provenance) for s, t in mp.tail.items()]
+        if self.codecs is not None:
+            refs.append(("codecs", self.codecs.provenance))
+            refs += [(f"codecs.per_element.{k}", f.provenance) for k, f in self.codecs.per_element.items()]
+        if self.power is not None:
+            for key in ("idle", "busy", "radio_tx", "radio_rx"):
+                fig = getattr(self.power, key)
+                if fig is not None:
+                    refs.append((f"power.{key}", fig.provenance))
+        for where, ref in refs:
+            if ref not in self.provenance:
+                raise ValueError(f"{where}: provenance {ref!r} is not in the profile's provenance table "
+                                 f"(has: {', '.join(self.provenance) or 'none'})")
+        return self
+
+
+# -- finding and loading -----------------------------------------------------------------------------
+def profile_dirs(base_dir: Path | None = None) -> list[Path]:
+    """Where profiles are looked up, first match wins: ``BASE/nodes``, ``./nodes``, the repo's."""
+    dirs = ([Path(base_dir) / "nodes"] if base_dir is not None else []) + [Path.cwd() / "nodes", REPO_NODES]
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.append(d.resolve())
+    return seen
+
+
+def available_profiles(base_dir: Path | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in profile_dirs(base_dir):
+        for f in sorted(d.glob("*.yaml")):
+            found.setdefault(f.stem, f)
+    return found
+
+
+def find_profile(name: str, base_dir: Path | None = None, role: str | None = None) -> Path:
+    """The file of profile ``name``; raises ``ValueError`` listing the available ones."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        if not path.exists():
+            raise ValueError(f"profile file {name!r} does not exist")
+    else:
+        profiles = available_profiles(base_dir)
+        if name not in profiles:
+            listed = ", ".join(sorted(profiles)) or "none"
+            raise ValueError(f"unknown device profile {name!r}; available: {listed}")
+        path = profiles[name]
+    if role is not None:
+        prof = load_profile(path)
+        if prof.role not in (role, "both"):
+            raise ValueError(f"profile {name!r} has role {prof.role!r}, a {role} profile is needed here")
+    return path
+
+
+def load_profile_raw(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), type(data).__name__, "a profile must be a YAML mapping")
+    return data
+
+
+@lru_cache(maxsize=64)
+def _load(path: str, mtime: float) -> Profile:
+    raw = load_profile_raw(Path(path))
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "this field is required"
+        raise ConfigError(f"{Path(path).name}: {loc}", err.get("input"), msg) from None
+
+
+def load_profile(name_or_path: str | Path, base_dir: Path | None = None) -> Profile:
+    """Load and validate a profile by name or path (cached until the file changes)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        try:
+            path = find_profile(str(name_or_path), base_dir)
+        except ValueError as exc:
+            raise ConfigError("device", str(name_or_path), str(exc)) from None
+    return _load(str(path.resolve()), path.stat().st_mtime)
+
+
+# -- charges -----------------------------------------------------------------------------------------
+def _model(profile: Profile, model: str) -> ModelProfile:
+    if model not in profile.models:
+        raise ConfigError("model.name", model, f"profile {profile.name!r} has figures for: "
+                          f"{', '.join(profile.models) or 'no model'}")
+    return profile.models[model]
+
+
+def head_figure(profile: Profile, model: str, split: str) -> Figure:
+    """Head time on the node up to ``split``: the sum of the block medians (IQRs added, an upper
+    bound on the spread of the sum). ``input`` costs nothing; ``none`` is the whole model."""
+    mp = _model(profile, model)
+    names = _block_order(model, list(mp.blocks))
+    if split == "input":
+        return Figure(median=0.0, iqr=0.0, provenance="none")
+    if split != "none" and split not in names:
+        raise ConfigError("model.split", split, f"profile {profile.name!r} has blocks for {model}: "
+                          f"{', '.join(names)} (and input, none)")
+    upto = names if split == "none" else names[: names.index(split) + 1]
+    blocks = [mp.blocks[b] for b in upto]
+    prov = sorted({b.provenance for b in blocks})
+    return Figure(median=sum(b.median for b in blocks), iqr=sum(b.iqr for b in blocks),
+                  provenance=prov[0] if len(prov) == 1 else "+".join(prov))
+
+
+def _block_order(model: str, names: list[str]) -> list[str]:
+    """Blocks in pipeline order: the model registry's split points first, whatever the YAML order."""
+    try:
+        from testbed.split.models import get_spec
+
+        points = list(get_spec(model).points)
+    except (ConfigError, ImportError):
+        return names
+    return [p for p in points if p in names] + [n for n in names if n not in points]
+
+
+def head_time(profile: Profile, model: str, split: str) -> float:
+    return head_figure(profile, model, split).median
+
+
+def tail_table(profile: Profile, model: str, split: str) -> dict[int, float]:
+    """Server batch service time by batch size for the tail after ``split``."""
+    mp = _model(profile, model)
+    key = "input" if split == "input" else split
+    if key not in mp.tail:
+        raise ConfigError("model.split", split, f"server profile {profile.name!r} has tail tables for {model} "
+                          f"after: {', '.join(mp.tail) or 'no split'}")
+    return dict(mp.tail[key].batches)
+
+
+def spread_dist(median: float, iqr: float) -> Dist:
+    """A lognormal with the given median and interquartile range (constant when the IQR is 0)."""
+    if iqr <= 0 or median <= 0:
+        return Deterministic(median)
+    # lognormal quartiles: median * exp(+-0.6745 sigma)  =>  iqr = 2 median sinh(0.6745 sigma)
+    sigma = math.asinh(iqr / (2 * median)) / 0.6744897501960817
+    return Lognormal(median, sigma)
+
+
+def decode_key(name: str) -> str:
+    """Name under which a per-element stage's decode cost is kept (``quantize`` -> ``dequantize``)."""
+    return {"quantize": "dequantize", "pack": "unpack"}.get(name, f"{name}_decode")
+
+
+def codec_time(profile: Profile, stages: list[tuple[str, str]], elements: int, serialized_bytes: float,
+               direction: Literal["encode", "decode"],
+               macs: dict[str, tuple[float, float]] | None = None) -> float:
+    """Seconds to encode (or decode) one feature map through a chain.
+
+    ``stages`` lists ``(kind, key)``: kind ``element`` for tensor stages and the bit packer
+    (charged per element, key e.g. ``quantize``), kind ``bytes`` for lossless coders (charged per
+    uncompressed byte, key e.g. ``lzma:preset=6``), kind ``macs`` for learned stages (charged
+    ``macs[key] = (encode MACs, decode MACs)`` per image at the profile's ``mac_rate``).
+    ``serialized_bytes`` is the size entering the first lossless coder.
+    """
+    if not stages:
+        return 0.0
+    costs = profile.codecs
+    total = 0.0
+    for kind, key in stages:
+        if kind == "macs":
+            ops = (macs or {}).get(key, (0.0, 0.0))[0 if direction == "encode" else 1]
+            if ops:
+                if profile.mac_rate is None:
+                    raise ConfigError("codec", key, f"profile {profile.name!r} has no mac_rate to charge a learned stage")
+                total += ops / profile.mac_rate.ops_per_s
+            continue
+        if costs is None:
+            raise ConfigError("codec", [k for _, k in stages], f"profile {profile.name!r} has no codec costs")
+        table = costs.encode_throughput if direction == "encode" else costs.decode_throughput
+        if kind == "element":
+            name = key if direction == "encode" else decode_key(key)
+            if name not in costs.per_element:
+                raise ConfigError("codec", key, f"profile {profile.name!r} has per-element costs for: "
+                                  f"{', '.join(costs.per_element)}")
+            total += costs.per_element[name].median * elements
+        else:
+            if key not in table:
+                raise ConfigError("codec", key, f"profile {profile.name!r} has {direction} throughput for: "
+                                  f"{', '.join(table)}")
+            total += serialized_bytes / table[key]
+    return total

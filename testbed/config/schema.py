@@ -1,0 +1,396 @@
+"""The scenario: one validated, frozen description of a fleet, a link and a server.
+
+Built from a mapping by :mod:`testbed.config.load`. Unknown keys, wrong types and impossible values raise
+:class:`~testbed.errors.ConfigError` naming the dotted field path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator)
+
+from testbed.dists import Deterministic, Dist, parse_dist
+from testbed.units import parse_datarate, parse_duration, parse_rate, parse_size
+
+__all__ = [
+    "Scenario", "FleetGroup", "Arrivals", "QueueSpec", "LinkSpec", "CsmaSpec", "DownlinkSpec", "ServerSpec",
+    "Batching", "ServiceSpec", "NestQuantSpec", "Workload", "ModelSpec", "DatasetSpec",
+]
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    ctx = info.context or {}
+    return ctx.get("base_dir")
+
+
+def _dist_validator(kind: str) -> BeforeValidator:
+    def check(value: Any, info: ValidationInfo) -> Dist:
+        if isinstance(value, Dist):
+            return value
+        return parse_dist(value, kind, _base_dir(info))
+    return BeforeValidator(check)
+
+
+def _positive(parse: Any, what: str, allow_zero: bool = False) -> BeforeValidator:
+    def check(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(f"must be {what}")
+        try:
+            v = float(parse(value))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be {what} ({exc})") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            raise ValueError(f"must be {what}{' >= 0' if allow_zero else ' > 0'}")
+        return v
+    return BeforeValidator(check)
+
+
+DurationDist = Annotated[Dist, _dist_validator("duration")]
+SizeDist = Annotated[Dist, _dist_validator("size")]
+PositiveSeconds = Annotated[float, _positive(parse_duration, "a duration like '20 ms'")]
+NonNegSeconds = Annotated[float, _positive(parse_duration, "a duration like '20 ms'", allow_zero=True)]
+DataRate = Annotated[float, _positive(parse_datarate, "a data rate like '5 MB/s' or '40 Mbit/s'")]
+EventRate = Annotated[float, _positive(parse_rate, "a rate like '2/s'")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Arrivals(_Frozen):
+    """How a node's frames arrive.
+
+    ``periodic``: every ``1/rate`` with additive ``jitter`` (a duration j means uniform in
+    [-j, +j], or a distribution of the delay added) and a random phase in [0, period).
+    ``poisson``: exponential inter-arrivals. ``trace``: timestamps (seconds) from a file, one per
+    line or a CSV column ``time_s`` with an optional ``node`` column (index within the group).
+    """
+
+    kind: Literal["periodic", "poisson", "trace"]
+    rate: EventRate | None = None
+    jitter: Any = None
+    random_phase: bool = True
+    file: str | None = None
+    trace_times: tuple[float, ...] = ()
+    trace_nodes: tuple[int, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> "Arrivals":
+        if self.kind in ("periodic", "poisson") and self.rate is None:
+            raise ValueError(f"{self.kind} arrivals need 'rate' (like '2/s')")
+        if self.kind == "trace" and not self.trace_times:
+            if self.file is None:
+                raise ValueError("trace arrivals need 'file'")
+            times, nodes = _read_trace(self.file, _base_dir(info))
+            object.__setattr__(self, "trace_times", times)
+            object.__setattr__(self, "trace_nodes", nodes)
+        if self.jitter is not None and not isinstance(self.jitter, Dist):
+            if isinstance(self.jitter, Mapping):
+                jit: Dist = parse_dist(self.jitter, "duration", _base_dir(info))
+            else:
+                j = parse_duration(self.jitter)
+                if j < 0:
+                    raise ValueError("jitter must be >= 0")
+                from testbed.dists import Uniform
+                jit = Uniform(-j, j) if j > 0 else Deterministic(0.0)
+            object.__setattr__(self, "jitter", jit)
+        return self
+
+
+def _read_trace(file: str, base_dir: Path | None) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    path = Path(file)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.exists():
+        raise ValueError(f"trace file {file!r} does not exist (looked at {path})")
+    if path.suffix == ".csv":
+        import pandas as pd
+
+        df = pd.read_csv(path)
+        if "time_s" not in df.columns:
+            raise ValueError(f"trace CSV {file!r} needs a 'time_s' column (has {list(df.columns)})")
+        nodes = tuple(int(n) for n in df["node"]) if "node" in df.columns else ()
+        times = tuple(float(t) for t in df["time_s"])
+    else:
+        import numpy as np
+
+        times = tuple(float(t) for t in np.loadtxt(path, dtype=float, ndmin=1))
+        nodes = ()
+    if not times or min(times) < 0:
+        raise ValueError(f"trace file {file!r} must hold timestamps >= 0")
+    return times, nodes
+
+
+class QueueSpec(_Frozen):
+    """A node's local frame queue: ``capacity`` waiting frames (None = unbounded)."""
+
+    capacity: Annotated[int, Field(ge=0)] | None = None
+    policy: Literal["drop_newest", "drop_oldest"] = "drop_newest"
+
+
+class NestQuantSpec(_Frozen):
+    """NestQuant mode switching on the node (see :mod:`testbed.sim.nestquant`).
+
+    ``modes`` is the ``.modes.json`` written by ``testbed train nestquant``; ``policy`` the switching
+    thresholds; ``battery_j`` the battery capacity in joules (None: only the queue length matters);
+    ``paging_rate`` how fast the low-order weight bits are paged in or out.
+    """
+
+    modes: str
+    policy: dict[str, float] = {}
+    battery_j: Annotated[float, Field(gt=0)] | None = None
+    initial_battery: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    paging_rate: DataRate = 50e6
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> "NestQuantSpec":
+        from testbed.config.modes import NestQuantModes, NestQuantPolicy
+
+        path = Path(self.modes)
+        base = _base_dir(info)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.exists():
+            raise ValueError(f"modes file {self.modes!r} does not exist (write it with `testbed train nestquant`)")
+        object.__setattr__(self, "modes", str(path))
+        NestQuantModes.load(path)
+        unknown = set(self.policy) - {"low_battery", "resume_battery", "queue_high", "queue_low"}
+        if unknown:
+            raise ValueError(f"policy keys must be low_battery, resume_battery, queue_high, queue_low (got {sorted(unknown)})")
+        NestQuantPolicy(**self.policy)
+        return self
+
+
+class FleetGroup(_Frozen):
+    """A group of identical nodes."""
+
+    name: str = ""
+    count: Annotated[int, Field(ge=1)]
+    device: str
+    arrivals: Arrivals
+    queue: QueueSpec = QueueSpec()
+    head: DurationDist | None = None
+    encode: DurationDist | None = None
+    payload: SizeDist | None = None
+    datarate: DataRate | None = None
+    nestquant: NestQuantSpec | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str, info: ValidationInfo) -> str:
+        from testbed.config.profiles import find_profile
+
+        find_profile(value, _base_dir(info), role="node")
+        return value
+
+
+class DownlinkSpec(_Frozen):
+    datarate: DataRate | None = None
+    latency: DurationDist | None = None
+
+
+class CsmaSpec(_Frozen):
+    """802.11 DCF parameters for ``link.model: csma`` (see :mod:`testbed.sim.wifi` for the sources).
+
+    ``standard`` picks the PHY preamble and aggregation (802.11a: 20 us, no A-MPDU; 802.11n: 36 us,
+    A-MPDU of 64; 802.11ac: 40 us); the rest default to IEEE 802.11-2016 values for 5 GHz OFDM.
+    Powers are the node radio's transmit, receive and idle-listening draw in watts.
+    """
+
+    standard: Literal["802.11a", "802.11n", "802.11ac"] = "802.11n"
+    slot: PositiveSeconds = 9e-6
+    sifs: PositiveSeconds = 16e-6
+    preamble: PositiveSeconds | None = None
+    cw_min: Annotated[int, Field(ge=0, le=65535)] = 15
+    cw_max: Annotated[int, Field(ge=0, le=65535)] = 1023
+    retry_limit: Annotated[int, Field(ge=0, le=255)] = 7
+    basic_rate: DataRate = 3e6
+    mtu: Annotated[float, _positive(parse_size, "a size like '1500 B'")] = 1500.0
+    max_aggregate: Annotated[int, Field(ge=1, le=256)] | None = None
+    frame_error_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    tx_power: Annotated[float, Field(ge=0.0)] = 1.28
+    rx_power: Annotated[float, Field(ge=0.0)] = 0.94
+    idle_power: Annotated[float, Field(ge=0.0)] = 0.82
+
+    @field_validator("cw_min", "cw_max")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if (value + 1) & value:
+            raise ValueError("must be 2^k - 1 (e.g. 15, 31, 1023)")
+        return value
+
+    @field_validator("cw_max")
+    @classmethod
+    def _above_min(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("cw_min", 0):
+            raise ValueError(f"must be >= cw_min ({info.data.get('cw_min')})")
+        return value
+
+    @field_validator("mtu")
+    @classmethod
+    def _mtu(cls, value: float) -> float:
+        if value != int(value) or not 100 <= value <= 7935:
+            raise ValueError("must be a whole number of bytes in [100 B, 7935 B] (max A-MSDU)")
+        return value
+
+
+class LinkSpec(_Frozen):
+    """The shared wireless uplink (and a downlink for results).
+
+    ``shared_fifo``: one transmission on the air at a time at the full rate.
+    ``fair_share``: processor sharing; active transmissions split the rate equally.
+    ``csma``: an 802.11 DCF cell (section ``csma``); ``datarate`` (and a group's ``datarate``) is
+    then the PHY rate, and the access point contends for the results on the same air.
+    """
+
+    model: Literal["shared_fifo", "fair_share", "csma"] = "shared_fifo"
+    datarate: DataRate
+    latency: DurationDist = Deterministic(0.0)
+    downlink: DownlinkSpec = DownlinkSpec()
+    csma: CsmaSpec = CsmaSpec()
+
+    @property
+    def downlink_datarate(self) -> float:
+        return self.downlink.datarate if self.downlink.datarate is not None else self.datarate
+
+    @property
+    def downlink_latency(self) -> Dist:
+        return self.downlink.latency if self.downlink.latency is not None else self.latency
+
+
+class Batching(_Frozen):
+    """Dynamic batching: an incomplete batch waits until full or until its oldest request has
+    waited ``max_delay``; with ``max_delay: 0`` a free GPU takes whatever is queued."""
+
+    max_batch: Annotated[int, Field(ge=1)] = 1
+    max_delay: NonNegSeconds = 0.0
+
+
+class ServiceSpec(_Frozen):
+    """Batch service time as a function of batch size.
+
+    ``table``: batch size -> duration, linearly interpolated (and extrapolated from the last two
+    points). ``per_batch`` + ``per_item``: affine. ``dist``: a distribution per batch, whatever its
+    size (may be given as a plain duration or ``{dist: ...}``).
+    """
+
+    table: dict[int, NonNegSeconds] | None = None
+    per_batch: NonNegSeconds | None = None
+    per_item: NonNegSeconds | None = None
+    dist: DurationDist | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ServiceSpec":
+        forms = [self.table is not None, self.per_batch is not None or self.per_item is not None,
+                 self.dist is not None]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of 'table', 'per_batch'/'per_item', or 'dist'")
+        if self.table is not None:
+            if not self.table or min(self.table) < 1:
+                raise ValueError("table needs batch sizes >= 1")
+        return self
+
+
+def _service_before(value: Any) -> Any:
+    if value is None or isinstance(value, (ServiceSpec, Mapping)) and not (
+            isinstance(value, Mapping) and "dist" in value and isinstance(value["dist"], str)):
+        return value
+    return {"dist": value}
+
+
+class ServerSpec(_Frozen):
+    device: str
+    gpus: Annotated[int, Field(ge=1)] = 1
+    batching: Batching = Batching()
+    service: Annotated[ServiceSpec | None, BeforeValidator(_service_before)] = None
+    decode: DurationDist = Deterministic(0.0)
+    queue_capacity: Annotated[int, Field(ge=1)] | None = None
+    timeout: PositiveSeconds | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str, info: ValidationInfo) -> str:
+        from testbed.config.profiles import find_profile
+
+        find_profile(value, _base_dir(info), role="server")
+        return value
+
+
+class Workload(_Frozen):
+    """Per-frame payload and result sizes used when no model supplies them."""
+
+    payload: SizeDist = Deterministic(25_000.0)
+    result: SizeDist = Deterministic(64.0)
+
+
+class ModelSpec(_Frozen):
+    """The split model: ``weights`` is ``random`` (seeded by ``seed``), a torchvision weights name or a
+    checkpoint path. ``spread: true`` charges the profile's measured spread (lognormal) instead of
+    its median."""
+
+    name: str
+    weights: str = "random"
+    split: str
+    seed: Annotated[int, Field(ge=0)] = 0
+    spread: bool = False
+
+    @model_validator(mode="after")
+    def _known(self) -> "ModelSpec":
+        from testbed.split.models import get_spec
+
+        get_spec(self.name, "name").check_point(self.split, "split")  # ConfigError names the field
+        return self
+
+
+class DatasetSpec(_Frozen):
+    kind: str = "samples"
+    path: str | None = None
+    limit: Annotated[int, Field(ge=1)] | None = None
+
+
+class Scenario(_Frozen):
+    """A complete, validated scenario. Times in seconds, sizes in bytes, rates in bytes/s."""
+
+    name: str = "scenario"
+    seed: Annotated[int, Field(ge=0)] = 0
+    duration: PositiveSeconds
+    warmup: NonNegSeconds = 0.0
+    drain: NonNegSeconds | None = None
+    fleet: Annotated[tuple[FleetGroup, ...], Field(min_length=1)]
+    link: LinkSpec
+    server: ServerSpec
+    workload: Workload = Workload()
+    model: ModelSpec | None = None
+    codec: tuple[dict[str, Any], ...] = ()
+    dataset: DatasetSpec | None = None
+    sweep: dict[str, list[Any]] = {}
+    replications: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> "Scenario":
+        if self.warmup >= self.duration:
+            raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
+        if self.model is not None and self.codec:
+            from testbed.bridge.workload import _image_codec
+
+            if _image_codec(self.codec) is None:
+                from testbed.split.codecs import parse_chain
+
+                parse_chain(list(self.codec), "codec")
+        if self.server.service is None and self.model is None:
+            raise ValueError("server.service is required when the scenario has no model "
+                             "(e.g. service: {table: {1: 5 ms, 32: 20 ms}})")
+        return self
+
+    @property
+    def node_count(self) -> int:
+        return sum(g.count for g in self.fleet)
+
+    @property
+    def drain_s(self) -> float:
+        """Simulated time after ``duration`` allowed for in-flight requests to finish."""
+        return self.drain if self.drain is not None else self.duration

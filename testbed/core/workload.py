@@ -1,0 +1,62 @@
+"""What a request costs: the small interface between the simulator and whatever supplies
+payload sizes and compute charges (distributions here; the real model pipeline elsewhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from testbed.dists import Deterministic, Dist
+from testbed.config.schema import Scenario
+from testbed.core.calc import batch_time_fn
+
+__all__ = ["Workload", "SyntheticWorkload", "Frame"]
+
+Frame = tuple[int, float, float, float]
+"""What a node draws per frame: (image index or -1, payload bytes, head seconds, encode seconds)."""
+
+
+class Workload(Protocol):
+    """Supplies per-frame payloads and compute charges, and the server's service times."""
+
+    def frame_drawer(self, group: int, node_in_group: int, rng: np.random.Generator) -> Callable[[], Frame]:
+        """Per-node function returning (image, payload bytes, head s, encode s) for each frame."""
+
+    def result_drawer(self, rng: np.random.Generator) -> Callable[[], float]:
+        """Result (downlink) size in bytes per request."""
+
+    def decode(self) -> Dist:
+        """Server-side decode time per request (seconds, before the batch queue)."""
+
+    def batch_time(self, rng: np.random.Generator) -> Callable[[int], float]:
+        """Batch service time as a function of batch size."""
+
+
+class SyntheticWorkload:
+    """Charges from the scenario's own distributions (timing-only and queueing studies)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+
+    def frame_drawer(self, group: int, node_in_group: int, rng: np.random.Generator) -> Callable[[], Frame]:
+        spec = self.scenario.fleet[group]
+        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(
+            int(rng.integers(2**63))).spawn(3)]
+        payload = (spec.payload or self.scenario.workload.payload).sampler(streams[0])
+        head = (spec.head or Deterministic(0.0)).sampler(streams[1])
+        encode = (spec.encode or Deterministic(0.0)).sampler(streams[2])
+        return lambda: (-1, payload(), head(), encode())
+
+    def result_drawer(self, rng: np.random.Generator) -> Callable[[], float]:
+        return self.scenario.workload.result.sampler(rng)
+
+    def decode(self) -> Dist:
+        return self.scenario.server.decode
+
+    def batch_time(self, rng: np.random.Generator) -> Callable[[int], float]:
+        svc = self.scenario.server.service
+        if svc is None:
+            raise ValueError("server.service is needed for a synthetic workload")
+        return batch_time_fn(svc.table, svc.per_batch, svc.per_item, svc.dist, rng)

@@ -1,0 +1,1 @@
+"""Running scenarios: the runner, sweeps, capacity search, benchmarks and plots."""

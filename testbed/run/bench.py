@@ -1,0 +1,149 @@
+"""Benchmarks of the simulation core, measured side by side in one process.
+
+``simulator_bench`` runs a 1,000-node scenario (timing only, at least 200,000 requests, each
+crossing node, uplink, server and downlink) and, in the same run, a bare SimPy M/M/1 loop with one
+process per customer, the floor any SimPy model is measured against. Peak memory per request is
+measured with :mod:`tracemalloc` on a separate run of the same scenario.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import tracemalloc
+from typing import Any
+
+import simpy
+
+from testbed.config.schema import Scenario
+from testbed.config.load import scenario_from_dict
+from testbed.sim.world import Simulation
+
+__all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "simpy_floor", "simulator_bench", "csma_bench"]
+
+BENCH_SCENARIO: dict[str, Any] = {
+    "name": "bench-1000-nodes", "seed": 7, "duration": "200 s", "warmup": "5 s", "drain": "10 s",
+    "fleet": [{"name": "cams", "count": 1000, "device": "pi4b", "arrivals": {"kind": "poisson", "rate": "1/s"},
+               "head": "20 ms", "encode": "2 ms", "payload": {"dist": "exponential", "mean": "10 kB"}}],
+    "link": {"model": "shared_fifo", "datarate": "20 MB/s", "latency": "1 ms"},
+    "server": {"device": "h100", "batching": {"max_batch": 32, "max_delay": "5 ms"},
+               "service": {"table": {1: "1 ms", 32: "4 ms"}}},
+}
+
+
+def simpy_floor(customers: int, seed: int = 1) -> float:
+    """Customers per second of a bare SimPy M/M/1 (rho = 0.9), one process per customer."""
+    env = simpy.Environment()
+    server = simpy.Resource(env, 1)
+    rng = random.Random(seed)
+
+    def customer() -> Any:
+        with server.request() as req:
+            yield req
+            yield env.timeout(rng.expovariate(1.0))
+
+    def source() -> Any:
+        for _ in range(customers):
+            yield env.timeout(rng.expovariate(0.9))
+            env.process(customer())
+
+    env.process(source())
+    t = time.perf_counter()
+    env.run()
+    return customers / (time.perf_counter() - t)
+
+
+def _timed(scenario: Scenario) -> tuple[Simulation, float, int]:
+    """A finished simulation, the seconds its events took and the number of events scheduled."""
+    sim = Simulation(scenario)
+    t = time.perf_counter()
+    sim.execute()
+    return sim, time.perf_counter() - t, next(sim.env._eid)  # type: ignore[attr-defined]
+
+
+def _scaled(template: dict[str, Any], seconds: float, scale: float) -> Scenario:
+    """The benchmark scenario with its duration cut to ``scale`` of ``seconds``."""
+    return scenario_from_dict(dict(template, duration=f"{seconds * scale} s"))
+
+
+def simulator_bench(scale: float = 1.0) -> dict[str, Any]:
+    """Requests per second against the SimPy floor, and peak bytes per request."""
+    scenario = _scaled(BENCH_SCENARIO, 200.0, scale)
+    sim, elapsed, events = _timed(scenario)
+    requests = sim.rec.n
+    del sim
+    floor = simpy_floor(requests)
+    tracemalloc.start()
+    sim = Simulation(scenario)
+    sim.execute()
+    frame = sim.rec.to_frame()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del frame
+    return {
+        "scenario": scenario.name, "nodes": scenario.node_count, "requests": requests,
+        "events": events, "events_per_request": events / requests,
+        "requests_per_s": requests / elapsed, "simpy_floor_per_s": floor,
+        "ratio": (requests / elapsed) / floor, "peak_bytes_per_request": peak / requests,
+    }
+
+
+CSMA_BENCH_SCENARIO: dict[str, Any] = {
+    "name": "bench-csma-200-nodes", "seed": 7, "duration": "100 s", "warmup": "5 s", "drain": "10 s",
+    "fleet": [{"name": "cams", "count": 200, "device": "pi4b",
+               "arrivals": {"kind": "periodic", "rate": "1/s", "jitter": "5 ms"},
+               "head": "20 ms", "encode": "2 ms", "payload": "25 kB"}],
+    "link": {"model": "csma", "datarate": "65 Mbit/s", "latency": "1 ms", "csma": {"standard": "802.11n"}},
+    "server": {"device": "h100", "batching": {"max_batch": 32, "max_delay": "5 ms"},
+               "service": {"table": {1: "1 ms", 32: "4 ms"}}},
+    "workload": {"result": "64 B"},
+}
+"""200 nodes sending 25 kB at 1/s over one 65 Mbit/s 802.11n cell (about 70% of its capacity)."""
+
+
+def csma_bench(scale: float = 1.0) -> dict[str, Any]:
+    """Requests per second and events per request of the ``csma`` link (timing only)."""
+    scenario = _scaled(CSMA_BENCH_SCENARIO, 100.0, scale)
+    sim, elapsed, events = _timed(scenario)
+    requests = sim.rec.n
+    cell = sim.cell
+    return {
+        "scenario": scenario.name, "nodes": scenario.node_count, "requests": requests, "events": events,
+        "events_per_request": events / requests, "requests_per_s": requests / elapsed,
+        "exchanges_per_request": cell.exchanges / requests,
+        "collision_fraction": cell.collisions / max(1, cell.exchanges),
+        "link_utilisation": sim.levels["uplink"]["busy"].mean(sim.env.now) + sim.levels["downlink"]["busy"].mean(sim.env.now),
+    }
+
+
+def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, Any]:
+    """A sweep of ``cells`` cells of the TCL scenario on 1 worker and on 2, side by side.
+
+    Reports parallel efficiency ``t1 / (2 t2)`` and the share of sweep time spent getting the model
+    pipeline's results once its cache is warm (reading the cache, not running the model).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from testbed.config.load import read_yaml
+    from testbed.run.sweep import plan, run_sweep
+
+    path = Path(scenario_path) if scenario_path else Path(__file__).resolve().parent.parent / "scenarios" / "tcl_resnet50_stem.yaml"
+    raw = read_yaml(path)
+    raw["sweep"] = {"fleet.0.count": [20, 40, 80, 160], "link.datarate": ["1 MB/s", "2 MB/s", "5 MB/s", "10 MB/s"]}
+    raw["replications"] = max(1, cells // 16)
+    raw["duration"] = "2 min"
+    n = len(plan(raw))
+    out: dict[str, Any] = {"scenario": str(path.name), "runs": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_sweep(dict(raw, sweep={"fleet.0.count": [1]}, replications=1), Path(tmp) / "warm",
+                  base_dir=path.parent, progress=False)  # warm the pipeline cache
+        for workers in (1, 2):
+            t = time.perf_counter()
+            table = run_sweep(raw, Path(tmp) / f"w{workers}", workers=workers, base_dir=path.parent, progress=False)
+            out[f"seconds_{workers}_worker{'s' if workers > 1 else ''}"] = time.perf_counter() - t
+            if workers == 1:
+                out["model_share_warm_cache"] = float(table["pipeline_s"].sum() / table["wall_s"].sum())
+    out["speedup"] = out["seconds_1_worker"] / out["seconds_2_workers"]
+    out["parallel_efficiency"] = out["speedup"] / 2
+    return out

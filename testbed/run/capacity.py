@@ -1,0 +1,143 @@
+"""Capacity planning: the largest fleet that meets a latency objective, found by bisection.
+
+The objective is written ``"p95 < 200 ms"`` (``p50|p90|p95|p99|mean|max``, ``<`` or ``<=``). Requests
+dropped, timed out or still in flight at the end count as infinitely late, so a fleet that only
+"meets" the objective by dropping frames does not pass. Assumes latency grows with fleet size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from testbed.errors import ConfigError
+from testbed.core.metrics import in_window, with_stages
+from testbed.config.load import apply_overrides, scenario_from_dict
+from testbed.run.sweep import replication_seed
+from testbed.units import parse_duration
+
+__all__ = ["Slo", "parse_slo", "slo_value", "capacity_search", "CapacityResult", "probe", "saturating"]
+
+_METRICS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "mean": None}
+
+
+@dataclass(frozen=True)
+class Slo:
+    metric: str
+    bound_s: float
+    strict: bool = True
+
+    def met(self, value: float) -> bool:
+        return value < self.bound_s if self.strict else value <= self.bound_s
+
+    def __str__(self) -> str:
+        return f"{self.metric} {'<' if self.strict else '<='} {self.bound_s * 1e3:g} ms"
+
+
+def parse_slo(text: str) -> Slo:
+    m = re.fullmatch(r"\s*(\w+)\s*(<=|<)\s*(.+?)\s*", text)
+    if not m or m.group(1) not in _METRICS:
+        raise ConfigError("--slo", text, f"an objective like 'p95 < 200 ms' with one of {', '.join(_METRICS)}")
+    try:
+        bound = parse_duration(m.group(3))
+    except ValueError as exc:
+        raise ConfigError("--slo", text, f"a duration bound like '200 ms' ({exc})") from None
+    if bound <= 0:
+        raise ConfigError("--slo", text, "a positive bound")
+    return Slo(m.group(1), bound, m.group(2) == "<")
+
+
+def slo_value(records: Any, window: tuple[float, float], metric: str) -> float:
+    """The objective's latency statistic, with non-completed requests counted as infinite."""
+    w = with_stages(in_window(records, window))
+    lat = np.where(w["status"].astype(str) == "ok", w["latency_s"].to_numpy(), np.inf)
+    if not len(lat):
+        return math.nan
+    q = _METRICS[metric]
+    return float(np.mean(lat)) if q is None else float(np.percentile(lat, q, method="higher"))
+
+
+@dataclass
+class CapacityResult:
+    values: dict[str, Any]
+    capacity: int
+    value_at_capacity: float
+    first_failing: int | None
+    value_at_failing: float
+    saturating_station: str
+    utilisation: dict[str, float]
+    probes: int
+
+
+def saturating(utilisation: dict[str, float], within: float = 0.02) -> str:
+    """The busiest station, and any other within ``within`` of it (``uplink + server GPU``)."""
+    if not utilisation:
+        return "-"
+    top = max(utilisation.values())
+    return " + ".join(k for k, v in utilisation.items() if v >= top - within)
+
+
+def probe(raw: dict[str, Any], field: str, n: int, slo: Slo, base_dir: Path | None, replications: int
+          ) -> tuple[float, dict[str, float]]:
+    """Run the scenario with ``field = n`` (all replications pooled) -> (statistic, utilisations)."""
+    from testbed.run.runner import run_scenario
+
+    vals, util = [], {"uplink": [], "server GPU": [], "node CPU": []}
+    for r in range(replications):
+        cell = apply_overrides(raw, {field: n, "seed": replication_seed(int(raw.get("seed", 0)), r)})
+        res = run_scenario(scenario_from_dict(cell, base_dir), base_dir=base_dir)
+        vals.append(slo_value(res.records, res.sim.window, slo.metric))
+        util["uplink"].append(res.summary["link_utilisation"])
+        util["server GPU"].append(res.summary["gpu_utilisation"])
+        util["node CPU"].append(res.summary.get("node_utilisation", 0.0))
+    return float(np.mean(vals)), {k: float(np.mean(v)) for k, v in util.items()}
+
+
+def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count", start: int = 1,
+                    limit: int = 100_000, base_dir: Path | None = None,
+                    on_probe: Callable[[dict[str, Any], int, float], None] | None = None) -> list[CapacityResult]:
+    """For every combination of the other swept fields, the largest ``field`` value meeting ``slo``."""
+    grid = {k: v for k, v in (raw.get("sweep") or {}).items() if k != field}
+    reps = int(raw.get("replications", 1))
+    base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
+    results = []
+    for combo in itertools.product(*grid.values()) if grid else [()]:
+        values = dict(zip(grid, combo))
+        cell = apply_overrides(base, values)
+        cache: dict[int, tuple[float, dict[str, float]]] = {}
+
+        def check(n: int) -> bool:
+            if n not in cache:
+                cache[n] = probe(cell, field, n, slo, base_dir, reps)
+                if on_probe:
+                    on_probe(values, n, cache[n][0])
+            return slo.met(cache[n][0])
+
+        lo, hi = 0, None  # lo passes (0 nodes vacuously), hi fails
+        n = max(1, start)
+        while n <= limit:
+            if check(n):
+                lo = n
+                n *= 2
+            else:
+                hi = n
+                break
+        if hi is not None:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if check(mid):
+                    lo = mid
+                else:
+                    hi = mid
+        fail_util = cache[hi][1] if hi is not None else (cache[lo][1] if lo else {})
+        station = saturating(fail_util)
+        results.append(CapacityResult(values, lo, cache[lo][0] if lo else math.nan, hi,
+                                      cache[hi][0] if hi is not None else math.nan, station, fail_util, len(cache)))
+    return results

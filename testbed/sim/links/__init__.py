@@ -1,0 +1,1 @@
+"""Link models of the simulator."""

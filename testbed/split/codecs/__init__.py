@@ -1,0 +1,42 @@
+"""Feature-map codecs for the split point: quantizers, packing, casts and lossless coders.
+
+Build a chain with :func:`parse_chain` (or ``CodecChain.from_spec``) from
+``[{"quantize": {"bits": 1}}, {"lzma": {"preset": 6}}]`` or ``"quantize:bits=1,lzma:preset=6"``;
+``chain.encode(batch)`` gives one self-describing payload per image and
+:func:`decode_payload` restores a tensor from a payload alone.
+"""
+
+from testbed.split.codecs.base import (
+    ByteStage,
+    Codes,
+    Serializer,
+    Stage,
+    TensorStage,
+    build_stage,
+    codec_names,
+    get_codec,
+    register_codec,
+)
+from testbed.split.codecs.chain import (
+    CodecChain,
+    EncodeResult,
+    decode_payloads,
+    normalize_spec,
+    parse_chain,
+    parse_codec_string,
+)
+from testbed.split.codecs.errors import PayloadError
+from testbed.split.codecs.pack import pack_bits, packed_size, unpack_bits
+from testbed.split.codecs.payload import MAGIC, VERSION, Frame, read_frame
+
+__all__ = [
+    "ByteStage", "Codes", "Serializer", "Stage", "TensorStage", "build_stage", "codec_names", "get_codec",
+    "register_codec", "CodecChain", "EncodeResult", "decode_payloads", "decode_payload", "normalize_spec",
+    "parse_chain", "parse_codec_string", "PayloadError", "pack_bits", "packed_size", "unpack_bits",
+    "MAGIC", "VERSION", "Frame", "read_frame",
+]
+
+
+def decode_payload(payload: bytes):  # -> torch.Tensor
+    """Decode one payload using only the information it carries."""
+    return decode_payloads([payload])[0]

@@ -1,0 +1,322 @@
+"""Codec chains: parsing from YAML-style specs or a compact string, batched encode and decode."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+
+from testbed.errors import ConfigError
+from testbed.split.codecs.base import ByteStage, Codes, Serializer, Stage, TensorStage, build_stage, get_codec
+from testbed.split.codecs.errors import PayloadError
+from testbed.split.codecs.pack import Pack
+from testbed.split.codecs.payload import encode_spec, read_frame, write_frame
+
+__all__ = ["CodecChain", "EncodeResult", "parse_chain", "parse_codec_string", "normalize_spec"]
+
+_RAW_NAMES = ("none", "raw", "float32", "identity")
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Payloads of a batch with per-image encode wall time (batched tensor stages split evenly)."""
+
+    payloads: list[bytes]
+    seconds: np.ndarray
+
+
+@dataclass
+class CodecChain:
+    """Tensor stages, one serializer and byte stages, applied per image of a batch.
+
+    ``encode`` returns one self-describing payload per image (see :mod:`testbed.codecs.payload`);
+    ``decode`` needs nothing but a payload, building the chain from the spec in its header.
+    ``timings`` accumulates wall seconds per ``(direction, stage name)``.
+    """
+
+    tensor_stages: list[TensorStage]
+    serializer: Serializer
+    byte_stages: list[ByteStage]
+    explicit_serializer: bool = False
+    timings: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, spec: Any, path: str = "codec") -> CodecChain:
+        """Build from a list of ``{name: {params}}`` (or bare names), a string, or None (raw float32)."""
+        return parse_chain(spec, path)
+
+    def spec(self) -> list[dict[str, dict[str, Any]]]:
+        """The canonical list form (defaults omitted; the implicit serializer left out)."""
+        stages: list[Stage] = [*self.tensor_stages]
+        if self.explicit_serializer:
+            stages.append(self.serializer)
+        stages += self.byte_stages
+        return [s.to_spec() for s in stages]
+
+    def describe(self) -> str:
+        """Compact one-line form, e.g. ``quantize:bits=1,lzma:preset=6`` (``float32`` when empty)."""
+        parts = []
+        for item in self.spec():
+            ((name, params),) = item.items()
+            kv = ",".join(f"{k}={v}" for k, v in params.items())
+            parts.append(f"{name}:{kv}" if kv else name)
+        return ",".join(parts) or "float32"
+
+    @property
+    def bits(self) -> int | None:
+        """Bits per element of the serialized codes, or None for float payloads."""
+        for stage in reversed(self.tensor_stages):
+            b = stage.output_bits()
+            if b is not None:
+                return b
+        return None
+
+    @property
+    def lossless(self) -> bool:
+        """True when decode(encode(x)) == x exactly (no tensor stages)."""
+        return not self.tensor_stages
+
+    # -- encode ------------------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> list[bytes]:
+        """Encode a batch ``[N, *shape]`` of features into N payloads."""
+        return self.encode_timed(x).payloads
+
+    def encode_timed(self, x: Tensor) -> EncodeResult:
+        """:meth:`encode` with per-image wall time."""
+        if x.dim() < 2:
+            raise ValueError("encode expects a batch [N, *shape]")
+        dtype = "float16" if x.dtype == torch.float16 else "float32"
+        n = x.shape[0]
+        shared = 0.0
+        sides: list[list[bytes]] = []
+        y = x.detach()
+        for stage in self.tensor_stages:
+            t0 = time.perf_counter()
+            y, side = stage.encode(y)
+            dt = time.perf_counter() - t0
+            self._tick("encode", stage.name, dt)
+            shared += dt
+            sides.append(side)
+        t0 = time.perf_counter()
+        arr = y.cpu().numpy()
+        shared += time.perf_counter() - t0
+        bits = self.bits
+        payloads: list[bytes] = []
+        seconds = np.full(n, shared / max(n, 1))
+        spec = encode_spec(self.spec())
+        shape = tuple(x.shape[1:])
+        for i in range(n):
+            t0 = time.perf_counter()
+            body, ser_side = self.serializer.encode(Codes(arr[i], bits))
+            t1 = time.perf_counter()
+            self._tick("encode", self.serializer.name, t1 - t0)
+            for stage in self.byte_stages:
+                ts = time.perf_counter()
+                body = stage.encode(body)
+                self._tick("encode", stage.name, time.perf_counter() - ts)
+            ts = time.perf_counter()
+            payloads.append(write_frame(dtype, shape, spec, [s[i] for s in sides] + [ser_side], body))
+            self._tick("encode", "frame", time.perf_counter() - ts)
+            seconds[i] += time.perf_counter() - t0
+        return EncodeResult(payloads, seconds)
+
+    # -- decode ------------------------------------------------------------------------------------
+    def decode(self, payload: bytes) -> Tensor:
+        """Decode one payload to a tensor of the feature shape (no batch dimension)."""
+        return decode_payloads([payload], self)[0]
+
+    def decode_batch(self, payloads: Sequence[bytes]) -> Tensor:
+        """Decode payloads of this chain and equal shape into a batch ``[N, *shape]``."""
+        return decode_payloads(payloads, self)
+
+    def _tick(self, direction: str, name: str, seconds: float) -> None:
+        key = (direction, name)
+        self.timings[key] = self.timings.get(key, 0.0) + seconds
+
+
+def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) -> Tensor:
+    """Decode payloads into a batch. The chain is read from each header; payloads in one call
+    must share chain and shape. ``chain`` (optional) only collects timings."""
+    if not payloads:
+        raise ValueError("no payloads to decode")
+    frames = []
+    t0 = time.perf_counter()
+    for p in payloads:
+        f = read_frame(p)
+        if frames and (f.spec != frames[0].spec or f.shape != frames[0].shape or f.dtype != frames[0].dtype):
+            raise PayloadError("payloads decoded together must share codec chain, shape and dtype")
+        frames.append(f)
+    if chain is not None:
+        chain._tick("decode", "frame", time.perf_counter() - t0)
+    first = frames[0]
+    built = _chain_from_header(first.spec_bytes)
+    timer = chain if chain is not None else _Discard()
+    n_side = len(built.tensor_stages) + 1
+    arrays = []
+    for f in frames:
+        if len(f.blobs) != n_side:
+            raise PayloadError(f"payload has {len(f.blobs)} side-info blocks, its chain needs {n_side}")
+        ser_side = f.blobs[-1]
+        if isinstance(built.serializer, Pack) and Pack.parse_side(ser_side)[1] != (built.bits or 0):
+            raise PayloadError(f"payload packs {Pack.parse_side(ser_side)[1]}-bit codes, its chain makes "
+                               f"{built.bits or 0}-bit codes")
+        expected = built.serializer.expected_size(ser_side)
+        body = f.body
+        bound = expected + expected // 8 + 1024
+        for stage in reversed(built.byte_stages):
+            ts = time.perf_counter()
+            body = stage.decode(body, bound)
+            timer._tick("decode", stage.name, time.perf_counter() - ts)
+        ts = time.perf_counter()
+        arrays.append(built.serializer.decode(body, ser_side))
+        timer._tick("decode", built.serializer.name, time.perf_counter() - ts)
+    if any(a.shape != arrays[0].shape or a.dtype != arrays[0].dtype for a in arrays):
+        raise PayloadError("payloads decoded together serialize tensors of different shapes")
+    y = torch.from_numpy(np.stack(arrays))
+    for k in range(len(built.tensor_stages) - 1, -1, -1):
+        stage = built.tensor_stages[k]
+        t1 = time.perf_counter()
+        y = stage.decode(y, [f.blobs[k] for f in frames])
+        timer._tick("decode", stage.name, time.perf_counter() - t1)
+    out = y.to(torch.float16 if first.dtype == "float16" else torch.float32)
+    if tuple(out.shape[1:]) != first.shape:
+        raise PayloadError(f"decoded shape {tuple(out.shape[1:])} differs from the header's {first.shape}")
+    return out
+
+
+class _Discard:
+    """Timing sink used when the caller does not collect timings."""
+
+    def _tick(self, direction: str, name: str, seconds: float) -> None:
+        pass
+
+
+@functools.lru_cache(maxsize=256)
+def _chain_from_header(spec_bytes: bytes) -> CodecChain:
+    """The chain a header names (cached: a stream of payloads shares one spec)."""
+    try:
+        return parse_chain(json.loads(spec_bytes), "payload.spec")
+    except ConfigError as exc:
+        raise PayloadError(f"payload header names an invalid codec chain ({exc})") from None
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+def normalize_spec(spec: Any, path: str = "codec") -> list[tuple[str, dict[str, Any]]]:
+    """Turn any accepted spec form into ``[(name, params), ...]``.
+
+    Accepted: None or ``"none"``/``"float32"`` (no stages), a compact string
+    (``quantize:bits=1,lzma:preset=6``), a YAML/JSON list in a string or a file path, or a list
+    whose items are names or single-key dicts ``{name: {params} | None}``.
+    """
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.lower() in _RAW_NAMES or not text:
+            return []
+        if text[0] in "[{":
+            return normalize_spec(_yaml(text, path), path)
+        if text.endswith((".yaml", ".yml", ".json")) and Path(text).is_file():
+            return normalize_spec(_yaml(Path(text).read_text(), path), path)
+        return parse_codec_string(text, path)
+    if isinstance(spec, dict):
+        if "codec" in spec and len(spec) == 1:
+            return normalize_spec(spec["codec"], path)
+        spec = [spec]
+    if not isinstance(spec, (list, tuple)):
+        raise ConfigError(path, spec, "a list of codec stages, e.g. [{quantize: {bits: 8}}, {lzma: {preset: 6}}]")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(spec):
+        where = f"{path}.{i}"
+        if isinstance(item, str):
+            out.append((item, {}))
+            continue
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(where, item, "a stage name or a single-key mapping {name: {params}}")
+        ((name, params),) = item.items()
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}.{name}", params, "a mapping of parameters")
+        out.append((str(name), dict(params)))
+    return out
+
+
+def parse_codec_string(text: str, path: str = "codec") -> list[tuple[str, dict[str, Any]]]:
+    """Parse ``name[:k=v[,k=v]...][,name...]``; ``+`` may also separate stages.
+
+    A comma-separated token containing ``:`` or no ``=`` starts a new stage; a bare ``k=v`` token
+    adds a parameter to the current stage. Values are read as YAML scalars (``6``, ``0.5``, ``true``).
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    for token in (t.strip() for t in text.replace("+", ",").split(",")):
+        if not token:
+            continue
+        if ":" in token or "=" not in token:
+            name, _, rest = token.partition(":")
+            out.append((name.strip(), {}))
+            if rest.strip():
+                token = rest
+            else:
+                continue
+        if not out:
+            raise ConfigError(path, text, "stages like quantize:bits=1,lzma:preset=6")
+        key, sep, value = token.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}.{len(out) - 1}.{out[-1][0]}", token, "parameters as key=value")
+        out[-1][1][key.strip()] = _scalar(value.strip())
+    return out
+
+
+def parse_chain(spec: Any, path: str = "codec") -> CodecChain:
+    """Build and validate a :class:`CodecChain`; errors are ConfigErrors naming ``path.i.stage.param``."""
+    items = normalize_spec(spec, path)
+    tensor: list[TensorStage] = []
+    serializer: Serializer | None = None
+    byte: list[ByteStage] = []
+    for i, (name, params) in enumerate(items):
+        where = f"{path}.{i}"
+        cls = get_codec(name, where)
+        stage = build_stage(name, params, where)
+        if isinstance(stage, TensorStage):
+            if serializer is not None or byte:
+                raise ConfigError(where, name, "tensor stages must come before pack and the byte coders")
+            if tensor and tensor[-1].output_bits() is not None:
+                raise ConfigError(where, name, f"nothing may follow the quantizer {tensor[-1].name} "
+                                               "among the tensor stages")
+            tensor.append(stage)
+        elif isinstance(stage, Serializer):
+            if serializer is not None or byte:
+                raise ConfigError(where, name, "a single serializer, before the byte coders")
+            serializer = stage
+        elif isinstance(stage, ByteStage):
+            byte.append(stage)
+        else:  # pragma: no cover - a registered class of an unknown kind
+            raise ConfigError(where, name, f"a stage of kind tensor, serialize or bytes, not {cls.kind}")
+    return CodecChain(tensor, serializer or Pack(), byte, explicit_serializer=serializer is not None)
+
+
+def _yaml(text: str, path: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, text, f"valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+
+
+def _scalar(value: str) -> Any:
+    try:
+        return yaml.safe_load(value) if value else value
+    except yaml.YAMLError:
+        return value
+

@@ -1,0 +1,15 @@
+"""Image datasets and per-model preprocessing for the split pipeline."""
+
+from testbed.split.data.datasets import (
+    IMAGE_EXTENSIONS,
+    SAMPLE_PHOTOS,
+    Dataset,
+    DatasetSpec,
+    dataset_names,
+    load_dataset,
+    parse_dataset,
+)
+from testbed.split.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, preprocess_for
+
+__all__ = ["IMAGE_EXTENSIONS", "SAMPLE_PHOTOS", "Dataset", "DatasetSpec", "dataset_names", "load_dataset",
+           "parse_dataset", "IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "preprocess_for"]

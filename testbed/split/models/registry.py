@@ -1,0 +1,85 @@
+"""Registry of splittable models: each entry decomposes a torchvision model into named stages.
+
+A model is an ordered list of ``(boundary_name, module)`` stages whose sequential composition is
+the full model's forward pass. Splitting after stage *k* gives a head (stages ``0..k``) and a tail
+(the rest); the named boundaries are the split points, plus ``"input"`` (empty head) and
+``"none"`` (empty tail, the whole model runs on the device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from testbed.errors import ConfigError
+
+__all__ = ["ModelSpec", "register_model", "get_spec", "model_names", "INPUT", "NONE"]
+
+INPUT = "input"
+NONE = "none"
+
+Task = Literal["classification", "detection"]
+Decompose = Callable[[nn.Module], list[tuple[str, nn.Module]]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build, preprocess and split one model.
+
+    ``decompose`` maps a built model to its named stages (the last stage's name is the output and
+    is not a split point). ``resize``/``crop`` are the preprocessing used with random weights or a
+    checkpoint (the ImageNet defaults); named torchvision weights bring their own transforms.
+    """
+
+    name: str
+    task: Task
+    decompose: Decompose
+    points: tuple[str, ...]
+    crop: int = 224
+    resize: int = 256
+    fixed_input: bool = False  # True where the model only accepts ``crop x crop`` inputs
+    build_kwargs: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def split_points(self) -> tuple[str, ...]:
+        """All split points in pipeline order, ``input`` first and ``none`` last."""
+        return (INPUT, *self.points, NONE)
+
+    def check_point(self, point: str, path: str = "split") -> str:
+        """Return ``point`` if it is one of this model's split points, else raise ConfigError."""
+        if point not in self.split_points:
+            raise ConfigError(path, point, f"split points of {self.name}: {', '.join(self.split_points)}")
+        return point
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` to the registry (names are unique)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def model_names() -> list[str]:
+    """Names of the registered models, in registration order."""
+    _load_zoo()
+    return list(_REGISTRY)
+
+
+def get_spec(name: str, path: str = "model") -> ModelSpec:
+    """Look up a model by name; unknown names raise ConfigError listing the known ones."""
+    _load_zoo()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(path, name, f"one of {', '.join(_REGISTRY)}") from None
+
+
+def _load_zoo() -> None:
+    from testbed.split.models import zoo  # noqa: F401  (registers the torchvision models on import

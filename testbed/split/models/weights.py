@@ -1,0 +1,92 @@
+"""Build registered models with random (seeded), torchvision-named or checkpoint weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from testbed.errors import ConfigError, TestbedError
+from testbed.split.models.registry import ModelSpec, get_spec
+
+__all__ = ["WeightsError", "load_model", "weights_enum", "is_checkpoint_path"]
+
+
+class WeightsError(TestbedError):
+    """Named weights that are neither cached nor downloadable, or an unreadable checkpoint."""
+
+
+def is_checkpoint_path(weights: str) -> bool:
+    """True when ``weights`` names a file (a checkpoint) rather than a torchvision weights enum."""
+    return os.sep in weights or weights.endswith((".pt", ".pth", ".ckpt", ".bin")) or Path(weights).is_file()
+
+
+def weights_enum(spec: ModelSpec, weights: str, path: str = "weights"):  # -> torchvision WeightsEnum
+    """Resolve a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V2``, or the full enum name)."""
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(spec.name)
+    key = weights.split(".")[-1]
+    if key == "DEFAULT":
+        return enum.DEFAULT
+    try:
+        return enum[key]
+    except KeyError:
+        names = ", ".join(["random", "DEFAULT", *enum.__members__, "<checkpoint path>"])
+        raise ConfigError(path, weights, f"one of {names}") from None
+
+
+def load_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
+    """Build model ``name`` in eval mode.
+
+    ``weights`` is ``"random"`` (torchvision's initialisation under ``torch.manual_seed(seed)``
+    inside a forked RNG, so the global RNG is untouched), a torchvision weights name (loaded by
+    torchvision from the hub cache, downloading where reachable) or a checkpoint path, read with
+    ``torch.load(..., weights_only=True)`` (a state dict, or a dict holding one under
+    ``state_dict``/``model``).
+    """
+    from torchvision.models import get_model
+
+    spec = get_spec(name)
+    kwargs = dict(spec.build_kwargs)
+    if weights == "random" or is_checkpoint_path(weights):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = get_model(name, weights=None, **kwargs)
+        if weights != "random":
+            _load_checkpoint(model, Path(weights))
+    else:
+        enum = weights_enum(spec, weights)
+        kwargs.pop("weights_backbone", None)
+        try:
+            model = get_model(name, weights=enum, **kwargs)
+        except Exception as exc:  # network errors, corrupt cache files, hash mismatches
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+            raise WeightsError(
+                f"weights {name}.{enum.name} are not cached at {cached} and could not be fetched "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"use --weights random or a checkpoint path") from None
+    return model.eval()
+
+
+def _load_checkpoint(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError("weights", str(path), "'random', a torchvision weights name or an existing checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict):
+        raise WeightsError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"checkpoint {path} does not fit {type(model).__name__}: {first}") from None
