@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import testbed.split.pipeline as pipeline_module
-from testbed.bridge.workload import pipeline_key, pipeline_table
+from testbed.bridge.cache import pipeline_key, pipeline_table
 from testbed.run.runner import run_scenario
 from testbed.config.load import apply_overrides, scenario_from_dict
 from tests.conftest import base_scenario
@@ -88,18 +88,19 @@ def test_baselines_input_and_none():
 
 def test_image_codec_errors_name_the_field():
     from testbed.errors import ConfigError
+    from testbed.run.prepare import prepare_dict
 
     with pytest.raises(ConfigError, match="codec.0.image.format"):
-        scenario_from_dict(split_raw(**{"model.split": "input", "codec": [{"image": {"format": "gif"}}]}))
+        prepare_dict(split_raw(**{"model.split": "input", "codec": [{"image": {"format": "gif"}}]}))
     with pytest.raises(ConfigError, match=r"model\.split"):
-        scenario_from_dict(split_raw(**{"model.split": "layer9"}))
+        prepare_dict(split_raw(**{"model.split": "layer9"}))
     with pytest.raises(ConfigError, match=r"codec\.0\.quantize\.bits"):
-        scenario_from_dict(split_raw(**{"codec": [{"quantize": {"bits": 12}}]}))
+        prepare_dict(split_raw(**{"codec": [{"quantize": {"bits": 12}}]}))
 
 
 def test_learned_stage_charges_count_macs(tmp_path):
     from testbed.split.codecs import parse_chain
-    from testbed.bridge.workload import stage_charges
+    from testbed.bridge.charges import stage_charges
     from testbed.research.autoencoder import BottleneckDecoder, BottleneckEncoder
     from testbed.research.common import save_checkpoint
 

@@ -338,13 +338,6 @@ class ModelSpec(_Frozen):
     seed: Annotated[int, Field(ge=0)] = 0
     spread: bool = False
 
-    @model_validator(mode="after")
-    def _known(self) -> "ModelSpec":
-        from testbed.split.models import get_spec
-
-        get_spec(self.name, "name").check_point(self.split, "split")  # ConfigError names the field
-        return self
-
 
 class DatasetSpec(_Frozen):
     kind: str = "samples"
@@ -374,13 +367,6 @@ class Scenario(_Frozen):
     def _check(self) -> "Scenario":
         if self.warmup >= self.duration:
             raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
-        if self.model is not None and self.codec:
-            from testbed.bridge.workload import _image_codec
-
-            if _image_codec(self.codec) is None:
-                from testbed.split.codecs import parse_chain
-
-                parse_chain(list(self.codec), "codec")
         if self.server.service is None and self.model is None:
             raise ValueError("server.service is required when the scenario has no model "
                              "(e.g. service: {table: {1: 5 ms, 32: 20 ms}})")

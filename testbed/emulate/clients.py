@@ -47,14 +47,11 @@ _IN_FLIGHT = STATUS.index("in_flight")
 
 
 def make_workload(sc: Scenario, base_dir: Path | None = None) -> Any:
-    """The simulator's workload for ``sc``: the pipeline's (profile charges) or the synthetic one."""
-    if sc.model is not None:
-        from testbed.bridge.workload import PipelineWorkload, pipeline_table
+    """The simulator's workload for ``sc`` (see :func:`testbed.bridge.workload.make_workload`)."""
+    from testbed.bridge.workload import make_workload as bridge_workload
+    from testbed.config.resolve import resolve
 
-        return PipelineWorkload(sc, pipeline_table(sc), base_dir)
-    from testbed.core.workload import SyntheticWorkload
-
-    return SyntheticWorkload(sc)
+    return bridge_workload(resolve(sc, base_dir))
 
 
 @dataclass

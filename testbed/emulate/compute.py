@@ -30,10 +30,10 @@ def check_emulable(sc: Scenario) -> None:
 
 def _dataset(sc: Scenario) -> Any:
     from testbed.split.data import load_dataset, preprocess_for
-    from testbed.bridge.workload import _dataset_arg
+    from testbed.bridge.cache import dataset_arg
 
     assert sc.model is not None
-    return load_dataset(_dataset_arg(sc), preprocess_for(sc.model.name, sc.model.weights))
+    return load_dataset(dataset_arg(sc), preprocess_for(sc.model.name, sc.model.weights))
 
 
 class NodeCompute:

@@ -157,7 +157,7 @@ def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: d
 def _add_live_outcomes(df: pd.DataFrame, sc: Scenario) -> pd.DataFrame:
     """``correct``/``agree`` from the live server's predictions (against the dataset labels and
     the unsplit model's predictions in the pipeline cache)."""
-    from testbed.bridge.workload import pipeline_table
+    from testbed.bridge.cache import pipeline_table
 
     img = pipeline_table(sc).images.set_index("image")
     idx = df["image"].to_numpy()

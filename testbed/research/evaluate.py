@@ -34,9 +34,8 @@ from testbed.research.nets import (
     evaluate_logits,
     load_split_task,
     tabular_tensors,
-    \,
+    train_classifier,
 )
-    train_classifier
 
 __all__ = ["Row", "run_eval", "format_table", "main"]
 

@@ -12,6 +12,7 @@ import pandas as pd
 from testbed.core.energy import NodePower, add_energy
 from testbed.io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
 from testbed.core.metrics import queue_table, summarize, with_stages
+from testbed.config.resolve import resolve
 from testbed.config.schema import Scenario
 from testbed.sim.world import SimResult, simulate
 from testbed.core.workload import Workload
@@ -73,16 +74,17 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None, base_dir:
     """
     table, pipeline_s = None, 0.0
     if workload is None and scenario.model is not None:
-        from testbed.bridge.workload import PipelineWorkload, pipeline_table  # the real pipeline (torch
+        from testbed.bridge.cache import pipeline_table  # the real pipeline (torch)
+        from testbed.bridge.workload import PipelineWorkload
 
         t0 = time.perf_counter()
         table = pipeline_table(scenario)
         pipeline_s = time.perf_counter() - t0
-        workload = PipelineWorkload(scenario, table, base_dir)
+        workload = PipelineWorkload(resolve(scenario, base_dir), table)
     sim = simulate(scenario, workload)
     records = sim.records
     if table is not None:
-        from testbed.bridge.workload import add_outcomes
+        from testbed.bridge.outcomes import add_outcomes
 
         records = add_outcomes(records, table)
     power = node_power(scenario, base_dir)

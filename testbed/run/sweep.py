@@ -122,7 +122,7 @@ def _done(out: Path, job: Job) -> dict[str, Any] | None:
 
 def _warm_caches(jobs: list[Job], base_dir: str | None) -> None:
     """Run each distinct model pipeline once in this process so workers only read the cache."""
-    from testbed.bridge.workload import pipeline_key, pipeline_table
+    from testbed.bridge.cache import pipeline_key, pipeline_table
 
     seen = set()
     for job in jobs:

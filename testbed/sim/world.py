@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from testbed.config.schema import Scenario
+from testbed.config.modes import NestQuantModes, NestQuantPolicy
+from testbed.config.profiles import Profile
+from testbed.config.resolve import Resolved, as_resolved
+from testbed.config.schema import NestQuantSpec, Scenario
+from testbed.core.nestquant import ModeController
 from testbed.core.arrivals import arrival_times
 from testbed.sim.links.channels import make_channel
 from testbed.core.monitor import Level
@@ -42,16 +46,12 @@ def expected_requests(sc: Scenario) -> int:
     return int(total * 1.01 + 4 * math.sqrt(total) + 64)
 
 
-def _controller(spec: object, device: str) -> object:
+def _controller(spec: NestQuantSpec, modes: NestQuantModes, profile: Profile) -> ModeController:
     """A NestQuant mode controller for one node (power from the node's device profile)."""
-    from testbed.config.profiles import load_profile
-    from testbed.config.modes import NestQuantModes, NestQuantPolicy
-    from testbed.core.nestquant import ModeController
-
-    power = load_profile(device).power
+    power = profile.power
     idle, busy = (power.idle.watts, power.busy.watts) if power is not None else (0.0, 0.0)
-    return ModeController(NestQuantModes.load(spec.modes), NestQuantPolicy(**spec.policy),  # type: ignore[attr-defined]
-                          spec.battery_j, spec.initial_battery, spec.paging_rate, idle, busy)  # type: ignore[attr-defined]
+    return ModeController(modes, NestQuantPolicy(**spec.policy), spec.battery_j, spec.initial_battery,
+                          spec.paging_rate, idle, busy)
 
 
 def _stream(seed: int, *key: int) -> np.random.Generator:
@@ -74,8 +74,9 @@ class SimResult:
 class Simulation:
     """One run of a scenario. Build it, then :meth:`run` it once."""
 
-    def __init__(self, scenario: Scenario, workload: Workload | None = None) -> None:
-        self.sc = sc = scenario
+    def __init__(self, scenario: Scenario | Resolved, workload: Workload | None = None) -> None:
+        self.resolved = res = as_resolved(scenario)
+        self.sc = sc = res.scenario
         self.workload = workload or SyntheticWorkload(scenario)
         self.offload = bool(getattr(self.workload, "offload", True))
         self.env = env = simpy.Environment()
@@ -118,8 +119,9 @@ class Simulation:
                             self.workload.frame_drawer(g, i, rng), group.queue.capacity,
                             group.queue.policy == "drop_oldest", rate, self._send,
                             lv["node"]["in_station"], lv["node"]["waiting"], lv["node"]["busy"])
-                if group.nestquant is not None:
-                    node.controller = _controller(group.nestquant, group.device)
+                modes = res.nestquant[g]
+                if group.nestquant is not None and modes is not None:
+                    node.controller = _controller(group.nestquant, modes, res.node_profiles[g])
                 self.nodes.append(node)
                 self.node_rates.append(rate)
 
@@ -175,6 +177,6 @@ class Simulation:
                          self.sc.server.gpus, meta={"nodes": len(self.nodes), "batches": self.server.batches})
 
 
-def simulate(scenario: Scenario, workload: Workload | None = None) -> SimResult:
+def simulate(scenario: Scenario | Resolved, workload: Workload | None = None) -> SimResult:
     """Run ``scenario`` once and return its records and station statistics."""
     return Simulation(scenario, workload).run()

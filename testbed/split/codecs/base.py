@@ -180,8 +180,8 @@ def _coerce(value: Any, f: dataclasses.Field[Any], path: str) -> Any:
 
 
 def _load_builtin() -> None:
-    from testbed.split.codecs import cast, lossless, pack, quantize  # noqa: F401  (register the built-in stages
-    from testbed.research import stages  # noqa: F401  (learned research stages: autoencoder, qcnet, softquant, augq
+    from testbed.split.codecs import cast, lossless, pack, quantize  # noqa: F401  (register the built-in stages)
+    from testbed.research import stages  # noqa: F401  (learned research stages: autoencoder, qcnet, softquant, augq)
 
 
 def _as_numpy(x: Tensor) -> np.ndarray:

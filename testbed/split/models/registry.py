@@ -82,4 +82,4 @@ def get_spec(name: str, path: str = "model") -> ModelSpec:
 
 
 def _load_zoo() -> None:
-    from testbed.split.models import zoo  # noqa: F401  (registers the torchvision models on import
+    from testbed.split.models import zoo  # noqa: F401  (registers the torchvision models on import)

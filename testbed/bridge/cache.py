@@ -1,0 +1,202 @@
+"""The pipeline cache: a scenario's model section run once over its dataset, keyed safely.
+
+A scenario with a ``model`` runs its dataset once through head, codec, decode and tail (batched);
+per-image payload bytes and predictions are cached on disk under a key of everything that affects
+them (model, weights, split, codec chain, dataset, software versions, checkpoint files). Runs that
+differ only in fleet, link or server reuse the entry.
+
+Baselines: split ``input`` sends the image (codec ``[{image: {format: raw|png|jpeg, quality: 90}}]``,
+default raw uint8 pixels) and split ``none`` runs everything on the node (nothing is sent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from testbed.bridge.charges import stage_charges
+from testbed.config.schema import Scenario
+from testbed.errors import ConfigError
+from testbed.io import write_json, write_parquet
+
+__all__ = ["CACHE_VERSION", "IMAGE_FORMATS", "cache_dir", "image_codec", "dataset_arg", "pipeline_key",
+           "PipelineTable", "pipeline_table"]
+
+CACHE_VERSION = 2
+IMAGE_FORMATS = ("raw", "png", "jpeg")
+
+
+def cache_dir() -> Path:
+    """``$TESTBED_CACHE_DIR`` or ``~/.cache/testbed/pipeline``."""
+    return Path(os.environ.get("TESTBED_CACHE_DIR", Path.home() / ".cache" / "testbed" / "pipeline"))
+
+
+def image_codec(codec: tuple[dict[str, Any], ...]) -> dict[str, Any] | None:
+    """The ``image`` stage's parameters when the codec is an image encoding, else None."""
+    if len(codec) == 1 and "image" in codec[0]:
+        params = dict(codec[0]["image"] or {})
+        unknown = set(params) - {"format", "quality"}
+        if unknown:
+            raise ConfigError(f"codec.0.image.{sorted(unknown)[0]}", params[sorted(unknown)[0]], "keys format, quality")
+        fmt = params.get("format", "raw")
+        if fmt not in IMAGE_FORMATS:
+            raise ConfigError("codec.0.image.format", fmt, f"one of {', '.join(IMAGE_FORMATS)}")
+        q = params.get("quality", 90)
+        if not isinstance(q, int) or not 1 <= q <= 100:
+            raise ConfigError("codec.0.image.quality", q, "an integer from 1 to 100")
+        return {"format": fmt, "quality": q}
+    if any("image" in stage for stage in codec):
+        raise ConfigError("codec", list(codec), "an image stage stands alone: [{image: {format: jpeg}}]")
+    return None
+
+
+def dataset_arg(sc: Scenario) -> dict[str, Any]:
+    ds = sc.dataset
+    if ds is None:
+        return {"name": "samples"}
+    out: dict[str, Any] = {"name": ds.kind}
+    if ds.path is not None:
+        out["path"] = ds.path
+    if ds.limit is not None:
+        out["limit"] = ds.limit
+    return out
+
+
+def _fingerprint_path(path: str | None) -> Any:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+        return [str(p.resolve()), len(files), max((f.stat().st_mtime_ns for f in files), default=0)]
+    return str(p)
+
+
+def pipeline_key(sc: Scenario) -> tuple[str, dict[str, Any]]:
+    """Cache key (hex digest) and the description it hashes."""
+    import torch
+    import torchvision
+
+    from testbed import __version__
+
+    assert sc.model is not None
+    ds = dataset_arg(sc)
+    desc = {
+        "cache_version": CACHE_VERSION, "testbed": __version__, "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "model": sc.model.name, "weights": sc.model.weights,
+        "weights_file": _fingerprint_path(sc.model.weights) if sc.model.weights.endswith((".pt", ".pth")) else None,
+        "weights_seed": sc.model.seed, "split": sc.model.split, "codec": json.loads(json.dumps(list(sc.codec))),
+        "dataset": ds, "dataset_files": _fingerprint_path(ds.get("path")),
+        "codec_files": [_fingerprint_path(str(params["checkpoint"])) for stage in sc.codec
+                        for params in stage.values() if isinstance(params, dict) and params.get("checkpoint")],
+    }
+    digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
+    return digest, desc
+
+
+@dataclass(frozen=True)
+class PipelineTable:
+    """Per-image results of one (model, split, codec, dataset) and what the charges need."""
+
+    images: pd.DataFrame          # image, payload_bytes, prediction, reference, label
+    elements: int                 # elements of one feature map (pixels x channels for input)
+    serialized_bytes: int         # bytes entering the first lossless coder
+    cost_keys: list[tuple[str, str]]
+    meta: dict[str, Any]
+    stage_macs: dict[str, tuple[float, float]] = None  # type: ignore[assignment]  # learned stages: (enc, dec) MACs
+
+
+def _image_payloads(images: Any, fmt: str, quality: int, mean: Any, std: Any) -> tuple[list[bytes], Any]:
+    """Encode preprocessed images back to uint8 pixels (raw/PNG/JPEG); returns payloads and the
+    normalised tensors the server would decode."""
+    import torch
+
+    from testbed.split.imagecodec import decode_image, encode_image
+
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    pixels = ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    payloads = [encode_image(px, fmt, quality) for px in pixels]
+    decoded = np.stack([decode_image(p, fmt, px.shape) for p, px in zip(payloads, pixels)])
+    x = torch.from_numpy(decoded).float() / 255
+    return payloads, (x - m) / s
+
+
+def _run_image_baseline(sc: Scenario, params: dict[str, Any]) -> PipelineTable:
+    import torch
+
+    from testbed.split.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset, preprocess_for
+    from testbed.split.models import load_model
+
+    assert sc.model is not None
+    model = load_model(sc.model.name, sc.model.weights, sc.model.seed).eval()
+    data = load_dataset(dataset_arg(sc), preprocess_for(sc.model.name, sc.model.weights))
+    prep = preprocess_for(sc.model.name, sc.model.weights)
+    mean, std = getattr(prep, "mean", IMAGENET_MEAN), getattr(prep, "std", IMAGENET_STD)
+    payloads, restored = _image_payloads(data.images, params["format"], params["quality"], mean, std)
+    with torch.inference_mode():
+        ref = torch.cat([model(data.images[i:i + 8]).argmax(1) for i in range(0, len(data), 8)]).numpy()
+        pred = torch.cat([model(restored[i:i + 8]).argmax(1) for i in range(0, len(data), 8)]).numpy()
+    label = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
+    elements = int(np.prod(data.images.shape[1:]))
+    keys = [] if params["format"] == "raw" else [("element", params["format"])]
+    table = pd.DataFrame({"image": np.arange(len(data)), "payload_bytes": [len(p) for p in payloads],
+                          "prediction": pred, "reference": ref, "label": label})
+    return PipelineTable(table, elements, elements, keys, {"codec": f"image:{params['format']}"}, {})
+
+
+def _run_split(sc: Scenario) -> PipelineTable:
+    from testbed.split.codecs import parse_chain
+    from testbed.split.pipeline import run_pipeline
+
+    assert sc.model is not None
+    chain = parse_chain(list(sc.codec) or None, "codec")
+    res = run_pipeline(sc.model.name, sc.model.split, list(sc.codec) or None, dataset_arg(sc),
+                       sc.model.weights, sc.model.seed, batch_size=8)
+    elements = res.feature_elements
+    bits = chain.bits or (16 if any(s.name == "float16" for s in chain.tensor_stages) else 32)
+    keys, macs = stage_charges(chain, res.feature_shape) if list(sc.codec) else ([], {})
+    if sc.model.split == "none":
+        keys, macs = [], {}
+    table = pd.DataFrame({"image": np.arange(len(res.payload_bytes)), "payload_bytes": res.payload_bytes,
+                          "prediction": res.prediction, "reference": res.reference, "label": res.label})
+    return PipelineTable(table, elements, -(-elements * bits // 8), keys, res.summary(), macs)
+
+
+def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
+    """The cached per-image table for ``sc``'s model section, computing it on a miss."""
+    if sc.model is None:
+        raise ConfigError("model", None, "a model section is needed to run the real pipeline")
+    key, desc = pipeline_key(sc)
+    folder = cache_dir() / key
+    if not refresh and (folder / "meta.json").exists():
+        meta = json.loads((folder / "meta.json").read_text())
+        return PipelineTable(pd.read_parquet(folder / "images.parquet"), meta["elements"],
+                             meta["serialized_bytes"], [tuple(k) for k in meta["cost_keys"]], meta["summary"],
+                             {k: tuple(v) for k, v in meta.get("stage_macs", {}).items()})
+    print(f"running {sc.model.name} split at {sc.model.split} over the dataset once (cached in {folder})",
+          file=sys.stderr)
+    params = image_codec(sc.codec)
+    if params is not None and sc.model.split != "input":
+        raise ConfigError("codec.0.image", params, "image encodings apply to split 'input' only")
+    table = _run_image_baseline(sc, params) if params is not None else (
+        _run_image_baseline(sc, {"format": "raw", "quality": 90}) if sc.model.split == "input" and not sc.codec
+        else _run_split(sc))
+    write_parquet(folder / "images.parquet", table.images)
+    write_json(folder / "meta.json", {"key": desc, "elements": table.elements,
+                                      "serialized_bytes": table.serialized_bytes,
+                                      "cost_keys": [list(k) for k in table.cost_keys],
+                                      "stage_macs": {k: list(v) for k, v in (table.stage_macs or {}).items()},
+                                      "summary": table.meta})  # meta.json last: marks the entry complete
+    return table

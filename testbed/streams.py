@@ -1,0 +1,34 @@
+"""Named random streams from one seed (``numpy.random.SeedSequence`` spawn keys).
+
+Every random draw in a run comes from a stream identified by a key tuple, so the simulator and the
+emulator draw the same numbers for the same purpose, and adding a node leaves the others' draws
+unchanged. The keys are part of the output's identity: changing one changes results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["stream", "node_stream", "link_stream", "server_stream", "NODE", "LINK", "SERVER", "EMULATION"]
+
+NODE = 0        # (0, group, node_in_group): arrivals, then the workload's frame drawer
+LINK = 1        # (1,): uplink latency; (1, 1): downlink latency; (1, 2): the 802.11 cell
+SERVER = 2      # (2,): batch times; (2, 1): decode; (2, 2): result sizes
+EMULATION = 3   # (3, group, node_in_group): emulator-only draws (payload filler bytes)
+
+
+def stream(seed: int, *key: int) -> np.random.Generator:
+    """The generator for spawn key ``key`` of ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def node_stream(seed: int, group: int, node_in_group: int) -> np.random.Generator:
+    return stream(seed, NODE, group, node_in_group)
+
+
+def link_stream(seed: int, *sub: int) -> np.random.Generator:
+    return stream(seed, LINK, *sub)
+
+
+def server_stream(seed: int, *sub: int) -> np.random.Generator:
+    return stream(seed, SERVER, *sub)
