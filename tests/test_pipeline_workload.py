@@ -55,7 +55,8 @@ def test_requests_carry_real_payloads_and_charges():
     sizes = table.images["payload_bytes"].to_numpy()
     assert set(ok["image"]) <= set(range(4)) and len(set(ok["image"])) == 4
     assert np.array_equal(ok["payload_bytes"].to_numpy(), sizes[ok["image"].to_numpy()])
-    from testbed.config.profiles import head_time, load_profile
+    from testbed.config.profiles import load_profile
+    from testbed.core.charges import head_time
 
     head = ok["head_end_s"] - ok["head_start_s"]
     assert np.allclose(head, head_time(load_profile("pi4b"), "resnet18", "stem"))

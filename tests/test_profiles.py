@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from testbed.errors import ConfigError
-from testbed.config.profiles import codec_time, head_figure, head_time, load_profile, spread_dist, tail_table
+from testbed.config.profiles import load_profile
+from testbed.core.charges import codec_time, head_figure, head_time, spread_dist, tail_table
 from testbed.core.calc import interpolate_table
 
 PROFILE = {
@@ -37,12 +38,15 @@ def write(tmp_path, data):
 
 
 def test_head_time_sums_blocks_up_to_the_split(tmp_path):
+    from testbed.split.models import get_spec
+
+    R18 = get_spec("resnet18").points  # blocks are summed in pipeline order, not the YAML's
     p = load_profile(write(tmp_path, PROFILE))
     assert head_time(p, "resnet18", "input") == 0.0
-    assert head_time(p, "resnet18", "stem") == pytest.approx(0.002)
-    assert head_time(p, "resnet18", "layer2") == pytest.approx(0.009)
-    assert head_time(p, "resnet18", "none") == pytest.approx(0.010)
-    fig = head_figure(p, "resnet18", "layer2")
+    assert head_time(p, "resnet18", "stem", R18) == pytest.approx(0.002)
+    assert head_time(p, "resnet18", "layer2", R18) == pytest.approx(0.009)
+    assert head_time(p, "resnet18", "none", R18) == pytest.approx(0.010)
+    fig = head_figure(p, "resnet18", "layer2", R18)
     assert fig.iqr == pytest.approx(0.0002) and fig.provenance == "e+m"
     with pytest.raises(ConfigError, match="layer1, layer2"):
         head_time(p, "resnet18", "layer4")

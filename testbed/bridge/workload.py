@@ -8,14 +8,21 @@ from collections.abc import Callable
 import numpy as np
 
 from testbed.bridge.cache import PipelineTable, pipeline_table
-from testbed.config.profiles import codec_time, head_figure, spread_dist, tail_table
 from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
 from testbed.core.calc import batch_time_fn
+from testbed.core.charges import codec_time, head_figure, spread_dist, tail_table
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.dists import Deterministic, Dist
 
 __all__ = ["PipelineWorkload", "workload_for", "make_workload"]
+
+
+def _split_points(model: str) -> tuple[str, ...]:
+    """The model's split points in pipeline order (the registry's), to sum profile blocks in order."""
+    from testbed.split.models import get_spec
+
+    return tuple(get_spec(model, "model.name").points)
 
 
 class PipelineWorkload:
@@ -37,7 +44,7 @@ class PipelineWorkload:
         assert m is not None
         if g.head is not None:
             return g.head
-        fig = head_figure(self.node_profiles[group], m.name, m.split)
+        fig = head_figure(self.node_profiles[group], m.name, m.split, _split_points(m.name))
         return spread_dist(fig.median, fig.iqr) if m.spread else Deterministic(fig.median)
 
     def _encode_dist(self, group: int) -> Dist:

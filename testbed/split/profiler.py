@@ -96,7 +96,7 @@ def profile_codecs(features: torch.Tensor, chains: Sequence[str], repeats: int =
     """Per-element costs of tensor stages and packing, throughput of lossless coders (uncompressed
     bytes per second), measured by running real codec chains over ``features`` [N, C, H, W]."""
     from testbed.split.codecs import parse_chain
-    from testbed.config.profiles import decode_key
+    from testbed.core.charges import decode_key
 
     per_el: dict[str, list[float]] = {}
     enc_tp: dict[str, list[float]] = {}
