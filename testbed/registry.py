@@ -59,4 +59,5 @@ class Registry(Generic[T]):
         return len(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
-        return [(n, self._entries[n]) for n in self.names()]
+        """Entries in registration order (the order a summary lists its metrics in)."""
+        return list(self._entries.items())
