@@ -26,7 +26,7 @@ from testbed.units import parse_datarate, parse_duration
 __all__ = ["Provenance", "Figure", "MacRate", "BatchTable", "ModelProfile", "CodecCosts", "Power", "Profile",
            "profile_dirs", "available_profiles", "find_profile", "load_profile", "load_profile_raw"]
 
-REPO_NODES = Path(__file__).resolve().parent.parent / "nodes"
+REPO_NODES = Path(__file__).resolve().parents[2] / "nodes"
 
 
 def _seconds(v: Any) -> float:

@@ -128,7 +128,7 @@ def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, 
     from testbed.config.load import read_yaml
     from testbed.run.sweep import plan, run_sweep
 
-    path = Path(scenario_path) if scenario_path else Path(__file__).resolve().parent.parent / "scenarios" / "tcl_resnet50_stem.yaml"
+    path = Path(scenario_path) if scenario_path else Path(__file__).resolve().parents[2] / "scenarios" / "tcl_resnet50_stem.yaml"
     raw = read_yaml(path)
     raw["sweep"] = {"fleet.0.count": [20, 40, 80, 160], "link.datarate": ["1 MB/s", "2 MB/s", "5 MB/s", "10 MB/s"]}
     raw["replications"] = max(1, cells // 16)

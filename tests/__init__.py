@@ -1,0 +1,1 @@
+"""Test suite (a package, so ``tests.conftest`` imports from any working directory)."""
