@@ -7,11 +7,12 @@ stations; :meth:`Records.to_frame` turns them into one immutable DataFrame row p
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Records", "STATUS", "FLOAT_COLUMNS", "INT_COLUMNS"]
+__all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records"]
 
 STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link")
 """Status codes; ``in_flight`` rows were still inside the system when the run ended."""
@@ -35,7 +36,7 @@ FLOAT_COLUMNS = (
     "result_bytes",
     "radio_tx_j",        # csma link: the node's radio energy for this request (NaN otherwise):
     "radio_rx_j",        #   transmitting its PPDUs / receiving ACKs and its result,
-    "radio_idle_j",      #   listening while its payload contends (testbed/sim/wifi.py)
+    "radio_idle_j",      #   listening while its payload contends (testbed/sim/links/csma.py)
 )
 INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
                ("batch_size", "h"), ("gpu", "b"), ("status", "b"), ("mode", "b"))
@@ -44,14 +45,49 @@ _NAN = float("nan")
 
 
 class Records:
-    """Typed, append-only columns; a request is its row index."""
+    """Typed, append-only columns; a request is its row index.
+
+    Every column of :data:`FLOAT_COLUMNS` and :data:`INT_COLUMNS` is an attribute (a direct handle
+    for the hot path, e.g. ``rec.created_s[rid]``); ``f`` and ``i`` hold the same arrays by name.
+    """
+
+    # float columns, NaN until set (meanings in FLOAT_COLUMNS)
+    created_s: array[float]
+    head_start_s: array[float]
+    head_end_s: array[float]
+    encode_end_s: array[float]
+    tx_start_s: array[float]
+    tx_end_s: array[float]
+    server_arrival_s: array[float]
+    queued_s: array[float]
+    batch_ready_s: array[float]
+    batch_start_s: array[float]
+    batch_end_s: array[float]
+    downlink_start_s: array[float]
+    downlink_end_s: array[float]
+    finished_s: array[float]
+    payload_bytes: array[float]
+    result_bytes: array[float]
+    radio_tx_j: array[float]
+    radio_rx_j: array[float]
+    radio_idle_j: array[float]
+    # integer columns, 0 until set (image and gpu -1)
+    node: array[int]
+    group: array[int]
+    frame: array[int]
+    image: array[int]
+    batch_size: array[int]
+    gpu: array[int]
+    status: array[int]
+    mode: array[int]
 
     def __init__(self, expected: int = 0, chunk: int = 16384) -> None:
-        self.f = {name: array("d") for name in FLOAT_COLUMNS}
-        self.i = {name: array(code) for name, code in INT_COLUMNS}
-        # direct handles for the hot path
-        for name, col in {**self.f, **self.i}.items():
+        self.f: dict[str, array[float]] = {name: array("d") for name in FLOAT_COLUMNS}
+        self.i: dict[str, array[int]] = {name: array(code) for name, code in INT_COLUMNS}
+        for name, col in self.f.items():
             setattr(self, name, col)
+        for name, icol in self.i.items():
+            setattr(self, name, icol)
         self._chunk = chunk
         self._nan_block = array("d", [_NAN]) * chunk
         self._int_blocks = {code: array(code, [0]) * chunk for _, code in INT_COLUMNS}
@@ -87,7 +123,8 @@ class Records:
 
     def nbytes(self) -> int:
         """Bytes held by the columns (including the unused tail of the last chunk)."""
-        return sum(c.itemsize * len(c) for c in (*self.f.values(), *self.i.values()))
+        return (sum(c.itemsize * len(c) for c in self.f.values())
+                + sum(c.itemsize * len(c) for c in self.i.values()))
 
     def to_frame(self, group_names: tuple[str, ...] = ()) -> pd.DataFrame:
         """One row per request; times in seconds, sizes in bytes, status as a category.
@@ -95,13 +132,15 @@ class Records:
         The numeric columns are views of the record arrays (no copy): call this once the run
         is over. The arrays can no longer grow afterwards.
         """
-        data: dict[str, np.ndarray | pd.Categorical] = {}
-        data["request"] = np.arange(self.n, dtype=np.int64)
-        for name, col in self.i.items():
-            data[name] = np.frombuffer(col, dtype=np.dtype(col.typecode))[: self.n]
-        data["status"] = pd.Categorical.from_codes(data["status"].astype(np.int8), categories=list(STATUS))
+        n = self.n
+        data: dict[str, Any] = {"request": np.arange(n, dtype=np.int64)}
+        ints = {name: np.frombuffer(icol, dtype=np.dtype(icol.typecode))[:n] for name, icol in self.i.items()}
+        data.update(ints)
+        data["status"] = pd.Categorical.from_codes(ints["status"].astype(np.int8),
+                                                   dtype=pd.CategoricalDtype(list(STATUS)))
         if group_names:
-            data["group_name"] = pd.Categorical.from_codes(data["group"].astype(np.int16), categories=list(group_names))
-        for name, col in self.f.items():
-            data[name] = np.frombuffer(col, dtype=np.float64)[: self.n]
+            data["group_name"] = pd.Categorical.from_codes(ints["group"].astype(np.int16),
+                                                           dtype=pd.CategoricalDtype(list(group_names)))
+        for name, fcol in self.f.items():
+            data[name] = np.frombuffer(fcol, dtype=np.float64)[:n]
         return pd.DataFrame(data, copy=False)
