@@ -10,9 +10,13 @@ node computes.
 
 from __future__ import annotations
 
-from testbed.config.modes import FULL, NestQuantModes, NestQuantPolicy, choose_mode, switch_bytes
+from typing import Any
 
-__all__ = ["ModeController", "MODE_CODES"]
+from testbed.config.modes import FULL, NestQuantModes, NestQuantPolicy, choose_mode, switch_bytes
+from testbed.config.profiles import Profile
+from testbed.config.schema import NestQuantSpec
+
+__all__ = ["MODE_CODES", "ModeController", "controller_for"]
 
 MODE_CODES = {"full": 0, "part": 1}
 
@@ -50,3 +54,15 @@ class ModeController:
         head = head_s * self.modes.compute_scale[self.mode] + extra
         self.energy -= (self.busy_w - self.idle_w) * (head + encode_s)
         return head, MODE_CODES[self.mode]
+
+
+def controller_for(spec: NestQuantSpec | None, modes: NestQuantModes | None, profile: Profile) -> ModeController | None:
+    """The mode controller of one node of a group (None when the group does not switch heads);
+    the battery drains at the node profile's idle and busy power."""
+    if spec is None or modes is None:
+        return None
+    power = profile.power
+    idle, busy = (power.idle.watts, power.busy.watts) if power is not None else (0.0, 0.0)
+    policy: dict[str, Any] = dict(spec.policy)  # validated against NestQuantPolicy by the schema
+    return ModeController(modes, NestQuantPolicy(**policy), spec.battery_j, spec.initial_battery,
+                          spec.paging_rate, idle, busy)

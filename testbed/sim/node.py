@@ -1,42 +1,52 @@
-"""An IoT node: a local frame queue in front of one CPU that runs the head and the encoder."""
+"""An IoT node: a SimPy driver of :class:`testbed.core.policy.NodePolicy` (one CPU that runs the
+head and the encoder behind a bounded frame queue)."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import simpy
 
 from testbed.core.monitor import Level
-from testbed.core.workload import Frame
+from testbed.core.policy import Admission, NodePolicy
 from testbed.core.records import STATUS, Records
 
-__all__ = ["Node"]
+__all__ = ["Node", "NodeLevels"]
 
 _DROPPED = STATUS.index("dropped_at_node")
+_SERVE, _QUEUED, _REPLACED = Admission.SERVE, Admission.QUEUED, Admission.REPLACED
+
+
+@dataclass(frozen=True)
+class NodeLevels:
+    """The node station's monitors: frames in the station, waiting, and busy CPUs."""
+
+    in_station: Level
+    waiting: Level
+    busy: Level
 
 
 class Node:
-    """Frames arrive, wait in a bounded queue, and are computed one at a time on the node's CPU.
+    """Frames arrive, the policy admits, queues or drops them, and the CPU computes one at a time.
 
-    When the queue is full, ``drop_newest`` rejects the arriving frame and ``drop_oldest`` drops
-    the oldest waiting frame to admit it. After head and encode the payload goes to ``send``.
+    After head and encode the payload goes to ``send(rid, node)``; ``rate`` is the node's uplink
+    rate (bytes/s) for the link to charge.
     """
 
-    def __init__(self, env: simpy.Environment, rec: Records, index: int, group: int,
-                 arrivals: Iterator[float], stop_at: float, draw: Callable[[], Frame],
-                 capacity: int | None, drop_oldest: bool, rate: float,
-                 send: Callable[[int, "Node"], None], in_station: Level, waiting: Level,
-                 busy: Level) -> None:
+    def __init__(self, env: simpy.Environment, rec: Records, *, index: int, group: int, policy: NodePolicy,
+                 arrivals: Iterator[float], stop_at: float, rate: float,
+                 send: Callable[[int, Node], None], levels: NodeLevels) -> None:
         self.env, self.rec, self.index, self.group = env, rec, index, group
-        self.arrivals, self.stop_at, self.draw = arrivals, stop_at, draw
-        self.capacity, self.drop_oldest, self.rate, self.send = capacity, drop_oldest, rate, send
-        self.in_station, self.waiting, self.busy_cpus = in_station, waiting, busy
-        self.queue: deque[int] = deque()
-        self.busy = False
+        self.policy, self.arrivals, self.stop_at = policy, arrivals, stop_at
+        self.rate, self.send = rate, send
+        self.in_station, self.waiting, self.busy_cpus = levels.in_station, levels.waiting, levels.busy
         self.frames = 0
-        self.controller: Any = None  # a NestQuant ModeController, when the group switches heads
+
+    @property
+    def controller(self) -> object:
+        """The NestQuant mode controller (None when the group does not switch heads)."""
+        return self.policy.controller
 
     def start(self) -> None:
         self._next_arrival()
@@ -53,44 +63,36 @@ class Node:
         now, rec = self.env.now, self.rec
         rid = rec.new(self.index, self.group, self.frames, now)
         self.frames += 1
-        if not self.busy:
+        decision, dropped = self.policy.arrive(rid)
+        if decision is _SERVE:
             self.in_station.change(now, 1)
             self.busy_cpus.change(now, 1)
             self._serve(rid, now)
-        elif self.capacity is None or len(self.queue) < self.capacity:
-            self.queue.append(rid)
+        elif decision is _QUEUED:
             self.in_station.change(now, 1)
             self.waiting.change(now, 1)
-        elif self.drop_oldest and self.queue:
-            self._drop(self.queue.popleft(), now)
-            self.queue.append(rid)
         else:
-            self._drop(rid, now)
-
-    def _drop(self, rid: int, now: float) -> None:
-        self.rec.status[rid] = _DROPPED
-        self.rec.finished_s[rid] = now
+            rec.status[dropped] = _DROPPED
+            rec.finished_s[dropped] = now
 
     def _serve(self, rid: int, now: float) -> None:
-        self.busy = True
-        image, payload, head, encode = self.draw()
+        c = self.policy.begin(now)
         rec = self.rec
-        if self.controller is not None:
-            head, rec.mode[rid] = self.controller.charge(now, len(self.queue), head, encode)
-        rec.image[rid] = image
-        rec.payload_bytes[rid] = payload
+        rec.mode[rid] = c.mode
+        rec.image[rid] = c.image
+        rec.payload_bytes[rid] = c.payload
         rec.head_start_s[rid] = now
-        rec.head_end_s[rid] = now + head
-        self.env.timeout(head + encode, rid).callbacks.append(self._done)
+        rec.head_end_s[rid] = now + c.head
+        self.env.timeout(c.head + c.encode).callbacks.append(lambda _e: self._done(rid))
 
-    def _done(self, event: simpy.Event) -> None:
-        rid, now = event._value, self.env.now
+    def _done(self, rid: int) -> None:
+        now = self.env.now
         self.rec.encode_end_s[rid] = now
         self.in_station.change(now, -1)
-        if self.queue:
+        nxt = self.policy.next()
+        if nxt is not None:
             self.waiting.change(now, -1)
-            self._serve(self.queue.popleft(), now)
+            self._serve(nxt, now)
         else:
-            self.busy = False
             self.busy_cpus.change(now, -1)
         self.send(rid, self)

@@ -14,17 +14,16 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from testbed.config.modes import NestQuantModes, NestQuantPolicy
-from testbed.config.profiles import Profile
 from testbed.config.resolve import Resolved, as_resolved
-from testbed.config.schema import NestQuantSpec, Scenario
-from testbed.core.nestquant import ModeController
+from testbed.config.schema import Scenario
 from testbed.core.arrivals import arrival_times
 from testbed.sim.links.channels import make_channel
 from testbed.core.monitor import Level
-from testbed.sim.node import Node
+from testbed.core.nestquant import controller_for
+from testbed.core.policy import Batcher, NodePolicy
+from testbed.sim.node import Node, NodeLevels
 from testbed.core.records import STATUS, Records
-from testbed.sim.server import Server
+from testbed.sim.server import Server, ServerLevels
 from testbed.core.workload import SyntheticWorkload, Workload
 
 __all__ = ["Simulation", "SimResult", "simulate", "STATION_NAMES"]
@@ -44,14 +43,6 @@ def expected_requests(sc: Scenario) -> int:
             per_node = (a.rate or 0.0) * sc.duration
         total += g.count * per_node
     return int(total * 1.01 + 4 * math.sqrt(total) + 64)
-
-
-def _controller(spec: NestQuantSpec, modes: NestQuantModes, profile: Profile) -> ModeController:
-    """A NestQuant mode controller for one node (power from the node's device profile)."""
-    power = profile.power
-    idle, busy = (power.idle.watts, power.busy.watts) if power is not None else (0.0, 0.0)
-    return ModeController(modes, NestQuantPolicy(**spec.policy), spec.battery_j, spec.initial_battery,
-                          spec.paging_rate, idle, busy)
 
 
 def _stream(seed: int, *key: int) -> np.random.Generator:
@@ -105,23 +96,24 @@ class Simulation:
             self.downlink = make_channel(sc.link.model, env, rec.downlink_start_s, rec.downlink_end_s,
                                          self._returned, lv["downlink"]["in_station"], lv["downlink"]["busy"])
         srv = sc.server
-        self.server = Server(env, rec, srv.gpus, srv.batching.max_batch, srv.batching.max_delay,
-                             self.workload.batch_time(server_rng), srv.queue_capacity, srv.timeout,
-                             self._served, lv["server"]["in_station"], lv["server"]["waiting"],
-                             lv["server"]["busy"])
+        self.server = Server(env, rec, batcher=Batcher(gpus=srv.gpus, max_batch=srv.batching.max_batch,
+                                                       max_delay=srv.batching.max_delay,
+                                                       capacity=srv.queue_capacity, timeout=srv.timeout),
+                             batch_time=self.workload.batch_time(server_rng), on_done=self._served,
+                             levels=ServerLevels(**lv["server"]))
         self.nodes: list[Node] = []
         self.node_rates: list[float] = []
         for g, group in enumerate(sc.fleet):
             rate = group.datarate or sc.link.datarate
             for i in range(group.count):
                 rng = _stream(sc.seed, 0, g, i)
-                node = Node(env, rec, len(self.nodes), g, arrival_times(group.arrivals, i, rng), sc.duration,
-                            self.workload.frame_drawer(g, i, rng), group.queue.capacity,
-                            group.queue.policy == "drop_oldest", rate, self._send,
-                            lv["node"]["in_station"], lv["node"]["waiting"], lv["node"]["busy"])
-                modes = res.nestquant[g]
-                if group.nestquant is not None and modes is not None:
-                    node.controller = _controller(group.nestquant, modes, res.node_profiles[g])
+                arrivals = arrival_times(group.arrivals, i, rng)
+                policy = NodePolicy(self.workload.frame_drawer(g, i, rng), capacity=group.queue.capacity,
+                                    drop_oldest=group.queue.policy == "drop_oldest",
+                                    controller=controller_for(group.nestquant, res.nestquant[g],
+                                                              res.node_profiles[g]))
+                node = Node(env, rec, index=len(self.nodes), group=g, policy=policy, arrivals=arrivals,
+                            stop_at=sc.duration, rate=rate, send=self._send, levels=NodeLevels(**lv["node"]))
                 self.nodes.append(node)
                 self.node_rates.append(rate)
 

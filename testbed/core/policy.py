@@ -1,0 +1,204 @@
+"""Clock-free decision rules shared by the simulator (SimPy) and the emulator (asyncio).
+
+Neither class knows a clock: every method takes ``now`` (seconds, whatever the driver's time
+base) and returns a decision; the driver records it and schedules what follows. Requests are
+plain integer ids (the simulator's record rows; the emulator numbers its live requests).
+
+:class:`NodeQueue` is a node's bounded frame queue in front of one CPU (admission with
+``drop_newest``/``drop_oldest``, which frame is served next). :class:`NodePolicy` adds the
+per-frame charges: the workload's frame drawer and, when the group switches heads, NestQuant's
+:class:`~testbed.core.nestquant.ModeController` (Xie et al., arXiv:2506.17870).
+
+:class:`Batcher` is the edge server's dynamic batcher, with the rules of common GPU inference
+servers (NVIDIA Triton's dynamic batcher; Crankshaw et al., "Clipper", NSDI 2017): a free GPU
+takes a full batch at once; with ``max_delay == 0`` it takes whatever is queued (up to
+``max_batch``); otherwise an incomplete batch waits until it is full or its oldest request has
+waited ``max_delay`` (:func:`testbed.core.calc.batch_decision`). An optional bound drops
+arrivals and an optional timeout removes requests that waited too long for a GPU.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+from typing import NamedTuple
+
+from testbed.core.calc import batch_decision
+from testbed.core.nestquant import ModeController
+from testbed.core.workload import Frame
+
+__all__ = ["Admission", "Batch", "Batcher", "Charge", "NodePolicy", "NodeQueue"]
+
+
+class Admission(Enum):
+    """What became of an arriving frame."""
+
+    SERVE = "serve"        # the CPU was idle: it starts on this frame now
+    QUEUED = "queued"      # it waits for the CPU
+    REPLACED = "replaced"  # queue full, drop_oldest: the oldest waiting frame was dropped for it
+    REJECTED = "rejected"  # queue full, drop_newest: the arriving frame itself is dropped
+
+
+class NodeQueue:
+    """One CPU and a FIFO of at most ``capacity`` waiting frames (None: unbounded)."""
+
+    __slots__ = ("busy", "capacity", "drop_oldest", "waiting")
+
+    def __init__(self, capacity: int | None = None, drop_oldest: bool = False) -> None:
+        self.capacity, self.drop_oldest = capacity, drop_oldest
+        self.waiting: deque[int] = deque()
+        self.busy = False
+
+    def arrive(self, rid: int) -> tuple[Admission, int]:
+        """The decision for frame ``rid`` and the id of the frame dropped (-1 when none)."""
+        if not self.busy:
+            self.busy = True
+            return Admission.SERVE, -1
+        waiting = self.waiting
+        if self.capacity is None or len(waiting) < self.capacity:
+            waiting.append(rid)
+            return Admission.QUEUED, -1
+        if self.drop_oldest and waiting:
+            oldest = waiting.popleft()
+            waiting.append(rid)
+            return Admission.REPLACED, oldest
+        return Admission.REJECTED, rid
+
+    def next(self) -> int | None:
+        """The CPU finished a frame: the next frame to serve, or None (the CPU goes idle)."""
+        if self.waiting:
+            return self.waiting.popleft()
+        self.busy = False
+        return None
+
+
+class Charge(NamedTuple):
+    """A frame's draw and its charges as the node serves it."""
+
+    image: int
+    payload: float
+    head: float
+    encode: float
+    mode: int  # NestQuant mode code (0 full, 1 part); 0 without switching
+
+
+class NodePolicy(NodeQueue):
+    """A node queue that also decides each served frame's charges.
+
+    ``draw`` is the workload's frame drawer for this node (it must be called once per served frame,
+    in service order, so simulation and emulation see the same frames); ``controller`` a NestQuant
+    mode controller when the node's group switches heads.
+    """
+
+    __slots__ = ("controller", "draw")
+
+    def __init__(self, draw: Callable[[], Frame], *, capacity: int | None = None, drop_oldest: bool = False,
+                 controller: ModeController | None = None) -> None:
+        super().__init__(capacity, drop_oldest)
+        self.draw, self.controller = draw, controller
+
+    def begin(self, now: float) -> Charge:
+        """Charges of the frame the CPU starts at ``now`` (after :meth:`arrive` or :meth:`next`)."""
+        image, payload, head, encode = self.draw()
+        if self.controller is None:
+            return Charge(image, payload, head, encode, 0)
+        head, mode = self.controller.charge(now, len(self.waiting), head, encode)
+        return Charge(image, payload, head, encode, mode)
+
+
+class Batch(NamedTuple):
+    """A batch to start now on ``gpu``; ``ready`` is since when a free GPU waited for it to fill."""
+
+    gpu: int
+    rids: list[int]
+    ready: float
+
+
+class Batcher:
+    """Dynamic batching over ``gpus`` GPUs (see the module docstring).
+
+    Drive it with :meth:`arrive`, :meth:`expire` (a request's timeout), :meth:`next_batch` until
+    None after any change, :meth:`finish` when a GPU is done and :meth:`timer_fired`; after
+    :meth:`next_batch` returns None, :meth:`take_timer` says whether to set a timer (and when).
+    """
+
+    def __init__(self, *, gpus: int = 1, max_batch: int = 1, max_delay: float = 0.0,
+                 capacity: int | None = None, timeout: float | None = None) -> None:
+        self.max_batch, self.max_delay = max_batch, max_delay
+        self.capacity, self.timeout = capacity, timeout
+        self.free_gpus = list(range(gpus - 1, -1, -1))  # pop() gives GPU 0 first
+        self.queue: deque[int] = deque()
+        self.queued_at: dict[int, float] = {}  # waiting requests (not started, not timed out)
+        self.hold: float | None = None         # since when a free GPU has been waiting for a batch
+        self.timer_at: float | None = None
+        self._new_timer: float | None = None
+        self.batches = 0
+
+    @property
+    def live(self) -> int:
+        """Requests waiting for a GPU."""
+        return len(self.queued_at)
+
+    def arrive(self, rid: int, now: float) -> bool:
+        """Admit request ``rid`` (False: the queue bound drops it)."""
+        if self.capacity is not None and len(self.queued_at) >= self.capacity:
+            return False
+        self.queue.append(rid)
+        self.queued_at[rid] = now
+        return True
+
+    def expire(self, rid: int) -> bool:
+        """``rid``'s timeout passed: True when it was still waiting (it is removed: timed out)."""
+        return self.queued_at.pop(rid, None) is not None
+
+    def _oldest(self) -> int | None:
+        """The oldest waiting request, discarding timed-out ones at the front."""
+        queue, waiting = self.queue, self.queued_at
+        while queue and queue[0] not in waiting:
+            queue.popleft()
+        return queue[0] if queue else None
+
+    def next_batch(self, now: float) -> Batch | None:
+        """The batch a free GPU starts at ``now``, or None (no GPU free, nothing queued, or waiting)."""
+        if not self.free_gpus:
+            return None
+        oldest = self._oldest()
+        if oldest is None:
+            self.hold = None
+            return None
+        queued_at = self.queued_at[oldest]
+        take = batch_decision(len(self.queued_at), self.max_batch, self.max_delay, now - queued_at)
+        if take == 0:
+            if self.hold is None:
+                self.hold = now
+            deadline = queued_at + self.max_delay
+            if self.timer_at is None or self.timer_at < now or deadline < self.timer_at:
+                self.timer_at = self._new_timer = deadline
+            return None
+        return self._take(take, now)
+
+    def _take(self, take: int, now: float) -> Batch:
+        ready = self.hold if self.hold is not None else now
+        self.hold = None
+        queue, waiting = self.queue, self.queued_at
+        rids: list[int] = []
+        while len(rids) < take:
+            rid = queue.popleft()
+            if waiting.pop(rid, None) is not None:
+                rids.append(rid)
+        self.batches += 1
+        return Batch(self.free_gpus.pop(), rids, ready)
+
+    def take_timer(self) -> float | None:
+        """A deadline the driver must set a timer for (once), or None."""
+        at, self._new_timer = self._new_timer, None
+        return at
+
+    def timer_fired(self) -> None:
+        """A timer set from :meth:`take_timer` went off (then call :meth:`next_batch`)."""
+        self.timer_at = None
+
+    def finish(self, gpu: int) -> None:
+        """``gpu`` finished its batch and is free again."""
+        self.free_gpus.append(gpu)
