@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from testbed.errors import TestbedError
 from testbed.core.metrics import STAGES, in_window, with_stages
+from testbed.errors import TestbedError
 
-__all__ = ["load_run", "completed_latencies", "compare_runs", "write_comparison", "PERCENTILES"]
+__all__ = ["PERCENTILES", "compare_runs", "completed_latencies", "load_run", "write_comparison"]
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -58,8 +58,8 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
         ma, mb = float(a[s].mean()), float(b[s].mean())
         stages[s] = {"a_s": ma, "b_s": mb, "diff_s": mb - ma}
     finite = {s: abs(v["diff_s"]) for s, v in stages.items() if math.isfinite(v["diff_s"])}
-    worst = max(finite, key=finite.get) if finite else None
-    return {"completed_a": int(len(la)), "completed_b": int(len(lb)), "mean_a_s": float(la.mean()),
+    worst = max(finite, key=lambda s: finite[s]) if finite else None
+    return {"completed_a": len(la), "completed_b": len(lb), "mean_a_s": float(la.mean()),
             "mean_b_s": float(lb.mean()), "percentiles": pct,
             "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
             "stages": stages, "most_divergent_stage": worst,
@@ -81,8 +81,8 @@ def write_comparison(a_dir: Path | str, b_dir: Path | str, out: Path | str, labe
 
     from testbed.io import atomic_write, write_json, write_text
 
-    da, sa, wa = load_run(a_dir)
-    db, sb, wb = load_run(b_dir)
+    da, _sa, wa = load_run(a_dir)
+    db, _sb, wb = load_run(b_dir)
     a, b = completed_latencies(da, wa), completed_latencies(db, wb)
     result = {"a": str(a_dir), "b": str(b_dir), "labels": list(labels), **compare_runs(a, b)}
     out = Path(out)

@@ -1,7 +1,9 @@
 """Real compute for the emulator: the head and codec on a node, decode and tail on the server.
 
-Only for scenarios with a ``model`` section whose codec is a tensor codec chain (split points
-other than ``none``); image baselines (``codec: [{image: ...}]``) are not emulated yet.
+Both sides build what the pipeline builds (:mod:`testbed.split.pipeline`): the model split at the
+scenario's point, its codec chain, and on the server the tail a learned codec brings along
+(:func:`~testbed.split.pipeline.finetuned_tail`), so emulated answers equal simulated ones.
+:func:`check_emulable` rejects, with one line naming the field, what the emulator cannot do.
 """
 
 from __future__ import annotations
@@ -10,16 +12,21 @@ from typing import Any
 
 import numpy as np
 
-from testbed.errors import ConfigError
+from testbed.config.resolve import Resolved
 from testbed.config.schema import Scenario
+from testbed.errors import ConfigError
 
-__all__ = ["check_emulable", "NodeCompute", "ServerCompute"]
+__all__ = ["NodeCompute", "ServerCompute", "check_emulable"]
+
+_DISCIPLINES = ("shared_fifo", "fair_share")
 
 
-def check_emulable(sc: Scenario) -> None:
-    """Raise :class:`ConfigError` for scenarios the emulator cannot run."""
-    if sc.link.model == "csma":
-        raise ConfigError("link.model", "csma", "shared_fifo or fair_share (the emulator has no 802.11 MAC)")
+def check_emulable(res: Resolved) -> None:
+    """Raise :class:`ConfigError` for a scenario the emulator cannot run as the simulator does."""
+    sc = res.scenario
+    if sc.link.model not in _DISCIPLINES:
+        raise ConfigError("link.model", sc.link.model,
+                          f"{' or '.join(_DISCIPLINES)} (the emulator has no 802.11 MAC)")
     if sc.model is None:
         return
     if sc.model.split == "none":
@@ -29,8 +36,8 @@ def check_emulable(sc: Scenario) -> None:
 
 
 def _dataset(sc: Scenario) -> Any:
-    from testbed.split.data import load_dataset, preprocess_for
     from testbed.bridge.cache import dataset_arg
+    from testbed.split.data import load_dataset, preprocess_for
 
     assert sc.model is not None
     return load_dataset(dataset_arg(sc), preprocess_for(sc.model.name, sc.model.weights))
@@ -39,12 +46,13 @@ def _dataset(sc: Scenario) -> Any:
 class NodeCompute:
     """The scenario's head and codec chain on this machine's CPU, over the scenario's dataset."""
 
-    def __init__(self, sc: Scenario) -> None:
+    def __init__(self, res: Resolved) -> None:
         import torch
 
         from testbed.split.codecs import parse_chain
         from testbed.split.models import load_model, split_loaded
 
+        sc = res.scenario
         assert sc.model is not None
         self.torch = torch
         model = load_model(sc.model.name, sc.model.weights, sc.model.seed)
@@ -64,20 +72,24 @@ class NodeCompute:
 class ServerCompute:
     """Decode payloads (from their own headers) and run the tail in batches on ``device``."""
 
-    def __init__(self, sc: Scenario, device: str | None = None) -> None:
+    def __init__(self, res: Resolved, device: str | None = None) -> None:
         import copy
 
         import torch
 
+        from testbed.split.codecs import parse_chain
         from testbed.split.data import preprocess_for
         from testbed.split.models import load_model, split_loaded
-        from testbed.split.pipeline import default_device
+        from testbed.split.pipeline import default_device, finetuned_tail
 
+        sc = res.scenario
         assert sc.model is not None
         self.torch = torch
         self.device = torch.device(device) if device else default_device()
         model = load_model(sc.model.name, sc.model.weights, sc.model.seed)
         head, tail = split_loaded(sc.model.name, model, sc.model.split)
+        # the tail the pipeline runs behind this chain: a learned codec's fine-tuned one, if it has one
+        tail = finetuned_tail(parse_chain(list(sc.codec) or None, "codec"), sc.model.name, sc.model.split, tail)
         crop = preprocess_for(sc.model.name, sc.model.weights).crop
         with torch.inference_mode():
             self.shape = tuple(head(torch.zeros(1, 3, crop, crop)).shape[1:])

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["tc_support", "netem_support", "NetnsLink"]
+__all__ = ["NetnsLink", "netem_support", "tc_support"]
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +55,7 @@ def netem_support() -> bool:
 
 
 def _bits(rate_bytes_per_s: float) -> str:
-    return f"{max(1, int(round(rate_bytes_per_s * 8)))}bit"
+    return f"{max(1, round(rate_bytes_per_s * 8))}bit"
 
 
 @dataclass
@@ -90,7 +90,7 @@ class NetnsLink:
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
 
-    def __enter__(self) -> "NetnsLink":
+    def __enter__(self) -> NetnsLink:
         try:
             for ns in (self.node_ns, self.server_ns):
                 self._check("ip", "netns", "add", ns)

@@ -14,22 +14,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from testbed.errors import TestbedError
-from testbed.io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
-from testbed.core.metrics import summarize, with_stages
+from testbed.config.resolve import Resolved
 from testbed.config.schema import Scenario
+from testbed.core.metrics import summarize, with_stages
 from testbed.emulate.clients import FleetConfig, run_fleet
 from testbed.emulate.compute import check_emulable
+from testbed.emulate.handoff import save_resolved
 from testbed.emulate.wire import MAX_FRAME
+from testbed.errors import TestbedError
+from testbed.io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
 
-__all__ = ["EmulationResult", "emulate_scenario", "write_emulation", "LINK_MODES"]
+__all__ = ["LINK_MODES", "EmulationResult", "emulate_scenario", "write_emulation"]
 
 LINK_MODES = ("shaper", "tc")
 
@@ -78,35 +80,43 @@ def _env() -> dict[str, str]:
     return env
 
 
-def emulate_scenario(sc: Scenario, raw: dict[str, Any], base_dir: Path | None = None, *, time_scale: float = 1.0,
-                     link: str = "shaper", max_frame: int = MAX_FRAME, drain_cap: float = 30.0,
-                     device: str | None = None) -> EmulationResult:
-    """Run ``sc`` live (``link``: ``shaper`` in the application, or ``tc`` in the kernel)."""
-    check_emulable(sc)
+def _check(res: Resolved, link: str, time_scale: float) -> None:
+    check_emulable(res)
     if link not in LINK_MODES:
         raise TestbedError(f"--link: got {link!r}; one of {', '.join(LINK_MODES)}")
     if not time_scale > 0:
         raise TestbedError(f"--time-scale: got {time_scale}; must be > 0 (wall seconds per scenario second)")
-    k = time_scale
+    if link == "tc" and any(g.datarate is not None for g in res.scenario.fleet):
+        raise TestbedError("--link tc: per-group datarates are not shaped by the kernel path; use --link shaper")
+
+
+def emulate_scenario(res: Resolved, *, time_scale: float = 1.0, link: str = "shaper", max_frame: int = MAX_FRAME,
+                     drain_cap: float = 30.0, device: str | None = None) -> EmulationResult:
+    """Run the resolved scenario live (``link``: ``shaper`` in the application, or ``tc`` in the kernel)."""
+    _check(res, link, time_scale)
+    sc, k = res.scenario, time_scale
     with tempfile.TemporaryDirectory(prefix="testbed-emulate-") as tmp_s:
         tmp = Path(tmp_s)
         os.chmod(tmp, 0o755)
-        srv_cfg = {"scenario": raw, "base_dir": str(base_dir) if base_dir else None, "time_scale": k,
+        srv_cfg = {"resolved": str(save_resolved(res, tmp / "resolved.pickle")), "time_scale": k,
                    "host": "127.0.0.1", "port": 0, "shape_downlink": link == "shaper", "max_frame": max_frame,
                    "device": device, "report": str(tmp / "server.json")}
-        py = [sys.executable, "-m"]
         if link == "shaper":
             (tmp / "server_cfg.json").write_text(json.dumps(srv_cfg))
-            proc, port = _start_server(py + ["testbed.emulate.server", str(tmp / "server_cfg.json")], _env())
+            proc, port = _start_server([sys.executable, "-m", "testbed.emulate.serve", str(tmp / "server_cfg.json")],
+                                       _env())
             try:
-                records, fleet = run_fleet(sc, FleetConfig(port=port, time_scale=k, drain_cap=drain_cap), base_dir)
+                records, fleet = run_fleet(res, FleetConfig(port=port, time_scale=k, drain_cap=drain_cap))
             finally:
                 report = _stop_server(proc, tmp / "server.json")
             link_info: dict[str, Any] = {"mode": "shaper", "discipline": sc.link.model}
         else:
-            records, fleet, report, link_info = _run_tc(sc, raw, base_dir, srv_cfg, tmp, k, drain_cap)
+            records, fleet, report, link_info = _run_tc(sc, srv_cfg, tmp, k, drain_cap)
     if sc.model is not None:
-        records = _add_live_outcomes(records, sc)
+        from testbed.bridge.cache import pipeline_table
+        from testbed.bridge.outcomes import add_live_outcomes
+
+        records = add_live_outcomes(records, pipeline_table(sc))
     summary = summarize(records, (sc.warmup, sc.duration), None, sc.server.gpus, nodes=sc.node_count)
     summary = {"scenario": sc.name, "seed": sc.seed, "mode": "emulation", **summary}
     meta = {"time_scale": k, "link": link_info, "fleet": fleet, "server": report.get("stats", {}),
@@ -114,30 +124,26 @@ def emulate_scenario(sc: Scenario, raw: dict[str, Any], base_dir: Path | None = 
     return EmulationResult(sc, records, summary, meta, report.get("errors", []))
 
 
-def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: dict[str, Any], tmp: Path,
-            k: float, drain_cap: float) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _run_tc(sc: Scenario, srv_cfg: dict[str, Any], tmp: Path, k: float, drain_cap: float
+            ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], dict[str, Any]]:
     from testbed.emulate.netns import NetnsLink, netem_support, tc_support
 
     ok, why = tc_support()
     if not ok:
         raise TestbedError(f"--link tc: {why}")
-    if any(g.datarate is not None for g in sc.fleet):
-        raise TestbedError("--link tc: per-group datarates are not shaped by the kernel path; use --link shaper")
     lat_up, lat_down = sc.link.latency.mean(), sc.link.downlink_latency.mean()  # netem: a fixed delay
     netem = netem_support()
     with NetnsLink(sc.link.datarate / k, sc.link.downlink_datarate / k, float(lat_up) * k, float(lat_down) * k,
                    netem=netem) as nl:
         srv_cfg = {**srv_cfg, "host": nl.server_ip, "app_latency": not netem}
         (tmp / "server_cfg.json").write_text(json.dumps(srv_cfg))
-        proc, port = _start_server(nl.exec_prefix(nl.server_ns) + [sys.executable, "-m", "testbed.emulate.server",
-                                                                    str(tmp / "server_cfg.json")], _env())
+        proc, port = _start_server([*nl.exec_prefix(nl.server_ns), sys.executable, "-m", "testbed.emulate.serve", str(tmp / "server_cfg.json")], _env())
         try:
-            cli_cfg = {"scenario": raw, "base_dir": srv_cfg["base_dir"], "host": nl.server_ip, "port": port,
+            cli_cfg = {"resolved": srv_cfg["resolved"], "host": nl.server_ip, "port": port,
                        "time_scale": k, "shape_uplink": False, "uplink_latency": float(lat_up), "app_latency": not netem,
                        "drain_cap": drain_cap, "out": str(tmp)}
             (tmp / "clients_cfg.json").write_text(json.dumps(cli_cfg))
-            r = subprocess.run(nl.exec_prefix(nl.node_ns) + [sys.executable, "-m", "testbed.emulate.clients",
-                                                             str(tmp / "clients_cfg.json")],
+            r = subprocess.run([*nl.exec_prefix(nl.node_ns), sys.executable, "-m", "testbed.emulate.clients", str(tmp / "clients_cfg.json")],
                                capture_output=True, text=True, env=_env())
             if r.returncode != 0:
                 raise TestbedError(f"--link tc: the node process failed: {r.stderr.strip().splitlines()[-1:]}")
@@ -154,27 +160,7 @@ def _run_tc(sc: Scenario, raw: dict[str, Any], base_dir: Path | None, srv_cfg: d
     return records, fleet, report, info
 
 
-def _add_live_outcomes(df: pd.DataFrame, sc: Scenario) -> pd.DataFrame:
-    """``correct``/``agree`` from the live server's predictions (against the dataset labels and
-    the unsplit model's predictions in the pipeline cache)."""
-    from testbed.bridge.cache import pipeline_table
-
-    img = pipeline_table(sc).images.set_index("image")
-    idx = df["image"].to_numpy()
-    pred = df["prediction"].to_numpy()
-    valid = (idx >= 0) & (pred >= 0)
-    ref = np.full(len(df), -1)
-    lab = np.full(len(df), -1)
-    ref[valid] = img["reference"].to_numpy()[idx[valid]]
-    lab[valid] = img["label"].to_numpy()[idx[valid]]
-    out = df.copy()
-    out["correct"] = np.where(valid & (lab >= 0), (pred == lab).astype(float), np.nan)
-    out["agree"] = np.where(valid, (pred == ref).astype(float), np.nan)
-    out["cached_prediction"] = np.where(idx >= 0, img["prediction"].to_numpy()[np.clip(idx, 0, None)], -1)
-    return out
-
-
-def write_emulation(result: EmulationResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:
+def write_emulation(result: EmulationResult, raw: Mapping[str, Any], out: Path | str, force: bool = False) -> Path:
     """``requests.parquet``, ``scenario.yaml``, ``emulation.json``, ``server_errors.csv`` and
     ``summary.json`` (last), as ``testbed run --out`` lays them out."""
     out = prepare_out_dir(out, force)

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 
 from testbed.emulate.clock import sleep_until
 
-__all__ = ["LinkShaper", "Transmission", "DISCIPLINES"]
+__all__ = ["DISCIPLINES", "LinkShaper", "Transmission"]
 
 DISCIPLINES = {"shared_fifo": "fifo", "fair_share": "fair", "fifo": "fifo", "fair": "fair"}
 
 
 @dataclass(eq=False)
 class Transmission:
-    """One message on the link; ``start``/``end`` are measured loop times (first slot, last write)."""
+    """One message on the link; ``start`` is when its first slot began on the link's schedule and the
+    end its last write (measured), so ``end - start`` is never shorter than its air time."""
 
     writer: asyncio.StreamWriter
     data: bytes | Callable[[float], bytes]
@@ -114,14 +115,16 @@ class LinkShaper:
                 continue
             job = self._current()
             now = loop.time()
-            if job.start < 0:
-                job.start = now
+            first = job.start < 0
+            if first:
                 job.body = job.data(now) if callable(job.data) else job.data
                 slot_start = max(self._free, job.submitted)
             else:
                 slot_start = self._free if self._free > 0 else now
             if slot_start < now - 0.05:  # the loop stalled for long: do not burst to catch up
                 slot_start = now - 0.05
+            if first:  # its first bit went on the air when the schedule says, however late the loop is
+                job.start = slot_start
             n = min(self._chunk(job.rate), len(job.body) - job.offset)
             end = slot_start + n / job.rate
             await sleep_until(end)
@@ -141,7 +144,7 @@ class LinkShaper:
         line = self._line(job.writer)
         line.push(max(end + job.latency, line.last), chunk)
 
-    def _line(self, writer: asyncio.StreamWriter) -> "_DelayLine":
+    def _line(self, writer: asyncio.StreamWriter) -> _DelayLine:
         line = self._lines.get(writer)
         if line is None:
             line = self._lines[writer] = _DelayLine(writer)

@@ -22,9 +22,25 @@ import asyncio
 import struct
 from dataclasses import dataclass
 
-__all__ = ["MAGIC", "MAX_FRAME", "REQUEST", "RESPONSE", "FrameError", "Request", "Response", "OK",
-           "DROPPED", "TIMED_OUT", "BAD_PAYLOAD", "pack_request", "unpack_request", "pack_response",
-           "unpack_response", "read_frame", "frame"]
+__all__ = [
+    "BAD_PAYLOAD",
+    "DROPPED",
+    "MAGIC",
+    "MAX_FRAME",
+    "OK",
+    "REQUEST",
+    "RESPONSE",
+    "TIMED_OUT",
+    "FrameError",
+    "Request",
+    "Response",
+    "frame",
+    "pack_request",
+    "pack_response",
+    "read_frame",
+    "unpack_request",
+    "unpack_response",
+]
 
 MAGIC = b"TBE1"
 MAX_FRAME = 8 << 20

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from emu_helpers import emu_scenario, send_and_collect
 
 from testbed.cli import main
 from testbed.emulate.wire import BAD_PAYLOAD, OK
-
-from emu_helpers import emu_scenario, send_and_collect
 
 MODEL_SCENARIO = emu_scenario(
     model={"name": "resnet18", "weights": "random", "split": "stem", "seed": 0},
@@ -27,14 +26,14 @@ del MODEL_SCENARIO["server"]["service"]
 def test_real_payloads_round_trip_through_the_live_server(tmp_path: Path) -> None:
     import torch
 
-    from testbed.split.codecs import decode_payloads
     from testbed.emulate.compute import NodeCompute, ServerCompute
     from testbed.emulate.server import EdgeServer, ServerConfig
-    from testbed.config.load import scenario_from_dict
+    from testbed.run.prepare import prepare_dict
+    from testbed.split.codecs import decode_payloads
 
-    sc = scenario_from_dict(MODEL_SCENARIO)
-    node = NodeCompute(sc)
-    server_compute = ServerCompute(sc, "cpu")
+    res = prepare_dict(MODEL_SCENARIO)
+    node = NodeCompute(res)
+    server_compute = ServerCompute(res, "cpu")
     payloads = [node.encode(node.head_features(i)) for i in range(2)]
     with torch.inference_mode():
         want = [int(server_compute.tail(decode_payloads([p])).argmax(1)) for p in payloads]

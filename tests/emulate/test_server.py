@@ -8,11 +8,10 @@ import os
 import random
 
 import numpy as np
+from emu_helpers import send_and_collect
 
 from testbed.emulate.server import EdgeServer, ServerConfig
 from testbed.emulate.wire import MAGIC, OK, frame, pack_request, read_frame
-
-from emu_helpers import send_and_collect
 
 
 def _cfg(**kw: object) -> ServerConfig:
@@ -33,7 +32,7 @@ def test_batching_follows_the_simulator_rule() -> None:
     assert {r.batch_size for r in full} == {4}
     assert len({r.stamps[3] for r in full}) == 1               # one batch start for all four
     (r,) = single
-    arrival, queued, ready, start, end, _ = r.stamps
+    _arrival, queued, _ready, start, end, _ = r.stamps
     assert r.batch_size == 1
     assert 0.05 - 1e-6 <= start - queued <= 0.07                # held for max_delay (50 ms)
     assert 0.003 - 1e-6 <= end - start <= 0.02                  # padded to the 3 ms charge
@@ -41,7 +40,7 @@ def test_batching_follows_the_simulator_rule() -> None:
 
 async def _attack(host: str, port: int, kind: str, rng: random.Random) -> None:
     """One hostile or broken client."""
-    reader, writer = await asyncio.open_connection(host, port)
+    _reader, writer = await asyncio.open_connection(host, port)
     if kind == "random":
         writer.write(rng.randbytes(rng.randint(1, 3000)))
     elif kind == "oversized":

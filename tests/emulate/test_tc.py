@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from emu_helpers import emu_scenario
 
 from testbed.emulate.netns import tc_support
-
-from emu_helpers import emu_scenario
 
 OK, WHY = tc_support()
 pytestmark = pytest.mark.skipif(not OK, reason=f"tc/netns path unavailable: {WHY}")
@@ -21,12 +20,10 @@ def _namespaces() -> set[str]:
 
 def test_kernel_shaped_link_carries_the_fleet_and_cleans_up() -> None:
     from testbed.emulate import emulate_scenario
-    from testbed.config.load import scenario_from_dict
+    from testbed.run.prepare import prepare_dict
 
-    raw = emu_scenario(duration="2 s")
-    sc = scenario_from_dict(raw)
     before = _namespaces()
-    res = emulate_scenario(sc, raw, time_scale=1.0, link="tc")
+    res = emulate_scenario(prepare_dict(emu_scenario(duration="2 s")), time_scale=1.0, link="tc")
     assert _namespaces() == before                      # the run's namespaces are gone
     df = res.records
     ok = df[df["status"].astype(str) == "ok"]

@@ -115,7 +115,7 @@ def test_random_latency_never_reorders_a_sockets_bytes() -> None:
         a, b = _Sink(), _Sink()
         msgs = [bytes([i]) * rng.randint(100, 9000) for i in range(1, 9)]
         other = [bytes([200 + i]) * 5000 for i in range(4)]
-        ends = await asyncio.gather(*(shaper.send(a, m) for m in msgs), *(shaper.send(b, m) for m in other))
+        await asyncio.gather(*(shaper.send(a, m) for m in msgs), *(shaper.send(b, m) for m in other))
         await asyncio.sleep(0.05)
         shaper.close()
         return bytes(a.data), bytes(b.data), [b"".join(msgs), b"".join(other)]

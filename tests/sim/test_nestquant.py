@@ -2,9 +2,10 @@
 
 import pytest
 
-from testbed.config.modes import NestQuantModes
-from testbed.run.runner import run_scenario
 from testbed.config.load import scenario_from_dict
+from testbed.config.modes import NestQuantModes
+from testbed.run.prepare import prepare_dict
+from testbed.run.runner import run_scenario
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_low_battery_keeps_the_part_head(modes_file):
     df = res.records
     modes = df["mode"].to_numpy()
     first = int((modes == 1).argmax())
-    assert 0 < first and (modes[first:] == 1).all()
+    assert first > 0 and (modes[first:] == 1).all()
 
 
 def test_bad_nestquant_config_is_named(modes_file):
@@ -69,5 +70,5 @@ def test_bad_nestquant_config_is_named(modes_file):
         scenario_from_dict(scenario(modes_file, "5/s", policy={"queue_hi": 3}))
     raw = scenario(modes_file, "5/s")
     raw["fleet"][0]["nestquant"]["modes"] = "missing.json"
-    with pytest.raises(ConfigError, match="does not exist"):
-        scenario_from_dict(raw)
+    with pytest.raises(ConfigError, match=r"fleet\.0\.nestquant\.modes: got 'missing\.json'"):
+        prepare_dict(raw)  # the modes file is opened when the scenario is resolved

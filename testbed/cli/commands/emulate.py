@@ -9,16 +9,14 @@ __all__ = ["register"]
 
 
 def _emulate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from testbed.errors import TestbedError
     from testbed.core.metrics import format_summary
-    from testbed.config.load import load_scenario
+    from testbed.errors import TestbedError
+    from testbed.run.prepare import prepare
 
     overrides = list(args.set or [])
     if args.duration:
         overrides.append(f"duration={args.duration}")
-    scenario, raw = load_scenario(args.file, overrides or None)
+    resolved, raw = prepare(args.file, overrides or None)
     if args.out:
         from testbed.io import prepare_out_dir
 
@@ -31,9 +29,8 @@ def _emulate(args: argparse.Namespace) -> int:
             raise TestbedError(f"--link tc: {why}")
     from testbed.emulate import emulate_scenario, write_emulation
 
-    base = Path(args.file).resolve().parent if args.file else None
-    result = emulate_scenario(scenario, raw, base, time_scale=args.time_scale, link=args.link,
-                              max_frame=args.max_frame, drain_cap=args.drain_cap)
+    result = emulate_scenario(resolved, time_scale=args.time_scale, link=args.link, max_frame=args.max_frame,
+                              drain_cap=args.drain_cap)
     if args.out:
         write_emulation(result, raw, args.out, force=True)
     if args.json:
