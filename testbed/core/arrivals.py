@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from testbed.dists import Dist
 from testbed.config.schema import Arrivals
+from testbed.dists import Dist
 
 __all__ = ["arrival_times"]
 

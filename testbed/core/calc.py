@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from testbed.dists import Dist
 
-__all__ = ["interpolate_table", "batch_time_fn", "batch_decision"]
+__all__ = ["batch_decision", "batch_time_fn", "interpolate_table"]
 
 _EPS = 1e-12
 

@@ -12,7 +12,7 @@ class Level:
     time-weighted average over the window; ``peak`` the largest value ever reached.
     """
 
-    __slots__ = ("value", "last", "area", "t0", "t1", "peak")
+    __slots__ = ("area", "last", "peak", "t0", "t1", "value")
 
     def __init__(self, t0: float, t1: float) -> None:
         self.value = 0

@@ -8,11 +8,11 @@ from typing import Protocol
 
 import numpy as np
 
-from testbed.dists import Deterministic, Dist
 from testbed.config.schema import Scenario
 from testbed.core.calc import batch_time_fn
+from testbed.dists import Deterministic, Dist
 
-__all__ = ["Workload", "SyntheticWorkload", "Frame"]
+__all__ = ["Frame", "SyntheticWorkload", "Workload"]
 
 Frame = tuple[int, float, float, float]
 """What a node draws per frame: (image index or -1, payload bytes, head seconds, encode seconds)."""

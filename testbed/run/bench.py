@@ -15,11 +15,11 @@ from typing import Any
 
 import simpy
 
-from testbed.config.schema import Scenario
 from testbed.config.load import scenario_from_dict
+from testbed.config.schema import Scenario
 from testbed.sim.world import Simulation
 
-__all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "simpy_floor", "simulator_bench", "csma_bench"]
+__all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "csma_bench", "simpy_floor", "simulator_bench"]
 
 BENCH_SCENARIO: dict[str, Any] = {
     "name": "bench-1000-nodes", "seed": 7, "duration": "200 s", "warmup": "5 s", "drain": "10 s",
@@ -53,12 +53,27 @@ def simpy_floor(customers: int, seed: int = 1) -> float:
     return customers / (time.perf_counter() - t)
 
 
-def _timed(scenario: Scenario) -> tuple[Simulation, float, int]:
-    """A finished simulation, the seconds its events took and the number of events scheduled."""
+def _timed(scenario: Scenario) -> tuple[Simulation, float]:
+    """A finished simulation and the seconds its events took."""
     sim = Simulation(scenario)
     t = time.perf_counter()
     sim.execute()
-    return sim, time.perf_counter() - t, next(sim.env._eid)  # type: ignore[attr-defined]
+    return sim, time.perf_counter() - t
+
+
+def _counted(scenario: Scenario) -> tuple[Simulation, int]:
+    """A finished simulation and the number of events it scheduled (an untimed run: counting wraps
+    the environment's public ``schedule``)."""
+    sim = Simulation(scenario)
+    env, schedule, count = sim.env, sim.env.schedule, [0]
+
+    def counting(event: simpy.Event, priority: int = 1, delay: float = 0) -> None:
+        count[0] += 1
+        schedule(event, priority, delay)  # type: ignore[arg-type]
+
+    env.schedule = counting  # type: ignore[method-assign]
+    sim.execute()
+    return sim, count[0]
 
 
 def _scaled(template: dict[str, Any], seconds: float, scale: float) -> Scenario:
@@ -69,13 +84,12 @@ def _scaled(template: dict[str, Any], seconds: float, scale: float) -> Scenario:
 def simulator_bench(scale: float = 1.0) -> dict[str, Any]:
     """Requests per second against the SimPy floor, and peak bytes per request."""
     scenario = _scaled(BENCH_SCENARIO, 200.0, scale)
-    sim, elapsed, events = _timed(scenario)
+    sim, elapsed = _timed(scenario)
     requests = sim.rec.n
     del sim
     floor = simpy_floor(requests)
     tracemalloc.start()
-    sim = Simulation(scenario)
-    sim.execute()
+    sim, events = _counted(scenario)
     frame = sim.rec.to_frame()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -104,14 +118,15 @@ CSMA_BENCH_SCENARIO: dict[str, Any] = {
 def csma_bench(scale: float = 1.0) -> dict[str, Any]:
     """Requests per second and events per request of the ``csma`` link (timing only)."""
     scenario = _scaled(CSMA_BENCH_SCENARIO, 100.0, scale)
-    sim, elapsed, events = _timed(scenario)
+    sim, elapsed = _timed(scenario)
     requests = sim.rec.n
-    cell = sim.cell
+    cell = sim.link.counters()
+    events = _counted(scenario)[1]
     return {
         "scenario": scenario.name, "nodes": scenario.node_count, "requests": requests, "events": events,
         "events_per_request": events / requests, "requests_per_s": requests / elapsed,
-        "exchanges_per_request": cell.exchanges / requests,
-        "collision_fraction": cell.collisions / max(1, cell.exchanges),
+        "exchanges_per_request": cell["exchanges"] / requests,
+        "collision_fraction": cell["collisions"] / max(1.0, cell["exchanges"]),
         "link_utilisation": sim.levels["uplink"]["busy"].mean(sim.env.now) + sim.levels["downlink"]["busy"].mean(sim.env.now),
     }
 

@@ -1,32 +1,34 @@
 """Wire nodes, the shared link and the server into one SimPy environment and run it.
 
-Every node and station draws from its own stream of one :class:`numpy.random.SeedSequence`
-(node ``i`` of group ``g`` uses spawn key ``(0, g, i)``, the link ``(1,)``, the server ``(2,)``),
-so adding a node leaves the other nodes' draws unchanged.
+Every node and station draws from its own named stream of the scenario's seed (:mod:`testbed.streams`:
+node ``i`` of group ``g`` uses spawn key ``(0, g, i)``, the link ``(1,)``, the server ``(2,)``), so adding
+a node leaves the other nodes' draws unchanged. The link is whatever model ``link.model`` names in the
+link registry (:mod:`testbed.sim.links`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
-import numpy as np
 import pandas as pd
 import simpy
 
 from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
 from testbed.core.arrivals import arrival_times
-from testbed.sim.links.channels import make_channel
 from testbed.core.monitor import Level
 from testbed.core.nestquant import controller_for
 from testbed.core.policy import Batcher, NodePolicy
-from testbed.sim.node import Node, NodeLevels
 from testbed.core.records import STATUS, Records
-from testbed.sim.server import Server, ServerLevels
 from testbed.core.workload import SyntheticWorkload, Workload
+from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
+from testbed.sim.node import Node, NodeLevels
+from testbed.sim.server import Server, ServerLevels
+from testbed.streams import link_stream, node_stream, server_stream
 
-__all__ = ["Simulation", "SimResult", "simulate", "STATION_NAMES"]
+__all__ = ["STATION_NAMES", "SimResult", "Simulation", "simulate"]
 
 _OK = STATUS.index("ok")
 STATION_NAMES = ("node", "uplink", "server", "downlink")
@@ -45,8 +47,19 @@ def expected_requests(sc: Scenario) -> int:
     return int(total * 1.01 + 4 * math.sqrt(total) + 64)
 
 
-def _stream(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+def _station_levels(t0: float, t1: float) -> dict[str, dict[str, Level]]:
+    """Per station, the time-weighted number inside, waiting, and busy over ``[t0, t1]``."""
+    return {name: {"in_station": Level(t0, t1), "waiting": Level(t0, t1), "busy": Level(t0, t1)}
+            for name in STATION_NAMES}
+
+
+def _means(levels: dict[str, dict[str, Level]], now: float) -> dict[str, dict[str, float]]:
+    """Time-weighted means of every level, with each station's peak and open count at ``now``."""
+    out = {name: {key: lvl.mean(now) for key, lvl in d.items()} for name, d in levels.items()}
+    for name, d in levels.items():
+        out[name]["peak_in_station"] = float(d["in_station"].peak)
+        out[name]["open_at_end"] = float(d["in_station"].value)
+    return out
 
 
 @dataclass
@@ -68,54 +81,61 @@ class Simulation:
     def __init__(self, scenario: Scenario | Resolved, workload: Workload | None = None) -> None:
         self.resolved = res = as_resolved(scenario)
         self.sc = sc = res.scenario
-        self.workload = workload or SyntheticWorkload(scenario)
+        self.workload = workload or SyntheticWorkload(sc)
         self.offload = bool(getattr(self.workload, "offload", True))
-        self.env = env = simpy.Environment()
-        self.rec = rec = Records(expected_requests(sc))
-        t0, t1 = sc.warmup, sc.duration
-        self.levels = {name: {"in_station": Level(t0, t1), "waiting": Level(t0, t1), "busy": Level(t0, t1)}
-                       for name in STATION_NAMES}
-        link_rng, server_rng = _stream(sc.seed, 1), _stream(sc.seed, 2)
-        self._up_latency = sc.link.latency.sampler(link_rng)
-        self._down_latency = sc.link.downlink_latency.sampler(_stream(sc.seed, 1, 1))
-        self._decode = self.workload.decode().sampler(_stream(sc.seed, 2, 1))
-        self._result_size = self.workload.result_drawer(_stream(sc.seed, 2, 2))
+        self.env = simpy.Environment()
+        self._timeout, self._on_decoded = self.env.timeout, self._decoded  # bound once (hot path)
+        self.rec = Records(expected_requests(sc))
+        self.levels = _station_levels(sc.warmup, sc.duration)
+        self._up_latency = sc.link.latency.sampler(link_stream(sc.seed))
+        self._down_latency = sc.link.downlink_latency.sampler(link_stream(sc.seed, 1))
+        self._decode = self.workload.decode().sampler(server_stream(sc.seed, 1))
+        self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
-        lv = self.levels
-        if sc.link.model == "csma":  # one 802.11 cell carries both directions (testbed/sim/wifi.py)
-            from testbed.sim.links.wifi import CsmaCell, dcf_for
+        self.node_rates = [g.datarate or sc.link.datarate for g in sc.fleet for _ in range(g.count)]
+        self.link = self._build_link()
+        self.uplink, self.downlink = self.link.uplink, self.link.downlink
+        self.server = self._build_server()
+        self.nodes = self._build_nodes()
 
-            phy = [g.datarate or sc.link.datarate for g in sc.fleet for _ in range(g.count)]
-            self.cell = CsmaCell(env, rec, dcf_for(sc.link.csma), phy, self._down_rate, _stream(sc.seed, 1, 2),
-                                 self._delivered, self._returned, lv["uplink"]["in_station"],
-                                 lv["uplink"]["busy"], lv["downlink"]["in_station"], lv["downlink"]["busy"])
-            self.uplink, self.downlink = self.cell.uplink, self.cell.downlink
-        else:
-            self.uplink = make_channel(sc.link.model, env, rec.tx_start_s, rec.tx_end_s, self._delivered,
-                                       lv["uplink"]["in_station"], lv["uplink"]["busy"])
-            self.downlink = make_channel(sc.link.model, env, rec.downlink_start_s, rec.downlink_end_s,
-                                         self._returned, lv["downlink"]["in_station"], lv["downlink"]["busy"])
+    def _build_link(self) -> Link:
+        """The link model ``link.model`` names, with its own stream (1, 2)."""
+        sc, lv = self.sc, self.levels
+        ctx = LinkContext(env=self.env, rec=self.rec, spec=sc.link, rates=self.node_rates,
+                          down_rate=self._down_rate, rng=link_stream(sc.seed, 2),
+                          on_delivered=self._delivered, on_returned=self._returned,
+                          up=StationLevels(lv["uplink"]["in_station"], lv["uplink"]["busy"]),
+                          down=StationLevels(lv["downlink"]["in_station"], lv["downlink"]["busy"]))
+        return LINKS.get(sc.link.model, "link.model")(ctx)
+
+    def _build_server(self) -> Server:
+        """The batching server; batch times from the server's stream (2,)."""
+        sc, env, rec, lv = self.sc, self.env, self.rec, self.levels
+        server_rng = server_stream(sc.seed)
         srv = sc.server
-        self.server = Server(env, rec, batcher=Batcher(gpus=srv.gpus, max_batch=srv.batching.max_batch,
-                                                       max_delay=srv.batching.max_delay,
-                                                       capacity=srv.queue_capacity, timeout=srv.timeout),
-                             batch_time=self.workload.batch_time(server_rng), on_done=self._served,
-                             levels=ServerLevels(**lv["server"]))
-        self.nodes: list[Node] = []
-        self.node_rates: list[float] = []
+        return Server(env, rec, batcher=Batcher(gpus=srv.gpus, max_batch=srv.batching.max_batch,
+                                                max_delay=srv.batching.max_delay,
+                                                capacity=srv.queue_capacity, timeout=srv.timeout),
+                      batch_time=self.workload.batch_time(server_rng), on_done=self._served,
+                      levels=ServerLevels(**lv["server"]))
+
+    def _build_nodes(self) -> list[Node]:
+        """One node per fleet member; arrivals and frame draws from its stream (0, g, i)."""
+        sc, res, env, rec, lv = self.sc, self.resolved, self.env, self.rec, self.levels
+        nodes: list[Node] = []
         for g, group in enumerate(sc.fleet):
             rate = group.datarate or sc.link.datarate
             for i in range(group.count):
-                rng = _stream(sc.seed, 0, g, i)
+                rng = node_stream(sc.seed, g, i)
                 arrivals = arrival_times(group.arrivals, i, rng)
                 policy = NodePolicy(self.workload.frame_drawer(g, i, rng), capacity=group.queue.capacity,
                                     drop_oldest=group.queue.policy == "drop_oldest",
                                     controller=controller_for(group.nestquant, res.nestquant[g],
                                                               res.node_profiles[g]))
-                node = Node(env, rec, index=len(self.nodes), group=g, policy=policy, arrivals=arrivals,
+                node = Node(env, rec, index=len(nodes), group=g, policy=policy, arrivals=arrivals,
                             stop_at=sc.duration, rate=rate, send=self._send, levels=NodeLevels(**lv["node"]))
-                self.nodes.append(node)
-                self.node_rates.append(rate)
+                nodes.append(node)
+        return nodes
 
     # -- hand-offs between stations (events are the only coupling) --------------------------
     def _send(self, rid: int, node: Node) -> None:
@@ -130,12 +150,12 @@ class Simulation:
         latency, decode = self._up_latency(), self._decode()
         rec.server_arrival_s[rid] = now + latency
         if latency + decode > 0.0:
-            self.env.timeout(latency + decode, rid).callbacks.append(self._decoded)
+            self._timeout(latency + decode, rid).callbacks.append(self._on_decoded)
         else:
             self.server.arrive(rid)
 
     def _decoded(self, event: simpy.Event) -> None:
-        self.server.arrive(event._value)
+        self.server.arrive(cast(int, event.value))
 
     def _served(self, rid: int) -> None:
         size = self._result_size()
@@ -157,13 +177,10 @@ class Simulation:
     def run(self) -> SimResult:
         self.execute()
         now = self.env.now
-        levels = {name: {key: lvl.mean(now) for key, lvl in d.items()} for name, d in self.levels.items()}
-        for name, d in self.levels.items():
-            levels[name]["peak_in_station"] = float(d["in_station"].peak)
-            levels[name]["open_at_end"] = float(d["in_station"].value)
-        if self.sc.link.model != "fair_share":  # one transmission on the air: the rest are waiting
-            for name in ("uplink", "downlink"):
-                levels[name]["waiting"] = max(0.0, levels[name]["in_station"] - levels[name]["busy"])
+        levels = _means(self.levels, now)
+        for name in ("uplink", "downlink"):
+            m = levels[name]
+            m["waiting"] = self.link.waiting(m["in_station"], m["busy"], m["waiting"])
         names = tuple(g.name or f"group{i}" for i, g in enumerate(self.sc.fleet))
         return SimResult(self.rec.to_frame(names), levels, (self.sc.warmup, self.sc.duration), now,
                          self.sc.server.gpus, meta={"nodes": len(self.nodes), "batches": self.server.batches})

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from testbed.dists import Deterministic
 from testbed.core.calc import batch_decision, batch_time_fn, interpolate_table
+from testbed.dists import Deterministic
 
 
 def test_interpolation_between_and_beyond_measured_sizes():

@@ -31,7 +31,7 @@ def test_adding_a_node_keeps_the_other_nodes_draws():
 
     def per_node(df: pd.DataFrame, group: int, node_in_group: int, first_index: int) -> pd.DataFrame:
         rows = df[(df["group"] == group) & (df["node"] == first_index + node_in_group)]
-        return rows[DRAWS + ["frame"]].assign(head=rows["head_end_s"] - rows["head_start_s"]) \
+        return rows[[*DRAWS, "frame"]].assign(head=rows["head_end_s"] - rows["head_start_s"]) \
             .drop(columns=["head_start_s"]).reset_index(drop=True)
 
     for node in range(20):

@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from testbed.core.metrics import in_window, summarize
 from testbed.config.load import scenario_from_dict
+from testbed.core.metrics import in_window, summarize
 from testbed.sim import simulate
 
 S = 0.001            # mean service time on the station under test (1 ms)

@@ -1,5 +1,6 @@
-"""The 802.11 DCF cell (testbed/sim/wifi.py) against hand-computed airtimes, Bianchi's saturation
-model, the single-station MAC efficiency and the empirical per-client table in figures.md.
+"""The 802.11 DCF cell (testbed/sim/links: csma.py, phy.py, bianchi.py) against hand-computed airtimes,
+Bianchi's saturation model, the single-station MAC efficiency and the empirical per-client table in
+figures.md.
 
 Tolerances come from the spread of the estimate: saturation runs are split into 10 batches and the
 simulated throughput must lie within 3.3 batch-means standard errors (plus the stated model error
@@ -14,22 +15,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from testbed.errors import ConfigError
 from testbed.config.load import scenario_from_dict
+from testbed.errors import ConfigError
 from testbed.sim import simulate
-from testbed.sim.links.wifi import (
+from testbed.sim.links.bianchi import bianchi_fixed_point, bianchi_tau, bianchi_throughput
+from testbed.sim.links.csma import saturation_throughput
+from testbed.sim.links.phy import (
     STANDARDS,
     Dcf,
     ack_time,
-    bianchi_fixed_point,
-    bianchi_tau,
-    bianchi_throughput,
     exchange_time,
     mac_efficiency,
     mpdus_per_ppdu,
     payload_airtime,
     ppdu_time,
-    saturation_throughput,
 )
 
 A = STANDARDS["802.11a"]

@@ -1,0 +1,87 @@
+"""The link interface and the registry of link models.
+
+A link model is a factory: given a :class:`LinkContext` (the environment, the records, the two
+hand-off callbacks, the stations' levels, each node's rate and the link's own random stream) it
+returns a :class:`Link`, whose ``uplink`` and ``downlink`` accept ``submit(rid, seconds)``.
+
+Adding a link model is one new module in this package with a factory decorated with
+``@LINKS.register("name")``, and one import line in ``testbed/sim/links/__init__.py``;
+``link.model: name`` then selects it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import simpy
+
+from testbed.config.schema import LinkSpec
+from testbed.core.monitor import Level
+from testbed.core.records import Records
+from testbed.registry import Registry
+
+__all__ = ["LINKS", "Channel", "Link", "LinkContext", "LinkModel", "StationLevels"]
+
+
+class Channel(Protocol):
+    """One direction of a link: ``seconds`` is the transmission time alone on the air at the
+    sender's rate; the link calls its ``on_done(rid)`` when the last bit has been sent."""
+
+    def submit(self, rid: int, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class StationLevels:
+    """The time-weighted levels a link direction keeps: requests inside it, and whether it is busy."""
+
+    in_station: Level
+    busy: Level
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    """What a link model is built from (``rates[i]``: node i's rate in bytes/s)."""
+
+    env: simpy.Environment
+    rec: Records
+    spec: LinkSpec
+    rates: Sequence[float]
+    down_rate: float
+    rng: np.random.Generator
+    on_delivered: Callable[[int], None]
+    on_returned: Callable[[int], None]
+    up: StationLevels
+    down: StationLevels
+
+
+def _no_counters() -> dict[str, float]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Link:
+    """The two directions of a built link.
+
+    ``one_on_air``: one transmission at a time, so the time-weighted number waiting is the number in
+    the station minus the busy fraction; False when every transmission is in service at once (the
+    waiting level is then what the link recorded). ``counters`` returns the model's own totals.
+    """
+
+    uplink: Channel
+    downlink: Channel
+    one_on_air: bool
+    counters: Callable[[], dict[str, float]] = field(default=_no_counters)
+
+    def waiting(self, in_station: float, busy: float, recorded: float) -> float:
+        """Mean number waiting behind the transmissions, from the direction's mean levels."""
+        return max(0.0, in_station - busy) if self.one_on_air else recorded
+
+
+LinkModel = Callable[[LinkContext], Link]
+"""A link factory."""
+
+LINKS: Registry[LinkModel] = Registry("link model")
+"""Link models by name (``link.model``)."""
