@@ -11,16 +11,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from testbed.errors import ConfigError
 from testbed.units import parse_duration, parse_rate, parse_size
 
 __all__ = [
-    "Dist", "Deterministic", "Exponential", "Uniform", "Lognormal", "Normal", "Empirical",
-    "parse_dist", "DIST_KINDS", "Sampler",
+    "DIST_KINDS",
+    "Deterministic",
+    "Dist",
+    "Empirical",
+    "EmpiricalFile",
+    "Exponential",
+    "Lognormal",
+    "Normal",
+    "Sampler",
+    "Uniform",
+    "parse_dist",
 ]
 
 _BLOCK = 64
@@ -29,7 +38,7 @@ _BLOCK = 64
 class Sampler:
     """Scalar draws served from blocks of vectorised draws."""
 
-    __slots__ = ("_draw", "_buf", "_i")
+    __slots__ = ("_buf", "_draw", "_i")
 
     def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
         self._draw = draw
@@ -63,7 +72,7 @@ class Dist:
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
         return Sampler(lambda n: self.draw(rng, n))
 
-    def scaled(self, factor: float) -> "Dist":
+    def scaled(self, factor: float) -> Dist:
         """The same shape with every value multiplied by ``factor``."""
         raise NotImplementedError(type(self).__name__)
 
@@ -85,7 +94,7 @@ class Deterministic(Dist):
         value = float(self.value)
         return lambda: value
 
-    def scaled(self, factor: float) -> "Deterministic":
+    def scaled(self, factor: float) -> Deterministic:
         return Deterministic(self.value * factor)
 
 
@@ -102,7 +111,7 @@ class Exponential(Dist):
     def second_moment(self) -> float:
         return 2.0 * self.mean_value**2
 
-    def scaled(self, factor: float) -> "Exponential":
+    def scaled(self, factor: float) -> Exponential:
         return Exponential(self.mean_value * factor)
 
 
@@ -120,7 +129,7 @@ class Uniform(Dist):
     def second_moment(self) -> float:
         return (self.low**2 + self.low * self.high + self.high**2) / 3.0
 
-    def scaled(self, factor: float) -> "Uniform":
+    def scaled(self, factor: float) -> Uniform:
         return Uniform(self.low * factor, self.high * factor)
 
 
@@ -140,7 +149,7 @@ class Lognormal(Dist):
     def second_moment(self) -> float:
         return self.median**2 * math.exp(2.0 * self.sigma**2)
 
-    def scaled(self, factor: float) -> "Lognormal":
+    def scaled(self, factor: float) -> Lognormal:
         return Lognormal(self.median * factor, self.sigma)
 
 
@@ -157,7 +166,7 @@ class Normal(Dist):
     def mean(self) -> float:
         return self.mean_value  # exact when std << mean; clipping is documented
 
-    def scaled(self, factor: float) -> "Normal":
+    def scaled(self, factor: float) -> Normal:
         return Normal(self.mean_value * factor, self.std * factor)
 
 
@@ -179,8 +188,45 @@ class Empirical(Dist):
         arr = np.asarray(self.values, dtype=float)
         return float(np.mean(arr * arr))
 
-    def scaled(self, factor: float) -> "Empirical":
+    def scaled(self, factor: float) -> Empirical:
         return Empirical(tuple(v * factor for v in self.values), self.source)
+
+
+@dataclass(frozen=True)
+class EmpiricalFile(Dist):
+    """An empirical distribution whose values are still in a file (``file``, optional CSV ``column``;
+    values are multiplied by ``scale``, the unit's factor). :func:`testbed.config.resolve.resolve`
+    reads it into an :class:`Empirical`; drawing from it before then is an error."""
+
+    file: str
+    column: str | None = None
+    scale: float = 1.0
+
+    def _unresolved(self) -> Any:
+        raise ConfigError("file", self.file, "a scenario resolved first (testbed.run.prepare.prepare reads "
+                          "empirical data files)")
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self._unresolved()
+
+    def mean(self) -> float:
+        return self._unresolved()
+
+    def second_moment(self) -> float:
+        return self._unresolved()
+
+    def scaled(self, factor: float) -> EmpiricalFile:
+        return EmpiricalFile(self.file, self.column, self.scale * factor)
+
+    def resolved(self, values: tuple[float, ...]) -> Empirical:
+        """The distribution over ``values`` read from the file (in the file's unit)."""
+        if not values:
+            raise ValueError(f"file: {self.file!r} holds no values")
+        if self.scale != 1.0:
+            values = tuple(v * self.scale for v in values)
+        if min(values) < 0:
+            raise ValueError("empirical values must be >= 0")
+        return Empirical(values, self.file)
 
 
 DIST_KINDS = ("deterministic", "exponential", "uniform", "lognormal", "normal", "empirical")
@@ -190,32 +236,12 @@ _PARSERS: dict[str, Callable[[object], float]] = {
 }
 
 
-def _read_values(file: str, column: str | None, base_dir: Path | None) -> tuple[float, ...]:
-    path = Path(file)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    if not path.exists():
-        raise ValueError(f"file: {file!r} does not exist (looked at {path})")
-    if path.suffix in (".csv", ".tsv"):
-        import pandas as pd
-
-        df = pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t")
-        col = column or df.columns[0]
-        if col not in df.columns:
-            raise ValueError(f"column: {col!r} not in {list(df.columns)}")
-        vals = df[col].to_numpy(dtype=float)
-    else:
-        vals = np.loadtxt(path, dtype=float, ndmin=1)
-    if vals.size == 0:
-        raise ValueError(f"file: {file!r} holds no values")
-    return tuple(float(v) for v in vals)
-
-
-def parse_dist(raw: Any, kind: str = "duration", base_dir: Path | None = None) -> Dist:
+def parse_dist(raw: Any, kind: str = "duration") -> Dist:
     """Read a constant or ``{dist: ...}`` mapping into a :class:`Dist` in base units.
 
-    Raises ``ValueError`` with a message that names the offending key; the scenario loader
-    prefixes it with the field path.
+    No file is opened: ``{dist: empirical, file: ...}`` becomes an :class:`EmpiricalFile` that
+    :func:`testbed.config.resolve.resolve` reads. Raises ``ValueError`` with a message that names
+    the offending key; the scenario loader prefixes it with the field path.
     """
     parse = _PARSERS[kind]
     if not isinstance(raw, Mapping):
@@ -271,20 +297,22 @@ def parse_dist(raw: Any, kind: str = "duration", base_dir: Path | None = None) -
     if name == "normal":
         std = get("std")
         return Normal(get("mean"), std)
-    # empirical
-    if "values" in spec:
-        values = tuple(parse(v) for v in spec["values"])
-        source = "inline"
-    elif "file" in spec:
-        values = _read_values(str(spec["file"]), spec.get("column"), base_dir)
-        source = str(spec["file"])
-    else:
+    return _empirical(spec, parse)
+
+
+def _empirical(spec: dict[str, Any], parse: Callable[[object], float]) -> Dist:
+    factor = parse(f"1 {spec['unit']}") if "unit" in spec else None
+    if "file" in spec and "values" not in spec:
+        column = spec.get("column")
+        return EmpiricalFile(str(spec["file"]), str(column) if column is not None else None,
+                             1.0 if factor is None else factor)
+    if "values" not in spec:
         raise ValueError("empirical needs 'file' (one value per line, or a CSV column) or 'values'")
+    values = tuple(parse(v) for v in spec["values"])
     if not values:
         raise ValueError("empirical needs at least one value")
-    if "unit" in spec:
-        factor = parse(f"1 {spec['unit']}")
+    if factor is not None:
         values = tuple(v * factor for v in values)
     if min(values) < 0:
         raise ValueError("empirical values must be >= 0")
-    return Empirical(values, source)
+    return Empirical(values, "inline")

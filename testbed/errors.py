@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TestbedError", "ConfigError"]
+__all__ = ["ConfigError", "TestbedError"]
 
 
 class TestbedError(Exception):

@@ -14,8 +14,15 @@ import yaml
 
 from testbed.errors import TestbedError
 
-__all__ = ["atomic_write", "write_text", "write_json", "write_parquet", "write_yaml", "prepare_out_dir",
-           "OutputExistsError"]
+__all__ = [
+    "OutputExistsError",
+    "atomic_write",
+    "prepare_out_dir",
+    "write_json",
+    "write_parquet",
+    "write_text",
+    "write_yaml",
+]
 
 
 class OutputExistsError(TestbedError):
@@ -38,7 +45,9 @@ def atomic_write(path: Path | str, writer: Callable[[Path], None]) -> Path:
 
 
 def write_text(path: Path | str, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text))
+    def write(p: Path) -> None:
+        p.write_text(text)
+    return atomic_write(path, write)
 
 
 def write_json(path: Path | str, data: Any) -> Path:

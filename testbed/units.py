@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["parse_duration", "parse_size", "parse_datarate", "parse_rate", "format_duration"]
+__all__ = ["format_duration", "parse_datarate", "parse_duration", "parse_rate", "parse_size"]
 
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 

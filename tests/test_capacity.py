@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from testbed.run.capacity import capacity_search, parse_slo, probe
 from testbed.errors import ConfigError
+from testbed.run.capacity import capacity_search, parse_slo, probe
 from tests.conftest import base_scenario
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from testbed.dists import Deterministic, Empirical, Exponential, Lognormal, Uniform, parse_dist
+from testbed.dists import Deterministic, Empirical, EmpiricalFile, Exponential, Lognormal, Uniform, parse_dist
+from testbed.errors import ConfigError
 
 
 def test_constant_and_mapping_forms():
@@ -26,16 +27,20 @@ def test_sampler_is_deterministic_under_a_seed():
     assert [a() for _ in range(1000)] == [b() for _ in range(1000)]
 
 
-def test_empirical_from_file(tmp_path):
-    f = tmp_path / "lat.txt"
-    f.write_text("10\n20\n30\n")
-    d = parse_dist({"dist": "empirical", "file": "lat.txt", "unit": "ms"}, base_dir=tmp_path)
-    assert isinstance(d, Empirical)
-    assert d.values == pytest.approx((0.01, 0.02, 0.03))
-    csv = tmp_path / "lat.csv"
-    csv.write_text("run,ms\n1,5\n2,7\n")
-    d2 = parse_dist({"dist": "empirical", "file": str(csv), "column": "ms", "unit": "ms"})
-    assert d2.mean() == pytest.approx(0.006)
+def test_empirical_file_is_read_by_resolution_not_parsing():
+    d = parse_dist({"dist": "empirical", "file": "lat.txt", "unit": "ms"})
+    assert d == EmpiricalFile("lat.txt", None, 0.001)
+    with pytest.raises(ConfigError, match="resolved first"):
+        d.sampler(np.random.default_rng(0))()
+    e = d.resolved((10.0, 20.0, 30.0))
+    assert isinstance(e, Empirical) and e.source == "lat.txt"
+    assert e.values == pytest.approx((0.01, 0.02, 0.03))
+    with pytest.raises(ValueError, match=">= 0"):
+        d.resolved((1.0, -1.0))
+    with pytest.raises(ValueError, match="no values"):
+        d.resolved(())
+    inline = parse_dist({"dist": "empirical", "values": [5, 7], "unit": "ms"})
+    assert inline == Empirical((0.005, 0.007), "inline")
 
 
 @pytest.mark.parametrize("raw,msg", [
@@ -44,7 +49,8 @@ def test_empirical_from_file(tmp_path):
     ({"dist": "exponential", "mean": "-5 ms"}, "mean must be > 0"),
     ({"dist": "uniform", "low": "3 ms", "high": "1 ms"}, "low <= high"),
     ({"dist": "exponential", "mean": "1 ms", "shape": 2}, "unknown key"),
-    ({"dist": "empirical", "file": "nope.txt"}, "does not exist"),
+    ({"dist": "empirical"}, "needs 'file'"),
+    ({"dist": "empirical", "file": "x.txt", "unit": "parsecs"}, "unit"),
     ("-3 ms", ">= 0"),
 ])
 def test_bad_distributions(raw, msg):

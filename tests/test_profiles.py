@@ -3,10 +3,10 @@ import copy
 import pytest
 import yaml
 
-from testbed.errors import ConfigError
-from testbed.config.profiles import load_profile
-from testbed.core.charges import codec_time, head_figure, head_time, spread_dist, tail_table
+from testbed.config.profiles import available_profiles, find_profile, load_profile, profile_dirs
 from testbed.core.calc import interpolate_table
+from testbed.core.charges import StageCost, codec_time, head_figure, head_time, spread_dist, tail_table
+from testbed.errors import ConfigError
 
 PROFILE = {
     "name": "toy", "role": "both",
@@ -64,13 +64,13 @@ def test_tail_table_and_interpolation(tmp_path):
 
 def test_codec_time_charges_elements_and_bytes(tmp_path):
     p = load_profile(write(tmp_path, PROFILE))
-    keys = [("element", "quantize"), ("element", "pack"), ("bytes", "lzma:preset=6")]
+    keys = [StageCost("element", "quantize"), StageCost("element", "pack"), StageCost("bytes", "lzma:preset=6")]
     enc = codec_time(p, keys, elements=1000, serialized_bytes=125, direction="encode")
     assert enc == pytest.approx(1000 * 2e-9 + 1000 * 1e-9 + 125 / 1e6)
     dec = codec_time(p, keys, elements=1000, serialized_bytes=125, direction="decode")
     assert dec == pytest.approx(1000 * 1e-9 + 1000 * 1e-9 + 125 / 1e7)
     with pytest.raises(ConfigError, match="lzma:preset=6"):
-        codec_time(p, [("bytes", "zstd:level=3")], 10, 10, "encode")
+        codec_time(p, [StageCost("bytes", "zstd:level=3")], 10, 10, "encode")
 
 
 @pytest.mark.parametrize("mutate,needle", [
@@ -113,10 +113,27 @@ def test_learned_stages_are_charged_by_macs(tmp_path):
     data = copy.deepcopy(PROFILE)
     data["mac_rate"] = {"ops_per_s": 1e9, "provenance": "e"}
     p = load_profile(write(tmp_path, data))
-    keys = [("macs", "autoencoder"), ("element", "quantize"), ("bytes", "lzma:preset=6")]
-    macs = {"autoencoder": (2e6, 5e6)}
-    assert codec_time(p, keys, 1000, 100, "encode", macs) == pytest.approx(2e-3 + 2e-6 + 1e-4)
-    assert codec_time(p, keys, 1000, 100, "decode", macs) == pytest.approx(5e-3 + 1e-6 + 1e-5)
+    keys = [StageCost("macs", "autoencoder", 2e6, 5e6), StageCost("element", "quantize"),
+            StageCost("bytes", "lzma:preset=6")]
+    assert codec_time(p, keys, 1000, 100, "encode") == pytest.approx(2e-3 + 2e-6 + 1e-4)
+    assert codec_time(p, keys, 1000, 100, "decode") == pytest.approx(5e-3 + 1e-6 + 1e-5)
     without = load_profile(write(tmp_path, dict(copy.deepcopy(PROFILE), name="norate")))
     with pytest.raises(ConfigError, match="mac_rate"):
-        codec_time(without, keys, 1000, 100, "encode", macs)
+        codec_time(without, keys, 1000, 100, "encode")
+
+
+def test_profiles_are_found_beside_the_scenario_or_above_it_never_in_the_cwd(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "scenarios" / "deep").mkdir(parents=True)
+    (project / "nodes").mkdir()
+    (project / "nodes" / "mine.yaml").write_text(yaml.safe_dump(dict(PROFILE, name="mine")))
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "nodes").mkdir(parents=True)
+    (elsewhere / "nodes" / "cwdonly.yaml").write_text(yaml.safe_dump(dict(PROFILE, name="cwdonly")))
+    monkeypatch.chdir(elsewhere)
+    base = project / "scenarios" / "deep"
+    assert find_profile("mine", base) == (project / "nodes" / "mine.yaml").resolve()
+    assert profile_dirs(base)[0] == (project / "nodes").resolve()
+    assert "pi4b" in available_profiles(base) and "pi4b" in available_profiles(None)  # the repository's
+    with pytest.raises(ValueError, match="unknown device profile 'cwdonly'"):
+        find_profile("cwdonly", base)

@@ -1,7 +1,10 @@
 import pytest
+from pydantic import ValidationError
 
-from testbed.errors import ConfigError
+from testbed.config.frozen import FrozenDict
 from testbed.config.load import apply_overrides, load_scenario, scenario_from_dict
+from testbed.errors import ConfigError
+from testbed.run.prepare import prepare_dict
 from tests.conftest import base_scenario
 
 
@@ -16,7 +19,7 @@ def test_valid_scenario_parses_units(scenario_dict):
 
 def test_scenario_is_frozen(scenario_dict):
     sc = scenario_from_dict(scenario_dict)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         sc.seed = 5  # type: ignore[misc]
 
 
@@ -30,8 +33,6 @@ def test_default_scenario_is_valid():
     ("link.datarate", 0, "link.datarate"),
     ("link.model", "token_ring", "link.model"),
     ("fleet.0.count", 0, "fleet.0.count"),
-    ("fleet.0.device", "pi5000", "available: "),
-    ("server.device", "pi4b", "role"),
     ("fleet.0.arrivals.rate", "-2/s", "fleet.0.arrivals.rate"),
     ("server.batching.max_batch", "many", "server.batching.max_batch"),
     ("fleet.0.head", {"dist": "exponential", "mean": "-1 ms"}, "fleet.0.head"),
@@ -44,6 +45,32 @@ def test_bad_values_name_the_field(path, value, needle):
     message = str(info.value)
     assert needle in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("path,value,needle", [
+    ("fleet.0.device", "pi5000", "fleet.0.device: got 'pi5000'; unknown device profile 'pi5000'; available: "),
+    ("server.device", "pi4b", "server.device: got 'pi4b'; a server profile (this one has role 'node')"),
+    ("fleet.0.arrivals", {"kind": "trace", "file": "nope.csv"}, "fleet.0.arrivals.file: got 'nope.csv'"),
+])
+def test_bad_files_are_found_by_resolution_and_name_the_field(path, value, needle):
+    raw = apply_overrides(base_scenario(), {path: value})
+    scenario_from_dict(raw)  # the schema opens no file
+    with pytest.raises(ConfigError) as info:
+        prepare_dict(raw)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_containers_are_immutable(scenario_dict):
+    sc = scenario_from_dict(dict(scenario_dict, codec=[{"quantize": {"bits": 4}}], sweep={"seed": [1, 2]}))
+    table = sc.server.service.table
+    assert isinstance(table, FrozenDict) and table == {1: 0.002, 8: 0.005}
+    assert sc.sweep == {"seed": (1, 2)} and sc.codec == ({"quantize": {"bits": 4}},)
+    for mapping in (table, sc.sweep, sc.codec[0], sc.codec[0]["quantize"]):
+        with pytest.raises(TypeError, match="frozen"):
+            mapping["x"] = 1  # type: ignore[index]
+    with pytest.raises(TypeError):
+        sc.codec[0]["quantize"].update(bits=8)
 
 
 def test_unknown_key_is_an_error():
@@ -88,6 +115,14 @@ def test_trace_arrivals_from_file(tmp_path):
     raw = base_scenario()
     raw["fleet"][0]["arrivals"] = {"kind": "trace", "file": "t.csv"}
     raw["fleet"][0]["count"] = 2
-    sc = scenario_from_dict(raw, base_dir=tmp_path)
+    assert scenario_from_dict(raw).fleet[0].arrivals.trace_times == ()  # the schema keeps the name
+    sc = prepare_dict(raw, base_dir=tmp_path).scenario
     assert sc.fleet[0].arrivals.trace_times == (0.5, 1.5, 2.5)
     assert sc.fleet[0].arrivals.trace_nodes == (0, 1, 0)
+    assert sc.fleet[0].arrivals.file == str(tmp_path.resolve() / "t.csv")
+
+
+def test_trace_without_file_is_a_load_error():
+    raw = apply_overrides(base_scenario(), {"fleet.0.arrivals": {"kind": "trace"}})
+    with pytest.raises(ConfigError, match=r"fleet\.0\.arrivals: .*need 'file'"):
+        scenario_from_dict(raw)

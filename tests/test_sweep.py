@@ -80,7 +80,7 @@ def test_bad_sweep_values_are_named():
 
     raw = sweep_raw()
     raw["sweep"]["link.datarate"] = []
-    with pytest.raises(ConfigError, match="sweep.link.datarate"):
+    with pytest.raises(ConfigError, match=r"sweep\.link\.datarate"):
         plan(raw)
 
 

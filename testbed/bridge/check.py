@@ -1,31 +1,115 @@
 """Model-side checks of a resolved scenario: what ``testbed validate`` adds to the schema.
 
-The schema (:mod:`testbed.config.schema`) cannot know model names, split points or codec stages
-(they live on the model side, which imports torch); these checks run in ``validate`` and before a
-run, so a scenario that validates does not fail at run time on its model section.
+The schema (:mod:`testbed.config.schema`) cannot know model names, weights, split points, codec
+stages or datasets (they live on the model side, which imports torch), and the resolver only
+checks that named files exist. These checks run in ``validate`` and before every run, sweep cell
+and capacity probe (:func:`testbed.run.prepare.prepare`), so a scenario that validates does not
+fail at run time on its configuration: the model and split exist, the weights name is known, the
+codec chain parses (or the image encoding's parameters are valid), the dataset kind is known and
+has its folder, and the device profiles hold every figure the run charges (head blocks on each
+node profile, the tail table on the server profile, the codec stages' costs on both).
 """
 
 from __future__ import annotations
 
-from testbed.bridge.cache import image_codec
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from testbed.bridge.cache import dataset_arg, image_codec
+from testbed.config.profiles import Profile
 from testbed.config.resolve import Resolved
+from testbed.config.schema import Scenario
+from testbed.core.charges import StageCost, codec_time, head_figure, tail_table
+from testbed.dists import Deterministic
 from testbed.errors import ConfigError
 
-__all__ = ["check_model"]
+__all__ = ["check", "check_model"]
+
+
+def check(resolved: Resolved) -> None:
+    """Raise :class:`ConfigError` naming the field when the scenario cannot run."""
+    check_model(resolved)
 
 
 def check_model(resolved: Resolved) -> None:
-    """Raise :class:`ConfigError` naming the field when the model section cannot run."""
+    """Everything a run needs from the model side, for a scenario with a ``model`` section."""
     sc = resolved.scenario
     if sc.model is None:
         return
     from testbed.split.models import get_spec
 
-    try:
-        get_spec(sc.model.name, "model.name").check_point(sc.model.split, "model.split")
-    except ConfigError as exc:
-        raise exc from None
-    if sc.codec and image_codec(sc.codec) is None:
-        from testbed.split.codecs import parse_chain
+    spec = get_spec(sc.model.name, "model.name")
+    spec.check_point(sc.model.split, "model.split")
+    _check_weights(sc)
+    _check_dataset(sc)
+    costs = _codec_costs(sc)
+    _check_profiles(resolved, tuple(spec.points), costs)
 
-        parse_chain(list(sc.codec), "codec")
+
+def _check_weights(sc: Scenario) -> None:
+    assert sc.model is not None
+    from testbed.split.models.weights import is_checkpoint_path, weights_enum
+
+    w = sc.model.weights
+    if w != "random" and not is_checkpoint_path(w):
+        from testbed.split.models import get_spec
+
+        weights_enum(get_spec(sc.model.name), w, "model.weights")
+
+
+def _check_dataset(sc: Scenario) -> None:
+    from testbed.split.data import parse_dataset
+
+    spec = parse_dataset(dataset_arg(sc), path="dataset")
+    if spec.name == "imagefolder" and not spec.path:
+        raise ConfigError("dataset.path", None, "a folder of class folders for kind imagefolder")
+
+
+def _codec_costs(sc: Scenario) -> tuple[StageCost, ...]:
+    """How the run will charge the codec (what :mod:`testbed.bridge.cache` records)."""
+    assert sc.model is not None
+    params = image_codec(sc.codec)
+    if params is not None:
+        if sc.model.split != "input":
+            raise ConfigError("codec.0.image", dict(params), "image encodings apply to split 'input' only")
+        return () if params["format"] == "raw" else (StageCost("element", params["format"]),)
+    if not sc.codec:
+        return ()
+    import testbed.research  # noqa: F401  (registers the learned codec stages)
+    from testbed.split.codecs import parse_chain
+
+    chain = parse_chain([dict(stage) for stage in sc.codec], "codec")
+    if sc.model.split in ("input", "none"):
+        return ()
+    from testbed.split.models import feature_table
+
+    shape = next(f.shape for f in feature_table([sc.model.name]) if f.point == sc.model.split)
+    return tuple(chain.costs(tuple(shape)))
+
+
+def _check_profiles(resolved: Resolved, points: Sequence[str], costs: tuple[StageCost, ...]) -> None:
+    sc = resolved.scenario
+    assert sc.model is not None
+    m = sc.model
+    for g, (group, profile) in enumerate(zip(sc.fleet, resolved.node_profiles)):
+        where = f"fleet.{g}.device"
+        if group.head is None:
+            _figure(where, profile, head_figure, profile, m.name, m.split, points)
+        if group.encode is None:
+            _figure(where, profile, codec_time, profile, costs, 1, 1.0, "encode")
+    if m.split == "none":
+        return
+    server = resolved.server_profile
+    if sc.server.service is None:
+        _figure("server.device", server, tail_table, server, m.name, m.split)
+    if sc.server.decode == Deterministic(0.0):
+        _figure("server.device", server, codec_time, server, costs, 1, 1.0, "decode")
+
+
+def _figure(field: str, profile: Profile, get: Callable[..., object], *args: Any) -> None:
+    """Call ``get(*args)``; a missing figure becomes an error on the device field naming the profile."""
+    try:
+        get(*args)
+    except ConfigError as exc:
+        raise ConfigError(field, profile.name, f"a profile with the figures this run charges "
+                          f"({exc.path}: {exc.allowed})") from None

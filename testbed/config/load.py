@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from testbed.config.schema import Scenario
 from testbed.errors import ConfigError
 
-__all__ = ["load_scenario", "scenario_from_dict", "apply_overrides", "set_path", "read_yaml", "DEFAULT_SCENARIO"]
+__all__ = ["DEFAULT_SCENARIO", "apply_overrides", "load_scenario", "read_yaml", "scenario_from_dict", "set_path"]
 
 
 DEFAULT_SCENARIO: dict[str, Any] = {
@@ -69,12 +69,15 @@ def _first_error(exc: ValidationError) -> ConfigError:
 
 
 def scenario_from_dict(data: Mapping[str, Any], base_dir: Path | str | None = None) -> Scenario:
-    """Validate a mapping (as read from YAML) into a :class:`Scenario`."""
+    """Validate a mapping (as read from YAML) into a :class:`Scenario`; no file is opened.
+
+    ``base_dir`` is accepted for older callers and unused: the files a scenario names are read by
+    :func:`testbed.config.resolve.resolve` (use :func:`testbed.run.prepare.prepare_dict`).
+    """
     if not isinstance(data, Mapping):
         raise ConfigError("", data, "a scenario must be a mapping of fields")
     try:
-        return Scenario.model_validate(
-            dict(data), context={"base_dir": Path(base_dir) if base_dir else None})
+        return Scenario.model_validate(dict(data))
     except ValidationError as exc:
         raise _first_error(exc) from None
 
@@ -150,14 +153,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | list
 
 def load_scenario(path: Path | str | None = None, overrides: Mapping[str, Any] | list[str] | None = None
                   ) -> tuple[Scenario, dict[str, Any]]:
-    """Load and validate a scenario file (or the built-in default when ``path`` is None).
+    """Load and validate a scenario file (or the built-in default when ``path`` is None); the files
+    it names are not read (see :func:`testbed.run.prepare.prepare`, which does both).
 
     Returns the scenario and the raw mapping after overrides (what ``scenario.yaml`` records).
     """
-    if path is None:
-        raw, base = copy.deepcopy(DEFAULT_SCENARIO), None
-    else:
-        raw, base = read_yaml(path), Path(path).resolve().parent
+    raw = copy.deepcopy(DEFAULT_SCENARIO) if path is None else read_yaml(path)
     if overrides:
         raw = apply_overrides(raw, overrides)
-    return scenario_from_dict(raw, base), raw
+    return scenario_from_dict(raw), raw

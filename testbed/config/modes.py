@@ -18,8 +18,16 @@ from typing import Any
 
 from testbed.errors import ConfigError
 
-__all__ = ["FULL", "PART", "MODES", "NestQuantModes", "NestQuantPolicy", "choose_mode", "switch_bytes",
-           "modes_path"]
+__all__ = [
+    "FULL",
+    "MODES",
+    "PART",
+    "NestQuantModes",
+    "NestQuantPolicy",
+    "choose_mode",
+    "modes_path",
+    "switch_bytes",
+]
 
 FULL = "full"
 PART = "part"

@@ -1,6 +1,6 @@
 """Device profiles: measured or estimated compute times and power, each with its provenance.
 
-A profile is a YAML file in ``nodes/`` (the repository's, ``./nodes`` or one beside the scenario),
+A profile is a YAML file in ``nodes/`` (beside the scenario, in a directory above it, or the repository's),
 found by name (``pi4b`` -> ``nodes/pi4b.yaml``) or given as a path. Every figure names a record in the
 profile's ``provenance`` table: ``measured`` (device, date, software, command, runs) or ``estimated``
 (source and method) or ``published`` (source). A figure without provenance is an error.
@@ -13,7 +13,6 @@ service time by batch size (interpolated by the simulator).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,8 +22,22 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from testbed.errors import ConfigError
 from testbed.units import parse_datarate, parse_duration
 
-__all__ = ["Provenance", "Figure", "MacRate", "BatchTable", "ModelProfile", "CodecCosts", "Power", "Profile",
-           "profile_dirs", "available_profiles", "find_profile", "load_profile", "load_profile_raw"]
+__all__ = [
+    "BatchTable",
+    "CodecCosts",
+    "Figure",
+    "MacRate",
+    "ModelProfile",
+    "Power",
+    "Profile",
+    "Provenance",
+    "available_profiles",
+    "find_profile",
+    "load_profile",
+    "load_profile_raw",
+    "parse_profile",
+    "profile_dirs",
+]
 
 REPO_NODES = Path(__file__).resolve().parents[2] / "nodes"
 
@@ -62,7 +75,7 @@ class Provenance(_Frozen):
     runs: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> "Provenance":
+    def _complete(self) -> Provenance:
         if self.kind == "measured":
             missing = [k for k in ("device", "date", "command", "runs") if getattr(self, k) is None]
             if missing:
@@ -134,7 +147,7 @@ class Profile(_Frozen):
     mac_rate: MacRate | None = None
 
     @model_validator(mode="after")
-    def _references(self) -> "Profile":
+    def _references(self) -> Profile:
         refs: list[tuple[str, str]] = []
         if self.mac_rate is not None:
             refs.append(("mac_rate", self.mac_rate.provenance))
@@ -156,10 +169,13 @@ class Profile(_Frozen):
         return self
 
 
-# -- finding and loading -----------------------------------------------------------------------------
+# -- finding and parsing (reading files is :mod:`testbed.config.resolve`'s job) ---------------------
 def profile_dirs(base_dir: Path | None = None) -> list[Path]:
-    """Where profiles are looked up, first match wins: ``BASE/nodes``, ``./nodes``, the repo's."""
-    dirs = ([Path(base_dir) / "nodes"] if base_dir is not None else []) + [Path.cwd() / "nodes", REPO_NODES]
+    """Where profiles are looked up, first match wins: ``nodes/`` in ``base_dir`` (the scenario's
+    directory) and in each directory above it, then the repository's. Never the working directory,
+    so a scenario finds the same profiles from wherever it is run."""
+    base = [Path(base_dir).resolve()] if base_dir is not None else []
+    dirs = [d / "nodes" for d in (base + list(base[0].parents) if base else [])] + [REPO_NODES]
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:
@@ -175,25 +191,40 @@ def available_profiles(base_dir: Path | None = None) -> dict[str, Path]:
     return found
 
 
-def find_profile(name: str, base_dir: Path | None = None, role: str | None = None) -> Path:
-    """The file of profile ``name``; raises ``ValueError`` listing the available ones."""
+def find_profile(name: str, base_dir: Path | None = None) -> Path:
+    """The file of profile ``name`` (or the path ``name``, relative to ``base_dir``); raises
+    ``ValueError`` listing the available ones."""
     if name.endswith((".yaml", ".yml")):
         path = Path(name)
         if not path.is_absolute() and base_dir is not None:
             path = Path(base_dir) / path
-        if not path.exists():
-            raise ValueError(f"profile file {name!r} does not exist")
-    else:
-        profiles = available_profiles(base_dir)
-        if name not in profiles:
-            listed = ", ".join(sorted(profiles)) or "none"
-            raise ValueError(f"unknown device profile {name!r}; available: {listed}")
-        path = profiles[name]
-    if role is not None:
-        prof = load_profile(path)
-        if prof.role not in (role, "both"):
-            raise ValueError(f"profile {name!r} has role {prof.role!r}, a {role} profile is needed here")
-    return path
+        if not path.is_file():
+            raise ValueError(f"profile file {name!r} does not exist (looked at {path})")
+        return path.resolve()
+    profiles = available_profiles(base_dir)
+    if name not in profiles:
+        listed = ", ".join(sorted(profiles)) or "none"
+        where = ", ".join(str(d) for d in profile_dirs(base_dir))
+        raise ValueError(f"unknown device profile {name!r}; available: {listed} (searched {where})")
+    return profiles[name]
+
+
+def parse_profile(text: str, origin: str) -> Profile:
+    """Validate a profile's YAML text; errors name ``origin`` (the file) and the field."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError(origin, type(data).__name__, "a profile must be a YAML mapping")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "this field is required"
+        raise ConfigError(f"{Path(origin).name}: {loc}", err.get("input"), msg) from None
 
 
 def load_profile_raw(path: Path) -> dict[str, Any]:
@@ -203,28 +234,13 @@ def load_profile_raw(path: Path) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=64)
-def _load(path: str, mtime: float) -> Profile:
-    raw = load_profile_raw(Path(path))
-    try:
-        return Profile.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "this field is required"
-        raise ConfigError(f"{Path(path).name}: {loc}", err.get("input"), msg) from None
-
-
 def load_profile(name_or_path: str | Path, base_dir: Path | None = None) -> Profile:
-    """Load and validate a profile by name or path (cached until the file changes)."""
+    """Load and validate a profile by name or path, for tools and tests (a scenario's profiles are
+    loaded by :func:`testbed.config.resolve.resolve`)."""
     path = Path(name_or_path)
-    if not path.exists():
+    if not path.is_file():
         try:
             path = find_profile(str(name_or_path), base_dir)
         except ValueError as exc:
             raise ConfigError("device", str(name_or_path), str(exc)) from None
-    return _load(str(path.resolve()), path.stat().st_mtime)
+    return parse_profile(path.read_text(), str(path))

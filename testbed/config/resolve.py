@@ -1,31 +1,46 @@
 """Resolution: a validated :class:`Scenario` plus its base directory -> :class:`Resolved`.
 
-This is the only code that opens the files a scenario names (device profiles, NestQuant modes
-files; traces, empirical data and codec checkpoints as they move here). Everything below the
+This is the only code that opens the files a scenario names: device profiles, trace files,
+empirical data files, NestQuant modes files; codec checkpoints, weight files and dataset paths are
+made absolute and checked to exist (loading them stays on the model side). Everything below the
 configuration layer receives a :class:`Resolved` and never looks a name up again, so a scenario
 resolves the same way whatever the working directory, and ``testbed validate`` and ``testbed run``
-agree.
+agree. Every file read is recorded with its sha256 (``Resolved.files``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+from testbed.config.files import FileReader, parse_trace, parse_values
+from testbed.config.frozen import FrozenDict
 from testbed.config.modes import NestQuantModes
-from testbed.config.profiles import Profile, find_profile, load_profile
-from testbed.config.schema import Scenario
+from testbed.config.profiles import Profile, find_profile, parse_profile
+from testbed.config.schema import Arrivals, DatasetSpec, FleetGroup, ModelSpec, Scenario
+from testbed.dists import Dist, EmpiricalFile
 from testbed.errors import ConfigError
 
-__all__ = ["Resolved", "resolve", "as_resolved"]
+__all__ = ["WEIGHT_SUFFIXES", "Resolved", "as_resolved", "resolve"]
+
+WEIGHT_SUFFIXES = (".pt", ".pth")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class Resolved:
     """A scenario with everything it names loaded.
 
-    ``node_profiles[g]`` and ``nestquant[g]`` belong to fleet group ``g``; ``base_dir`` is the
-    directory relative paths were resolved against (None for the built-in default).
+    ``scenario`` is a copy of the validated scenario with trace times and empirical values filled
+    in and every path it names absolute; ``node_profiles[g]`` and ``nestquant[g]`` belong to fleet
+    group ``g``; ``base_dir`` is the directory relative paths were resolved against (None: the
+    working directory, e.g. for the built-in default); ``files`` is (absolute path, sha256) of
+    every file read, in reading order.
     """
 
     scenario: Scenario
@@ -33,27 +48,133 @@ class Resolved:
     node_profiles: tuple[Profile, ...]
     server_profile: Profile
     nestquant: tuple[NestQuantModes | None, ...]
+    files: tuple[tuple[str, str], ...] = ()
 
 
-def _profile(name: str, base_dir: Path | None, role: str, path: str) -> Profile:
-    try:
-        return load_profile(find_profile(name, base_dir, role=role))
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise ConfigError(path, name, f"{exc.path}: {exc.allowed}" if exc.path else exc.allowed) from None
-        raise ConfigError(path, name, str(exc)) from None
+class _Resolver:
+    """One resolution: a file reader and the profiles loaded so far (each file parsed once)."""
+
+    def __init__(self, base_dir: Path | None) -> None:
+        self.reader = FileReader(base_dir)
+        self.profiles: dict[Path, Profile] = {}
+
+    def profile(self, name: str, role: str, field: str) -> Profile:
+        try:
+            path = find_profile(name, self.reader.base_dir)
+        except ValueError as exc:
+            raise ConfigError(field, name, str(exc)) from None
+        if path not in self.profiles:
+            path, data = self.reader.read(str(path), field, "profile file")
+            try:
+                self.profiles[path] = parse_profile(data.decode(), str(path))
+            except ConfigError as exc:
+                raise ConfigError(field, name, f"{exc.path}: {exc.allowed}" if exc.path else exc.allowed) from None
+        prof = self.profiles[path]
+        if prof.role not in (role, "both"):
+            raise ConfigError(field, name, f"a {role} profile (this one has role {prof.role!r})")
+        return prof
+
+    def modes(self, name: str, field: str) -> tuple[Path, NestQuantModes]:
+        path, data = self.reader.read(name, field, "NestQuant modes JSON file (write it with `testbed train nestquant`)")
+        try:
+            return path, NestQuantModes.from_dict(json.loads(data))
+        except ConfigError as exc:
+            raise ConfigError(f"{field}: {exc.path}", exc.value, exc.allowed) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(field, name, f"a NestQuant modes JSON file ({type(exc).__name__}: {exc})") from None
+
+    def dist(self, dist: EmpiricalFile, field: str) -> Dist:
+        path, data = self.reader.read(dist.file, f"{field}.file", "data file")
+        try:
+            return dist.resolved(parse_values(data, path, dist.column))
+        except ValueError as exc:
+            raise ConfigError(f"{field}.file", dist.file, f"a file of values >= 0 ({exc})") from None
+
+    def arrivals(self, spec: Arrivals, field: str) -> Arrivals:
+        if spec.kind != "trace" or spec.trace_times or spec.file is None:
+            return spec
+        path, data = self.reader.read(spec.file, f"{field}.file", "trace file")
+        try:
+            times, nodes = parse_trace(data, path)
+        except ValueError as exc:
+            raise ConfigError(f"{field}.file", spec.file, f"a trace of timestamps in seconds ({exc})") from None
+        return spec.model_copy(update={"file": str(path), "trace_times": times, "trace_nodes": nodes})
+
+
+def _walk(model: M, field: str, leaf: Callable[[Any, str], Any]) -> M:
+    """``model`` with ``leaf(value, dotted field)`` applied to every field value below it (through
+    nested models and tuples); a copy only where something changed."""
+    update: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        where = f"{field}.{name}" if field else name
+        new: Any
+        if isinstance(value, BaseModel):
+            new = _walk(value, where, leaf)
+        elif isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
+            new = tuple(_walk(v, f"{where}.{i}", leaf) for i, v in enumerate(value))
+        else:
+            new = leaf(value, where)
+        if new is not value and new != value:
+            update[name] = new
+    return model.model_copy(update=update) if update else model
+
+
+def _codec(codec: tuple[Mapping[str, Any], ...], r: _Resolver) -> tuple[Mapping[str, Any], ...]:
+    """Codec stages with every ``checkpoint`` parameter an absolute path to an existing file."""
+    out = []
+    for i, stage in enumerate(codec):
+        new = {}
+        for name, params in stage.items():
+            if isinstance(params, Mapping) and isinstance(params.get("checkpoint"), str):
+                path = r.reader.existing(params["checkpoint"], f"codec.{i}.{name}.checkpoint", "checkpoint file")
+                params = FrozenDict({**params, "checkpoint": str(path)})
+            new[name] = params
+        out.append(FrozenDict(new))
+    return tuple(out)
+
+
+def _model(model: ModelSpec | None, r: _Resolver) -> ModelSpec | None:
+    if model is None or not model.weights.endswith(WEIGHT_SUFFIXES):
+        return model
+    path = r.reader.existing(model.weights, "model.weights", "weights file")
+    return model.model_copy(update={"weights": str(path)})
+
+
+def _dataset(ds: DatasetSpec | None, r: _Resolver) -> DatasetSpec | None:
+    if ds is None or ds.path is None:
+        return ds
+    p = r.reader.path(ds.path)
+    if not p.exists():
+        raise ConfigError("dataset.path", ds.path, f"an existing dataset folder or file (looked at {p})")
+    return ds.model_copy(update={"path": str(p)})
+
+
+def _group(group: FleetGroup, g: int, r: _Resolver) -> tuple[FleetGroup, Profile, NestQuantModes | None]:
+    field = f"fleet.{g}"
+    profile = r.profile(group.device, "node", f"{field}.device")
+    update: dict[str, Any] = {"arrivals": r.arrivals(group.arrivals, f"{field}.arrivals")}
+    modes = None
+    if group.nestquant is not None:
+        path, modes = r.modes(group.nestquant.modes, f"{field}.nestquant.modes")
+        update["nestquant"] = group.nestquant.model_copy(update={"modes": str(path)})
+    return group.model_copy(update=update), profile, modes
 
 
 def resolve(scenario: Scenario, base_dir: Path | str | None = None) -> Resolved:
-    """Load every file ``scenario`` names, relative paths against ``base_dir``."""
-    base = Path(base_dir).resolve() if base_dir is not None else None
-    nodes = tuple(_profile(g.device, base, "node", f"fleet.{i}.device") for i, g in enumerate(scenario.fleet))
-    server = _profile(scenario.server.device, base, "server", "server.device")
-    modes = tuple(NestQuantModes.load(g.nestquant.modes) if g.nestquant is not None else None
-                  for g in scenario.fleet)
-    return Resolved(scenario, base, nodes, server, modes)
+    """Read every file ``scenario`` names, relative paths against ``base_dir``; raises
+    :class:`ConfigError` naming the dotted field of the first file that is missing or malformed."""
+    r = _Resolver(Path(base_dir).resolve() if base_dir is not None else None)
+    groups = [_group(group, g, r) for g, group in enumerate(scenario.fleet)]
+    server = r.profile(scenario.server.device, "server", "server.device")
+    sc = scenario.model_copy(update={
+        "fleet": tuple(grp for grp, _, _ in groups), "codec": _codec(scenario.codec, r),
+        "model": _model(scenario.model, r), "dataset": _dataset(scenario.dataset, r)})
+    sc = _walk(sc, "", lambda v, where: r.dist(v, where) if isinstance(v, EmpiricalFile) else v)
+    return Resolved(sc, r.reader.base_dir, tuple(p for _, p, _ in groups), server,
+                    tuple(m for _, _, m in groups), r.reader.files)
 
 
-def as_resolved(scenario: Scenario | Resolved) -> Resolved:
-    """``scenario`` itself when already resolved, else resolved against no base directory."""
-    return scenario if isinstance(scenario, Resolved) else resolve(scenario)
+def as_resolved(scenario: Scenario | Resolved, base_dir: Path | str | None = None) -> Resolved:
+    """``scenario`` itself when already resolved, else resolved against ``base_dir``."""
+    return scenario if isinstance(scenario, Resolved) else resolve(scenario, base_dir)

@@ -2,37 +2,74 @@
 
 Built from a mapping by :mod:`testbed.config.load`. Unknown keys, wrong types and impossible values raise
 :class:`~testbed.errors.ConfigError` naming the dotted field path, the value and what is allowed.
+
+Pure: validation opens no file and imports neither torch nor the model side. Fields that name a
+file (trace ``file``, empirical ``file``, NestQuant ``modes``, device profiles, checkpoints, dataset
+paths) keep the name as written; :func:`testbed.config.resolve.resolve` reads them. Containers are
+immutable (tuples and :class:`~testbed.config.frozen.FrozenDict`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from testbed.dists import Deterministic, Dist, parse_dist
+from testbed.config.frozen import freeze
+from testbed.config.modes import NestQuantPolicy
+from testbed.dists import Deterministic, Dist, Uniform, parse_dist
 from testbed.units import parse_datarate, parse_duration, parse_rate, parse_size
 
 __all__ = [
-    "Scenario", "FleetGroup", "Arrivals", "QueueSpec", "LinkSpec", "CsmaSpec", "DownlinkSpec", "ServerSpec",
-    "Batching", "ServiceSpec", "NestQuantSpec", "Workload", "ModelSpec", "DatasetSpec",
+    "POLICY_KEYS",
+    "Arrivals",
+    "Batching",
+    "CsmaSpec",
+    "DatasetSpec",
+    "DownlinkSpec",
+    "FleetGroup",
+    "LinkSpec",
+    "ModelSpec",
+    "NestQuantSpec",
+    "QueueSpec",
+    "Scenario",
+    "ServerSpec",
+    "ServiceSpec",
+    "Workload",
 ]
 
-
-def _base_dir(info: ValidationInfo) -> Path | None:
-    ctx = info.context or {}
-    return ctx.get("base_dir")
+POLICY_KEYS = ("low_battery", "resume_battery", "queue_high", "queue_low")
 
 
 def _dist_validator(kind: str) -> BeforeValidator:
-    def check(value: Any, info: ValidationInfo) -> Dist:
+    def check(value: Any) -> Dist:
         if isinstance(value, Dist):
             return value
-        return parse_dist(value, kind, _base_dir(info))
+        return parse_dist(value, kind)
     return BeforeValidator(check)
+
+
+def _jitter(value: Any) -> Dist | None:
+    """A duration j: uniform in [-j, +j]; a ``{dist: ...}`` mapping: the delay added."""
+    if value is None or isinstance(value, Dist):
+        return value
+    if isinstance(value, Mapping):
+        return parse_dist(value, "duration")
+    j = parse_duration(value)
+    if not math.isfinite(j) or j < 0:
+        raise ValueError("jitter must be >= 0")
+    return Uniform(-j, j) if j > 0 else Deterministic(0.0)
 
 
 def _positive(parse: Any, what: str, allow_zero: bool = False) -> BeforeValidator:
@@ -49,12 +86,20 @@ def _positive(parse: Any, what: str, allow_zero: bool = False) -> BeforeValidato
     return BeforeValidator(check)
 
 
+def _name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty name or path")
+    return value
+
+
 DurationDist = Annotated[Dist, _dist_validator("duration")]
 SizeDist = Annotated[Dist, _dist_validator("size")]
 PositiveSeconds = Annotated[float, _positive(parse_duration, "a duration like '20 ms'")]
 NonNegSeconds = Annotated[float, _positive(parse_duration, "a duration like '20 ms'", allow_zero=True)]
 DataRate = Annotated[float, _positive(parse_datarate, "a data rate like '5 MB/s' or '40 Mbit/s'")]
 EventRate = Annotated[float, _positive(parse_rate, "a rate like '2/s'")]
+Name = Annotated[str, AfterValidator(_name)]
+FrozenParams = Annotated[Mapping[str, Any], AfterValidator(freeze)]
 
 
 class _Frozen(BaseModel):
@@ -72,57 +117,19 @@ class Arrivals(_Frozen):
 
     kind: Literal["periodic", "poisson", "trace"]
     rate: EventRate | None = None
-    jitter: Any = None
+    jitter: Annotated[Dist | None, BeforeValidator(_jitter)] = None
     random_phase: bool = True
-    file: str | None = None
+    file: Name | None = None
     trace_times: tuple[float, ...] = ()
     trace_nodes: tuple[int, ...] = ()
 
     @model_validator(mode="after")
-    def _check(self, info: ValidationInfo) -> "Arrivals":
+    def _check(self) -> Arrivals:
         if self.kind in ("periodic", "poisson") and self.rate is None:
             raise ValueError(f"{self.kind} arrivals need 'rate' (like '2/s')")
-        if self.kind == "trace" and not self.trace_times:
-            if self.file is None:
-                raise ValueError("trace arrivals need 'file'")
-            times, nodes = _read_trace(self.file, _base_dir(info))
-            object.__setattr__(self, "trace_times", times)
-            object.__setattr__(self, "trace_nodes", nodes)
-        if self.jitter is not None and not isinstance(self.jitter, Dist):
-            if isinstance(self.jitter, Mapping):
-                jit: Dist = parse_dist(self.jitter, "duration", _base_dir(info))
-            else:
-                j = parse_duration(self.jitter)
-                if j < 0:
-                    raise ValueError("jitter must be >= 0")
-                from testbed.dists import Uniform
-                jit = Uniform(-j, j) if j > 0 else Deterministic(0.0)
-            object.__setattr__(self, "jitter", jit)
+        if self.kind == "trace" and not self.trace_times and self.file is None:
+            raise ValueError("trace arrivals need 'file'")
         return self
-
-
-def _read_trace(file: str, base_dir: Path | None) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    path = Path(file)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    if not path.exists():
-        raise ValueError(f"trace file {file!r} does not exist (looked at {path})")
-    if path.suffix == ".csv":
-        import pandas as pd
-
-        df = pd.read_csv(path)
-        if "time_s" not in df.columns:
-            raise ValueError(f"trace CSV {file!r} needs a 'time_s' column (has {list(df.columns)})")
-        nodes = tuple(int(n) for n in df["node"]) if "node" in df.columns else ()
-        times = tuple(float(t) for t in df["time_s"])
-    else:
-        import numpy as np
-
-        times = tuple(float(t) for t in np.loadtxt(path, dtype=float, ndmin=1))
-        nodes = ()
-    if not times or min(times) < 0:
-        raise ValueError(f"trace file {file!r} must hold timestamps >= 0")
-    return times, nodes
 
 
 class QueueSpec(_Frozen):
@@ -140,29 +147,20 @@ class NestQuantSpec(_Frozen):
     ``paging_rate`` how fast the low-order weight bits are paged in or out.
     """
 
-    modes: str
-    policy: dict[str, float] = {}
+    modes: Name
+    policy: Annotated[Mapping[str, float], AfterValidator(freeze)] = freeze({})
     battery_j: Annotated[float, Field(gt=0)] | None = None
     initial_battery: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     paging_rate: DataRate = 50e6
 
-    @model_validator(mode="after")
-    def _load(self, info: ValidationInfo) -> "NestQuantSpec":
-        from testbed.config.modes import NestQuantModes, NestQuantPolicy
-
-        path = Path(self.modes)
-        base = _base_dir(info)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        if not path.exists():
-            raise ValueError(f"modes file {self.modes!r} does not exist (write it with `testbed train nestquant`)")
-        object.__setattr__(self, "modes", str(path))
-        NestQuantModes.load(path)
-        unknown = set(self.policy) - {"low_battery", "resume_battery", "queue_high", "queue_low"}
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: Mapping[str, float]) -> Mapping[str, float]:
+        unknown = set(value) - set(POLICY_KEYS)
         if unknown:
-            raise ValueError(f"policy keys must be low_battery, resume_battery, queue_high, queue_low (got {sorted(unknown)})")
-        NestQuantPolicy(**self.policy)
-        return self
+            raise ValueError(f"policy keys must be {', '.join(POLICY_KEYS)} (got {sorted(unknown)})")
+        NestQuantPolicy(**cast(Any, value))
+        return value
 
 
 class FleetGroup(_Frozen):
@@ -170,7 +168,7 @@ class FleetGroup(_Frozen):
 
     name: str = ""
     count: Annotated[int, Field(ge=1)]
-    device: str
+    device: Name
     arrivals: Arrivals
     queue: QueueSpec = QueueSpec()
     head: DurationDist | None = None
@@ -178,14 +176,6 @@ class FleetGroup(_Frozen):
     payload: SizeDist | None = None
     datarate: DataRate | None = None
     nestquant: NestQuantSpec | None = None
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str, info: ValidationInfo) -> str:
-        from testbed.config.profiles import find_profile
-
-        find_profile(value, _base_dir(info), role="node")
-        return value
 
 
 class DownlinkSpec(_Frozen):
@@ -278,46 +268,37 @@ class ServiceSpec(_Frozen):
     size (may be given as a plain duration or ``{dist: ...}``).
     """
 
-    table: dict[int, NonNegSeconds] | None = None
+    table: Annotated[Mapping[int, NonNegSeconds], AfterValidator(freeze)] | None = None
     per_batch: NonNegSeconds | None = None
     per_item: NonNegSeconds | None = None
     dist: DurationDist | None = None
 
     @model_validator(mode="after")
-    def _one_form(self) -> "ServiceSpec":
+    def _one_form(self) -> ServiceSpec:
         forms = [self.table is not None, self.per_batch is not None or self.per_item is not None,
                  self.dist is not None]
         if sum(forms) != 1:
             raise ValueError("give exactly one of 'table', 'per_batch'/'per_item', or 'dist'")
-        if self.table is not None:
-            if not self.table or min(self.table) < 1:
-                raise ValueError("table needs batch sizes >= 1")
+        if self.table is not None and (not self.table or min(self.table) < 1):
+            raise ValueError("table needs batch sizes >= 1")
         return self
 
 
 def _service_before(value: Any) -> Any:
-    if value is None or isinstance(value, (ServiceSpec, Mapping)) and not (
-            isinstance(value, Mapping) and "dist" in value and isinstance(value["dist"], str)):
+    if value is None or (isinstance(value, (ServiceSpec, Mapping)) and not (
+            isinstance(value, Mapping) and "dist" in value and isinstance(value["dist"], str))):
         return value
     return {"dist": value}
 
 
 class ServerSpec(_Frozen):
-    device: str
+    device: Name
     gpus: Annotated[int, Field(ge=1)] = 1
     batching: Batching = Batching()
     service: Annotated[ServiceSpec | None, BeforeValidator(_service_before)] = None
     decode: DurationDist = Deterministic(0.0)
     queue_capacity: Annotated[int, Field(ge=1)] | None = None
     timeout: PositiveSeconds | None = None
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str, info: ValidationInfo) -> str:
-        from testbed.config.profiles import find_profile
-
-        find_profile(value, _base_dir(info), role="server")
-        return value
 
 
 class Workload(_Frozen):
@@ -358,13 +339,13 @@ class Scenario(_Frozen):
     server: ServerSpec
     workload: Workload = Workload()
     model: ModelSpec | None = None
-    codec: tuple[dict[str, Any], ...] = ()
+    codec: tuple[FrozenParams, ...] = ()
     dataset: DatasetSpec | None = None
-    sweep: dict[str, list[Any]] = {}
+    sweep: Annotated[Mapping[str, Sequence[Any]], AfterValidator(freeze)] = freeze({})
     replications: Annotated[int, Field(ge=1)] = 1
 
     @model_validator(mode="after")
-    def _check(self) -> "Scenario":
+    def _check(self) -> Scenario:
         if self.warmup >= self.duration:
             raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
         if self.server.service is None and self.model is None:

@@ -11,19 +11,20 @@ import itertools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from testbed.errors import ConfigError
+from testbed.config.load import apply_overrides
 from testbed.core.metrics import in_window, with_stages
-from testbed.config.load import apply_overrides, scenario_from_dict
+from testbed.errors import ConfigError
+from testbed.run.prepare import prepare_dict
 from testbed.run.sweep import replication_seed
 from testbed.units import parse_duration
 
-__all__ = ["Slo", "parse_slo", "slo_value", "capacity_search", "CapacityResult", "probe", "saturating"]
+__all__ = ["CapacityResult", "Slo", "capacity_search", "parse_slo", "probe", "saturating", "slo_value"]
 
 _METRICS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "mean": None}
 
@@ -89,10 +90,11 @@ def probe(raw: dict[str, Any], field: str, n: int, slo: Slo, base_dir: Path | No
     """Run the scenario with ``field = n`` (all replications pooled) -> (statistic, utilisations)."""
     from testbed.run.runner import run_scenario
 
-    vals, util = [], {"uplink": [], "server GPU": [], "node CPU": []}
+    vals: list[float] = []
+    util: dict[str, list[float]] = {"uplink": [], "server GPU": [], "node CPU": []}
     for r in range(replications):
         cell = apply_overrides(raw, {field: n, "seed": replication_seed(int(raw.get("seed", 0)), r)})
-        res = run_scenario(scenario_from_dict(cell, base_dir), base_dir=base_dir)
+        res = run_scenario(prepare_dict(cell, base_dir))
         vals.append(slo_value(res.records, res.sim.window, slo.metric))
         util["uplink"].append(res.summary["link_utilisation"])
         util["server GPU"].append(res.summary["gpu_utilisation"])
@@ -103,27 +105,56 @@ def probe(raw: dict[str, Any], field: str, n: int, slo: Slo, base_dir: Path | No
 def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count", start: int = 1,
                     limit: int = 100_000, base_dir: Path | None = None,
                     on_probe: Callable[[dict[str, Any], int, float], None] | None = None) -> list[CapacityResult]:
-    """For every combination of the other swept fields, the largest ``field`` value meeting ``slo``."""
+    """For every combination of the other swept fields, the largest ``field`` value meeting ``slo``.
+
+    Every combination is prepared (at the first size probed) before any run, so a configuration
+    error stops the search before it spends time."""
     grid = {k: v for k, v in (raw.get("sweep") or {}).items() if k != field}
     reps = int(raw.get("replications", 1))
     base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
+    combos = [dict(zip(grid, combo)) for combo in (itertools.product(*grid.values()) if grid else [()])]
+    cells = [apply_overrides(base, values) for values in combos]
+    for cell in cells:
+        prepare_dict(apply_overrides(cell, {field: max(1, start)}), base_dir)
     results = []
-    for combo in itertools.product(*grid.values()) if grid else [()]:
-        values = dict(zip(grid, combo))
-        cell = apply_overrides(base, values)
-        cache: dict[int, tuple[float, dict[str, float]]] = {}
+    for values, cell in zip(combos, cells):
+        search = _Search(cell, values, field, slo, base_dir, reps, on_probe)
+        lo, hi = search.bisect(max(1, start), limit)
+        cache = search.cache
+        fail_util = cache[hi][1] if hi is not None else (cache[lo][1] if lo else {})
+        results.append(CapacityResult(values, lo, cache[lo][0] if lo else math.nan, hi,
+                                      cache[hi][0] if hi is not None else math.nan, saturating(fail_util),
+                                      fail_util, len(cache)))
+    return results
 
-        def check(n: int) -> bool:
-            if n not in cache:
-                cache[n] = probe(cell, field, n, slo, base_dir, reps)
-                if on_probe:
-                    on_probe(values, n, cache[n][0])
-            return slo.met(cache[n][0])
 
-        lo, hi = 0, None  # lo passes (0 nodes vacuously), hi fails
-        n = max(1, start)
+@dataclass
+class _Search:
+    """The probes of one combination of swept values (each fleet size run once)."""
+
+    cell: dict[str, Any]
+    values: dict[str, Any]
+    target: str  # the fleet-size field searched
+    slo: Slo
+    base_dir: Path | None
+    replications: int
+    on_probe: Callable[[dict[str, Any], int, float], None] | None
+    cache: dict[int, tuple[float, dict[str, float]]] = field(default_factory=dict)
+
+    def passes(self, n: int) -> bool:
+        if n not in self.cache:
+            self.cache[n] = probe(self.cell, self.target, n, self.slo, self.base_dir, self.replications)
+            if self.on_probe:
+                self.on_probe(self.values, n, self.cache[n][0])
+        return self.slo.met(self.cache[n][0])
+
+    def bisect(self, start: int, limit: int) -> tuple[int, int | None]:
+        """(largest passing size, smallest failing size or None): doubling from ``start``, then
+        bisection (0 nodes pass vacuously)."""
+        lo, hi = 0, None
+        n = start
         while n <= limit:
-            if check(n):
+            if self.passes(n):
                 lo = n
                 n *= 2
             else:
@@ -132,12 +163,8 @@ def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count",
         if hi is not None:
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if check(mid):
+                if self.passes(mid):
                     lo = mid
                 else:
                     hi = mid
-        fail_util = cache[hi][1] if hi is not None else (cache[lo][1] if lo else {})
-        station = saturating(fail_util)
-        results.append(CapacityResult(values, lo, cache[lo][0] if lo else math.nan, hi,
-                                      cache[hi][0] if hi is not None else math.nan, station, fail_util, len(cache)))
-    return results
+        return lo, hi

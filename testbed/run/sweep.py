@@ -2,6 +2,7 @@
 (or on a Dask cluster), each finished cell written atomically so an interrupted sweep resumes.
 
 Layout of ``OUT``: ``cells/<cell>/`` with ``summary.json``, ``requests.parquet``, ``scenario.yaml``;
+``sweep.yaml`` (the scenario mapping) and ``inputs.json`` (sha256 of every file the cells read);
 ``summary.parquet`` with one row per cell and replication (swept values as columns, confidence
 intervals of the mean across replications as ``<metric>_ci_low`` / ``_ci_high``).
 """
@@ -16,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from testbed.config.load import apply_overrides
+from testbed.config.resolve import Resolved
+from testbed.core.metrics import percentile_ci, with_stages
 from testbed.errors import ConfigError
 from testbed.io import write_json, write_parquet, write_yaml
-from testbed.core.metrics import percentile_ci, with_stages
-from testbed.config.load import apply_overrides, scenario_from_dict
 
-__all__ = ["Job", "plan", "run_job", "run_sweep", "collect", "CI_METRICS", "replication_seed"]
+__all__ = [
+    "CI_METRICS",
+    "Job",
+    "collect",
+    "input_files",
+    "plan",
+    "prepare_jobs",
+    "replication_seed",
+    "run_job",
+    "run_sweep",
+]
 
 CI_METRICS = ("latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_per_s",
               "drop_rate", "link_utilisation", "gpu_utilisation", "accuracy", "agreement", "mean_energy_j")
@@ -81,13 +93,35 @@ def plan(raw: dict[str, Any]) -> list[Job]:
     return jobs
 
 
-def run_job(job: Job, out: str, base_dir: str | None) -> dict[str, Any]:
-    """Run one job and write its directory atomically; returns its summary row."""
+def prepare_jobs(jobs: list[Job], base_dir: Path | str | None) -> list[Resolved]:
+    """Every job prepared (loaded, resolved, checked) before any runs; an error names its cell."""
+    from testbed.run.prepare import prepare_dict
+
+    out = []
+    for job in jobs:
+        try:
+            out.append(prepare_dict(job.raw, base_dir))
+        except ConfigError as exc:
+            where = ", ".join(f"{k}={v!r}" for k, v in job.values.items()) or "no swept field"
+            raise ConfigError(exc.path, exc.value, f"{exc.allowed} (sweep cell {job.cell}: {where})") from None
+    return out
+
+
+def input_files(resolved: Iterable[Resolved]) -> dict[str, str]:
+    """sha256 of every file the cells read (profiles, traces, data, modes files): with the
+    scenario mapping, what identifies a sweep's inputs."""
+    files: dict[str, str] = {}
+    for res in resolved:
+        files.update(res.files)
+    return dict(sorted(files.items()))
+
+
+def run_job(job: Job, out: str, resolved: Resolved) -> dict[str, Any]:
+    """Run one prepared job and write its directory atomically; returns its summary row."""
     from testbed.run.runner import run_scenario
 
-    scenario = scenario_from_dict(job.raw, base_dir)
     t0 = time.perf_counter()
-    result = run_scenario(scenario, base_dir=Path(base_dir) if base_dir else None)
+    result = run_scenario(resolved)
     elapsed = time.perf_counter() - t0
     row = {"cell": job.cell, "replication": job.replication, **{f"sweep.{k}": _plain(v) for k, v in job.values.items()},
            **result.summary, "wall_s": elapsed, "pipeline_s": result.pipeline_s}
@@ -120,51 +154,61 @@ def _done(out: Path, job: Job) -> dict[str, Any] | None:
         return None
 
 
-def _warm_caches(jobs: list[Job], base_dir: str | None) -> None:
+def _warm_caches(resolved: list[Resolved]) -> None:
     """Run each distinct model pipeline once in this process so workers only read the cache."""
     from testbed.bridge.cache import pipeline_key, pipeline_table
 
     seen = set()
-    for job in jobs:
-        if job.raw.get("model") is None:
+    for res in resolved:
+        if res.scenario.model is None:
             continue
-        sc = scenario_from_dict(job.raw, base_dir)
-        key = pipeline_key(sc)[0]
+        key = pipeline_key(res.scenario)[0]
         if key not in seen:
             seen.add(key)
-            pipeline_table(sc)
+            pipeline_table(res.scenario)
 
 
 def run_sweep(raw: dict[str, Any], out: Path | str, workers: int = 1, base_dir: Path | str | None = None,
               scheduler: str | None = None, progress: bool = True,
-              on_done: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
-    """Run every job not already finished in ``out`` and return the summary table."""
+              on_done: Callable[[dict[str, Any]], None] | None = None,
+              prepared: list[Resolved] | None = None) -> pd.DataFrame:
+    """Run every job not already finished in ``out`` and return the summary table.
+
+    Every cell is prepared (``prepared``, from :func:`prepare_jobs`, or here) before anything is
+    written, so a bad cell stops the sweep before it starts."""
+    jobs = plan(raw)
+    cells = prepared if prepared is not None else prepare_jobs(jobs, base_dir)
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     write_yaml(out / "sweep.yaml", raw)
-    jobs = plan(raw)
-    for job in jobs:  # validate every cell before spending time on any
-        scenario_from_dict(job.raw, base_dir)
-    todo = [j for j in jobs if _done(out, j) is None]
-    bd = str(base_dir) if base_dir is not None else None
-    _warm_caches(todo, bd)
+    write_json(out / "inputs.json", input_files(cells))
+    todo = [(j, r) for j, r in zip(jobs, cells) if _done(out, j) is None]
+    _warm_caches([r for _, r in todo])
     bar = _progress(len(jobs), len(jobs) - len(todo), progress)
+    for row in _execute(todo, str(out), workers, scheduler):
+        bar.update(1)
+        if on_done:
+            on_done(row)
+    bar.close()
+    table = collect(out, jobs)
+    write_parquet(out / "summary.parquet", table)
+    return table
+
+
+def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler: str | None
+             ) -> Iterator[dict[str, Any]]:
+    """Run the jobs (here, in worker processes or on a Dask cluster), yielding rows as they finish."""
     if scheduler:
-        from dask.distributed import Client, as_completed as dask_completed
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
 
         with Client(scheduler) as client:
-            futures = client.map(run_job, todo, out=str(out), base_dir=bd, pure=False)
+            futures = client.map(run_job, [j for j, _ in todo], [out] * len(todo), [r for _, r in todo], pure=False)
             for fut in dask_completed(futures):
-                row = fut.result()
-                bar.update(1)
-                if on_done:
-                    on_done(row)
+                yield fut.result()
     elif workers <= 1:
-        for job in todo:
-            row = run_job(job, str(out), bd)
-            bar.update(1)
-            if on_done:
-                on_done(row)
+        for job, res in todo:
+            yield run_job(job, out, res)
     else:
         import multiprocessing as mp
 
@@ -172,16 +216,9 @@ def run_sweep(raw: dict[str, Any], out: Path | str, workers: int = 1, base_dir: 
         # were warmed above), so no torch thread pool is used after the fork
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
-            futures = [pool.submit(run_job, job, str(out), bd) for job in todo]
+            futures = [pool.submit(run_job, job, out, res) for job, res in todo]
             for fut in as_completed(futures):
-                row = fut.result()
-                bar.update(1)
-                if on_done:
-                    on_done(row)
-    bar.close()
-    table = collect(out, jobs)
-    write_parquet(out / "summary.parquet", table)
-    return table
+                yield fut.result()
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:

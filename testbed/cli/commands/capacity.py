@@ -12,9 +12,9 @@ __all__ = ["register"]
 def _capacity(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from testbed.run.capacity import capacity_search, parse_slo
-    from testbed.io import write_text
     from testbed.config.load import apply_overrides, read_yaml
+    from testbed.io import write_text
+    from testbed.run.capacity import capacity_search, parse_slo
 
     slo = parse_slo(args.slo)
     raw = read_yaml(args.file)

@@ -11,15 +11,15 @@ __all__ = ["register"]
 
 def _run(args: argparse.Namespace) -> int:
     from testbed.core.metrics import format_summary
+    from testbed.run.prepare import prepare
     from testbed.run.runner import run_scenario, write_run
-    from testbed.config.load import load_scenario
 
-    scenario, raw = load_scenario(args.file, args.set or None)
+    resolved, raw = prepare(args.file, args.set or None)
     if args.out:  # refuse early, before spending time on the run
         from testbed.io import prepare_out_dir
 
         prepare_out_dir(args.out, args.force)
-    result = run_scenario(scenario)
+    result = run_scenario(resolved)
     if args.out:
         write_run(result, raw, args.out, force=True)
     if args.json:
@@ -32,11 +32,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from testbed.config.load import load_scenario
+    """Everything ``run`` (and ``sweep``, for a sweep grid) would need, checked the same way."""
+    from testbed.run.prepare import prepare, scenario_dir
+    from testbed.run.sweep import plan, prepare_jobs
 
-    scenario, _ = load_scenario(args.file, args.set or None)
-    print(f"{args.file}: ok ({scenario.name}: {scenario.node_count} nodes in {len(scenario.fleet)} "
-          f"group(s), link {scenario.link.model}, {scenario.server.gpus} GPU(s))", file=sys.stdout)
+    resolved, raw = prepare(args.file, args.set or None)
+    jobs = plan(raw)
+    if raw.get("sweep"):
+        prepare_jobs(jobs, scenario_dir(args.file))
+    sc = resolved.scenario
+    grid = f", sweep of {len(jobs)} runs" if raw.get("sweep") else ""
+    print(f"{args.file}: ok ({sc.name}: {sc.node_count} nodes in {len(sc.fleet)} group(s), link {sc.link.model}, "
+          f"{sc.server.gpus} GPU(s){grid}; {len(resolved.files)} file(s) read)", file=sys.stdout)
     return 0
 
 

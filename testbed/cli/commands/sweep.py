@@ -4,35 +4,27 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 __all__ = ["register"]
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from testbed.io import OutputExistsError
     from testbed.config.load import apply_overrides, read_yaml
-    from testbed.run.sweep import CI_METRICS, plan, run_sweep
+    from testbed.run.prepare import scenario_dir
+    from testbed.run.sweep import CI_METRICS, input_files, plan, prepare_jobs, run_sweep
 
     raw = read_yaml(args.file)
     if args.set:
         raw = apply_overrides(raw, args.set)
-    out = Path(args.out)
-    previous = out / "sweep.yaml"
-    if previous.exists():
-        from testbed.config.load import read_yaml as _read
-
-        if _read(previous) != raw and not args.force:
-            raise OutputExistsError(f"--out: {str(out)!r} holds a different sweep; pass --force to replace "
-                                    "its results, or choose another directory")
-        if _read(previous) != raw and args.force:
-            import shutil
-
-            shutil.rmtree(out / "cells", ignore_errors=True)
     jobs = plan(raw)
+    prepared = prepare_jobs(jobs, scenario_dir(args.file))  # every cell checked before anything is written
+    out = Path(args.out)
+    _check_previous(out, raw, input_files(prepared), args.force)
     print(f"{len(jobs)} runs ({len({j.cell for j in jobs})} cells x {max(j.replication for j in jobs) + 1} "
           f"replications) -> {out}")
-    table = run_sweep(raw, out, workers=args.workers, base_dir=Path(args.file).resolve().parent,
-                      scheduler=args.scheduler, progress=not args.quiet)
+    table = run_sweep(raw, out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
+                      prepared=prepared)
     cols = [c for c in table.columns if c.startswith("sweep.")]
     shown = [m for m in ("latency_p50_s", "latency_p95_s", "throughput_per_s", "drop_rate", "accuracy")
              if m in table.columns]
@@ -41,6 +33,29 @@ def _sweep(args: argparse.Namespace) -> int:
         print(means.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"wrote {out / 'summary.parquet'} ({len(table)} rows; CIs for {', '.join(m for m in CI_METRICS if m in table)})")
     return 0
+
+
+def _check_previous(out: Path, raw: dict[str, Any], files: dict[str, str], force: bool) -> None:
+    """Refuse (or with ``force`` clear) results of a different sweep in ``out``: another scenario
+    mapping, or input files (profiles, traces, data) whose contents changed since."""
+    import json
+
+    from testbed.config.load import read_yaml
+    from testbed.io import OutputExistsError
+
+    previous = out / "sweep.yaml"
+    if not previous.exists():
+        return
+    inputs = out / "inputs.json"
+    same = read_yaml(previous) == raw and (not inputs.exists() or json.loads(inputs.read_text()) == files)
+    if same:
+        return
+    if not force:
+        raise OutputExistsError(f"--out: {str(out)!r} holds a different sweep (scenario or input files changed); "
+                                "pass --force to replace its results, or choose another directory")
+    import shutil
+
+    shutil.rmtree(out / "cells", ignore_errors=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
