@@ -251,56 +251,67 @@ def parse_dist(raw: Any, kind: str = "duration") -> Dist:
         return Deterministic(value)
     spec = dict(raw)
     name = spec.pop("dist", None)
-    if name not in DIST_KINDS:
+    if name not in _KINDS:
         raise ValueError(f"dist must be one of {', '.join(DIST_KINDS)} (got {name!r})")
-    allowed = {
-        "deterministic": {"value"}, "exponential": {"mean", "rate"}, "uniform": {"low", "high"},
-        "lognormal": {"median", "sigma", "mean"}, "normal": {"mean", "std"},
-        "empirical": {"file", "column", "values", "unit"},
-    }[name]
+    allowed, build = _KINDS[name]
     unknown = set(spec) - allowed
     if unknown:
         raise ValueError(f"unknown key(s) {sorted(unknown)} for dist {name}; allowed: {sorted(allowed)}")
+    return build(_Spec(name, spec, parse))
 
-    def get(key: str, positive: bool = False) -> float:
-        if key not in spec:
-            raise ValueError(f"dist {name} needs '{key}'")
+
+@dataclass(frozen=True)
+class _Spec:
+    """The keys of one ``{dist: name, ...}`` mapping and the unit parser of its field."""
+
+    name: str
+    keys: dict[str, Any]
+    parse: Callable[[object], float]
+
+    def get(self, key: str, positive: bool = False) -> float:
+        if key not in self.keys:
+            raise ValueError(f"dist {self.name} needs '{key}'")
         try:
-            v = parse(spec[key])
+            v = self.parse(self.keys[key])
         except ValueError as exc:
             raise ValueError(f"{key}: {exc}") from None
         if not math.isfinite(v) or v < 0 or (positive and v == 0):
-            raise ValueError(f"{key} must be {'> 0' if positive else '>= 0'} (got {spec[key]!r})")
+            raise ValueError(f"{key} must be {'> 0' if positive else '>= 0'} (got {self.keys[key]!r})")
         return v
 
-    if name == "deterministic":
-        return Deterministic(get("value"))
-    if name == "exponential":
-        if "rate" in spec:
-            rate = parse_rate(spec["rate"])
-            if rate <= 0:
-                raise ValueError(f"rate must be > 0 (got {spec['rate']!r})")
-            return Exponential(1.0 / rate)
-        return Exponential(get("mean", positive=True))
-    if name == "uniform":
-        low, high = get("low"), get("high")
-        if high < low:
-            raise ValueError(f"uniform needs low <= high (got low={spec['low']!r}, high={spec['high']!r})")
-        return Uniform(low, high)
-    if name == "lognormal":
-        sigma = float(spec.get("sigma", float("nan")))
-        if not (sigma >= 0):
-            raise ValueError("lognormal needs sigma >= 0 (std of log X)")
-        if "median" in spec:
-            return Lognormal(get("median", positive=True), sigma)
-        return Lognormal(get("mean", positive=True) * math.exp(-0.5 * sigma**2), sigma)
-    if name == "normal":
-        std = get("std")
-        return Normal(get("mean"), std)
-    return _empirical(spec, parse)
+
+def _exponential(s: _Spec) -> Dist:
+    if "rate" in s.keys:
+        rate = parse_rate(s.keys["rate"])
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 (got {s.keys['rate']!r})")
+        return Exponential(1.0 / rate)
+    return Exponential(s.get("mean", positive=True))
 
 
-def _empirical(spec: dict[str, Any], parse: Callable[[object], float]) -> Dist:
+def _uniform(s: _Spec) -> Dist:
+    low, high = s.get("low"), s.get("high")
+    if high < low:
+        raise ValueError(f"uniform needs low <= high (got low={s.keys['low']!r}, high={s.keys['high']!r})")
+    return Uniform(low, high)
+
+
+def _lognormal(s: _Spec) -> Dist:
+    sigma = float(s.keys.get("sigma", float("nan")))
+    if not (sigma >= 0):
+        raise ValueError("lognormal needs sigma >= 0 (std of log X)")
+    if "median" in s.keys:
+        return Lognormal(s.get("median", positive=True), sigma)
+    return Lognormal(s.get("mean", positive=True) * math.exp(-0.5 * sigma**2), sigma)
+
+
+def _normal(s: _Spec) -> Dist:
+    std = s.get("std")
+    return Normal(s.get("mean"), std)
+
+
+def _empirical(s: _Spec) -> Dist:
+    spec, parse = s.keys, s.parse
     factor = parse(f"1 {spec['unit']}") if "unit" in spec else None
     if "file" in spec and "values" not in spec:
         column = spec.get("column")
@@ -316,3 +327,14 @@ def _empirical(spec: dict[str, Any], parse: Callable[[object], float]) -> Dist:
     if min(values) < 0:
         raise ValueError("empirical values must be >= 0")
     return Empirical(values, "inline")
+
+
+_KINDS: dict[str, tuple[set[str], Callable[[_Spec], Dist]]] = {
+    "deterministic": ({"value"}, lambda s: Deterministic(s.get("value"))),
+    "exponential": ({"mean", "rate"}, _exponential),
+    "uniform": ({"low", "high"}, _uniform),
+    "lognormal": ({"median", "sigma", "mean"}, _lognormal),
+    "normal": ({"mean", "std"}, _normal),
+    "empirical": ({"file", "column", "values", "unit"}, _empirical),
+}
+"""Each ``dist`` name's allowed keys and builder (a new distribution: a class and one entry)."""
