@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import urllib.error
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,12 +14,14 @@ from torch import nn
 from testbed.errors import ConfigError
 from testbed.split.models import (
     INPUT,
+    MODELS,
     NONE,
     WeightsError,
     feature_table,
     get_spec,
     load_model,
     model_names,
+    register_model,
     split_loaded,
     split_model,
 )
@@ -25,12 +29,12 @@ from testbed.split.models import (
 HEAVY = {"vit_b_16", "efficientnet_v2_s", "convnext_tiny", "ssdlite320_mobilenet_v3_large"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name: str) -> nn.Module:
     return load_model(name, "random", seed=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _input(name: str) -> torch.Tensor:
     spec = get_spec(name)
     side = spec.crop if spec.fixed_input else 64
@@ -39,13 +43,13 @@ def _input(name: str) -> torch.Tensor:
     return x.sigmoid() if spec.task == "detection" else x
 
 
-@functools.lru_cache(maxsize=None)
-def _reference(name: str):
+@functools.cache
+def _reference(name: str) -> Any:
     with torch.inference_mode():
         return _model(name)(_input(name))
 
 
-def _assert_same(name: str, out, ref) -> None:
+def _assert_same(name: str, out: Any, ref: Any) -> None:
     if get_spec(name).task == "detection":
         assert len(out) == len(ref)
         for o, r in zip(out, ref):
@@ -66,6 +70,7 @@ def test_registry_has_the_required_models() -> None:
     assert get_spec("resnet50").split_points == ("input", "stem", "layer1", "layer2", "layer3", "layer4", "none")
 
 
+@pytest.mark.zoo
 @pytest.mark.parametrize(("name", "point"), CASES, ids=[f"{m}-{p}" for m, p in CASES])
 def test_head_tail_compose_to_full_model(name: str, point: str) -> None:
     head, tail = split_loaded(name, _model(name), point)
@@ -84,6 +89,7 @@ def test_head_tail_compose_to_full_model(name: str, point: str) -> None:
         assert info.elements == feats[0].numel()
 
 
+@pytest.mark.zoo
 def test_split_model_builds_and_splits() -> None:
     head, tail = split_model("resnet18", "layer2", weights="random", seed=0)
     x = _input("resnet18")
@@ -96,29 +102,42 @@ def test_split_model_builds_and_splits() -> None:
 
 
 def test_unknown_model_and_point_name_the_allowed_values() -> None:
-    with pytest.raises(ConfigError, match=r"model: got 'resnet1'; one of resnet18, resnet50"):
+    with pytest.raises(ConfigError, match=r"model: got 'resnet1'; a known model: .*resnet18, resnet50, "):
         get_spec("resnet1")
     with pytest.raises(ConfigError, match=r"split: got 'layer5'; split points of resnet18: input, stem"):
         split_loaded("resnet18", _model("resnet18"), "layer5")
 
 
+def test_models_live_in_the_generic_registry_and_names_are_unique() -> None:
+    assert set(MODELS.names()) == set(model_names())
+    assert model_names()[:2] == ["resnet18", "resnet50"]  # registration order, as `testbed models` lists them
+    with pytest.raises(ValueError, match="model 'resnet18' is already registered"):
+        register_model(get_spec("resnet18"))
+
+
+@pytest.mark.zoo
 def test_random_weights_are_seeded_and_leave_global_rng_alone() -> None:
     state = torch.random.get_rng_state()
     a, b, c = (load_model("resnet18", "random", s) for s in (3, 3, 4))
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert torch.equal(a.conv1.weight, b.conv1.weight)
-    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+    assert torch.equal(_param(a, "conv1.weight"), _param(b, "conv1.weight"))
+    assert not torch.equal(_param(a, "conv1.weight"), _param(c, "conv1.weight"))
     assert not a.training
 
 
-def test_checkpoint_path_is_loaded_weights_only(tmp_path) -> None:
+def _param(model: nn.Module, name: str) -> torch.Tensor:
+    return model.get_parameter(name)
+
+
+@pytest.mark.zoo
+def test_checkpoint_path_is_loaded_weights_only(tmp_path: Path) -> None:
     src = load_model("resnet18", "random", seed=7)
     plain, wrapped = tmp_path / "plain.pt", tmp_path / "wrapped.pth"
     torch.save(src.state_dict(), plain)
     torch.save({"state_dict": src.state_dict(), "epoch": 3}, wrapped)
     for path in (plain, wrapped):
         m = load_model("resnet18", str(path))
-        assert torch.equal(m.fc.weight, src.fc.weight)
+        assert torch.equal(_param(m, "fc.weight"), _param(src, "fc.weight"))
     torch.save(load_model("mobilenet_v3_large").state_dict(), tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="does not fit ResNet"):
         load_model("resnet18", str(tmp_path / "other.pt"))
@@ -129,10 +148,11 @@ def test_checkpoint_path_is_loaded_weights_only(tmp_path) -> None:
         load_model("resnet18", str(tmp_path / "missing.pt"))
 
 
-def test_named_weights_unavailable_give_one_line_error(monkeypatch, tmp_path) -> None:
+@pytest.mark.zoo
+def test_named_weights_unavailable_give_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import torchvision.models._api as api
 
-    def offline(*args, **kwargs):
+    def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("offline")
 
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)

@@ -1,11 +1,27 @@
-"""Splittable torchvision models: registry, weights loading and head/tail splitting."""
+"""Splittable torchvision models: registry, weights loading and head/tail splitting.
 
-from testbed.split.models.registry import INPUT, NONE, ModelSpec, get_spec, model_names, register_model
+Importing the package registers the model zoo (:mod:`testbed.split.models.zoo`); adding a model is
+one decomposition function plus a :func:`register_model` call there.
+"""
+
+from testbed.split.models import zoo  # noqa: F401  (registers the torchvision models)
+from testbed.split.models.registry import INPUT, MODELS, NONE, ModelSpec, get_spec, model_names, register_model
 from testbed.split.models.split import FeatureInfo, feature_table, model_stages, split_loaded, split_model
 from testbed.split.models.weights import WeightsError, load_model
 
 __all__ = [
-    "INPUT", "NONE", "ModelSpec", "get_spec", "model_names", "register_model",
-    "FeatureInfo", "feature_table", "model_stages", "split_loaded", "split_model",
-    "WeightsError", "load_model",
+    "INPUT",
+    "MODELS",
+    "NONE",
+    "FeatureInfo",
+    "ModelSpec",
+    "WeightsError",
+    "feature_table",
+    "get_spec",
+    "load_model",
+    "model_names",
+    "model_stages",
+    "register_model",
+    "split_loaded",
+    "split_model",
 ]

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
 from testbed.errors import ConfigError
+from testbed.registry import Registry
 
-__all__ = ["ModelSpec", "register_model", "get_spec", "model_names", "INPUT", "NONE"]
+__all__ = ["INPUT", "MODELS", "NONE", "ModelSpec", "get_spec", "model_names", "register_model"]
 
 INPUT = "input"
 NONE = "none"
 
 Task = Literal["classification", "detection"]
-Decompose = Callable[[nn.Module], list[tuple[str, nn.Module]]]
+Decompose = Callable[[Any], list[tuple[str, nn.Module]]]  # takes the built (untyped) torchvision model
 
 
 @dataclass(frozen=True)
@@ -55,31 +56,20 @@ class ModelSpec:
         return point
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("model")
+"""The registered models (filled by :mod:`testbed.split.models.zoo`, imported by the package)."""
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
-    """Add ``spec`` to the registry (names are unique)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
+    """Add ``spec`` to :data:`MODELS` (names are unique)."""
+    return MODELS.add(spec.name, spec)
 
 
 def model_names() -> list[str]:
     """Names of the registered models, in registration order."""
-    _load_zoo()
-    return list(_REGISTRY)
+    return [name for name, _ in MODELS.items()]
 
 
 def get_spec(name: str, path: str = "model") -> ModelSpec:
     """Look up a model by name; unknown names raise ConfigError listing the known ones."""
-    _load_zoo()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(path, name, f"one of {', '.join(_REGISTRY)}") from None
-
-
-def _load_zoo() -> None:
-    from testbed.split.models import zoo  # noqa: F401  (registers the torchvision models on import)
+    return MODELS.get(name, path)

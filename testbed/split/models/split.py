@@ -10,7 +10,7 @@ from torch import nn
 from testbed.split.models.registry import INPUT, NONE, get_spec
 from testbed.split.models.weights import load_model
 
-__all__ = ["split_model", "split_loaded", "model_stages", "FeatureInfo", "feature_table"]
+__all__ = ["FeatureInfo", "feature_table", "model_stages", "split_loaded", "split_model"]
 
 
 def model_stages(name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:

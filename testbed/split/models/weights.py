@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -11,7 +12,10 @@ from torch import nn
 from testbed.errors import ConfigError, TestbedError
 from testbed.split.models.registry import ModelSpec, get_spec
 
-__all__ = ["WeightsError", "load_model", "weights_enum", "is_checkpoint_path"]
+if TYPE_CHECKING:  # torchvision ships no type information (Any to mypy)
+    from torchvision.models import WeightsEnum
+
+__all__ = ["WeightsError", "is_checkpoint_path", "load_model", "weights_enum"]
 
 
 class WeightsError(TestbedError):
@@ -23,7 +27,7 @@ def is_checkpoint_path(weights: str) -> bool:
     return os.sep in weights or weights.endswith((".pt", ".pth", ".ckpt", ".bin")) or Path(weights).is_file()
 
 
-def weights_enum(spec: ModelSpec, weights: str, path: str = "weights"):  # -> torchvision WeightsEnum
+def weights_enum(spec: ModelSpec, weights: str, path: str = "weights") -> WeightsEnum:
     """Resolve a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V2``, or the full enum name)."""
     from torchvision.models import get_model_weights
 

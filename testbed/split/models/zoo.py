@@ -6,14 +6,22 @@ so head followed by tail computes exactly what the unsplit model computes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from testbed.split.models.registry import ModelSpec, register_model
 
-__all__ = ["VitPatchEmbed", "VitBlocks", "VitClassHead", "SsdHead", "SsdTail"]
+if TYPE_CHECKING:  # torchvision ships no type information: these names read as Any to mypy
+    from torchvision.models import ResNet, VisionTransformer
+    from torchvision.models.detection import SSD
+    from torchvision.models.vision_transformer import Encoder
+
+__all__ = ["SsdHead", "SsdTail", "VitBlocks", "VitClassHead", "VitPatchEmbed"]
+
+Stages = list[tuple[str, nn.Module]]
 
 
 def _seq(*modules: nn.Module) -> nn.Sequential:
@@ -22,8 +30,7 @@ def _seq(*modules: nn.Module) -> nn.Sequential:
 
 # --- ResNet (He et al., 2016): stem, then four residual stages -------------------------------------
 
-def _resnet(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    m = model
+def _resnet(m: ResNet) -> Stages:
     return [
         ("stem", _seq(m.conv1, m.bn1, m.relu, m.maxpool)),
         ("layer1", m.layer1), ("layer2", m.layer2), ("layer3", m.layer3), ("layer4", m.layer4),
@@ -38,12 +45,12 @@ register_model(ModelSpec("resnet50", "classification", _resnet, _RESNET_POINTS))
 
 # --- "features + avgpool + classifier" families: split at resolution changes ------------------------
 
-def _features_model(bounds: Sequence[tuple[str, int]]):
+def _features_model(bounds: Sequence[tuple[str, int]]) -> Callable[[Any], Stages]:
     """Decompose ``features`` at the given (name, last index) boundaries, then pool + classify."""
 
-    def decompose(model: nn.Module) -> list[tuple[str, nn.Module]]:
-        feats: nn.Sequential = model.features  # type: ignore[assignment]
-        stages: list[tuple[str, nn.Module]] = []
+    def decompose(model: Any) -> Stages:  # torchvision's MobileNetV3, EfficientNet, ConvNeXt
+        feats: nn.Sequential = model.features
+        stages: Stages = []
         start = 0
         for name, last in bounds:
             stages.append((name, feats[start:last + 1]))
@@ -51,7 +58,7 @@ def _features_model(bounds: Sequence[tuple[str, int]]):
         if start != len(feats):
             raise RuntimeError(f"decomposition leaves features[{start}:] unused")
         pool: list[nn.Module] = [model.avgpool]
-        classifier: nn.Sequential = model.classifier  # type: ignore[assignment]
+        classifier: nn.Sequential = model.classifier
         if not isinstance(classifier[0], nn.Flatten) and not _flattens(classifier):
             pool.append(nn.Flatten(1))
         stages.append(("logits", _seq(*pool, classifier)))
@@ -91,7 +98,7 @@ class VitPatchEmbed(nn.Module):
     Mirrors ``VisionTransformer._process_input`` followed by the class-token concatenation.
     """
 
-    def __init__(self, vit: nn.Module) -> None:
+    def __init__(self, vit: VisionTransformer) -> None:
         super().__init__()
         self.conv_proj = vit.conv_proj
         self.class_token = vit.class_token
@@ -111,7 +118,7 @@ class VitPatchEmbed(nn.Module):
 class VitBlocks(nn.Module):
     """A run of encoder blocks; the first run adds the position embedding, the last applies the LN."""
 
-    def __init__(self, encoder: nn.Module, start: int, stop: int) -> None:
+    def __init__(self, encoder: Encoder, start: int, stop: int) -> None:
         super().__init__()
         self.first, self.last = start == 0, stop == len(encoder.layers)
         if self.first:
@@ -139,7 +146,7 @@ class VitClassHead(nn.Module):
         return self.heads(x[:, 0])
 
 
-def _vit(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def _vit(model: VisionTransformer) -> Stages:
     enc = model.encoder
     return [
         ("patch_embed", VitPatchEmbed(model)),
@@ -158,7 +165,7 @@ register_model(ModelSpec("vit_b_16", "classification", _vit,
 class SsdHead(nn.Module):
     """SSD's input transform (normalize, resize to 320) followed by the first backbone blocks."""
 
-    def __init__(self, ssd: nn.Module, stop: int) -> None:
+    def __init__(self, ssd: SSD, stop: int) -> None:
         super().__init__()
         self.transform = ssd.transform
         self.blocks = ssd.backbone.features[0][:stop]
@@ -175,7 +182,7 @@ class SsdTail(nn.Module):
     ``size x size`` image (the dataset preprocessing guarantees it).
     """
 
-    def __init__(self, ssd: nn.Module, start: int, size: int) -> None:
+    def __init__(self, ssd: SSD, start: int, size: int) -> None:
         super().__init__()
         self.ssd = [ssd]
         self.rest = ssd.backbone.features[0][start:]
@@ -205,8 +212,8 @@ class SsdTail(nn.Module):
 _SSD = (("stem", 1), ("stage2", 4), ("stage3", 7), ("stage4", 13))
 
 
-def _ssdlite(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    stages: list[tuple[str, nn.Module]] = []
+def _ssdlite(model: SSD) -> Stages:
+    stages: Stages = []
     start = 0
     for i, (name, stop) in enumerate(_SSD):
         mod = SsdHead(model, stop) if i == 0 else model.backbone.features[0][start:stop]
