@@ -5,8 +5,8 @@ import pytest
 
 import testbed.split.pipeline as pipeline_module
 from testbed.bridge.cache import pipeline_key, pipeline_table
-from testbed.run.runner import run_scenario
 from testbed.config.load import apply_overrides, scenario_from_dict
+from testbed.run.runner import run_scenario
 from tests.conftest import base_scenario
 
 
@@ -91,7 +91,7 @@ def test_image_codec_errors_name_the_field():
     from testbed.errors import ConfigError
     from testbed.run.prepare import prepare_dict
 
-    with pytest.raises(ConfigError, match="codec.0.image.format"):
+    with pytest.raises(ConfigError, match=r"codec\.0\.image\.format"):
         prepare_dict(split_raw(**{"model.split": "input", "codec": [{"image": {"format": "gif"}}]}))
     with pytest.raises(ConfigError, match=r"model\.split"):
         prepare_dict(split_raw(**{"model.split": "layer9"}))
@@ -100,10 +100,10 @@ def test_image_codec_errors_name_the_field():
 
 
 def test_learned_stage_charges_count_macs(tmp_path):
-    from testbed.split.codecs import parse_chain
     from testbed.bridge.charges import stage_charges
-    from testbed.research.autoencoder import BottleneckDecoder, BottleneckEncoder
     from testbed.research.common import save_checkpoint
+    from testbed.research.methods.autoencoder import BottleneckDecoder, BottleneckEncoder
+    from testbed.split.codecs import parse_chain
 
     enc, dec = BottleneckEncoder(64, 8), BottleneckDecoder(64, 8)
     state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
@@ -111,20 +111,21 @@ def test_learned_stage_charges_count_macs(tmp_path):
     ckpt = tmp_path / "ae.pt"
     save_checkpoint(str(ckpt), "autoencoder", {"channels": 64, "code_channels": 8, "bits": 2}, state, {})
     chain = parse_chain([{"autoencoder": {"checkpoint": str(ckpt)}}, {"quantize": {"bits": 2}}, {"lzma": {}}])
-    keys, macs = stage_charges(chain, (64, 56, 56))
-    assert keys[0] == ("macs", "autoencoder") and ("element", "quantize") in keys
-    assert keys[-1][0] == "bytes" and keys[-1][1].startswith("lzma")
-    assert macs["autoencoder"][0] == 64 * 8 * 56 * 56  # the encoder's 1x1 convolution
-    assert macs["autoencoder"][1] > 0
+    costs = stage_charges(chain, (64, 56, 56))
+    assert [(c.kind, c.key) for c in costs] == [("macs", "autoencoder"), ("element", "quantize"),
+                                                ("element", "pack"), ("bytes", "lzma:preset=6")]
+    assert costs[0].encode_macs == 64 * 8 * 56 * 56  # the encoder's 1x1 convolution
+    # the decoder: 1x1 expand (8 -> 64) and 3x3 refine (64 -> 64) on 56x56
+    assert costs[0].decode_macs == (8 * 64 + 64 * 64 * 9) * 56 * 56
 
 
 def test_fine_tuned_tail_of_a_learned_codec_is_used(tmp_path):
     import torch
 
+    from testbed.research.common import save_checkpoint
+    from testbed.research.methods.autoencoder import BottleneckDecoder, BottleneckEncoder
     from testbed.split.models import split_model
     from testbed.split.pipeline import run_pipeline
-    from testbed.research.autoencoder import BottleneckDecoder, BottleneckEncoder
-    from testbed.research.common import save_checkpoint
 
     _, tail = split_model("resnet18", "stem")
     tuned = {k: v.clone() for k, v in tail.state_dict().items()}

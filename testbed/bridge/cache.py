@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,16 @@ import numpy as np
 import pandas as pd
 
 from testbed.bridge.charges import stage_charges
+from testbed.config.resolve import is_weights_file
 from testbed.config.schema import Scenario
+from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
 from testbed.io import write_json, write_parquet
 
 __all__ = ["CACHE_VERSION", "IMAGE_FORMATS", "cache_dir", "image_codec", "dataset_arg", "pipeline_key",
            "PipelineTable", "pipeline_table"]
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: meta.json holds typed stage costs ("costs") instead of cost_keys + stage_macs
 IMAGE_FORMATS = ("raw", "png", "jpeg")
 
 
@@ -39,7 +42,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TESTBED_CACHE_DIR", Path.home() / ".cache" / "testbed" / "pipeline"))
 
 
-def image_codec(codec: tuple[dict[str, Any], ...]) -> dict[str, Any] | None:
+def image_codec(codec: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The ``image`` stage's parameters when the codec is an image encoding, else None."""
     if len(codec) == 1 and "image" in codec[0]:
         params = dict(codec[0]["image"] or {})
@@ -84,7 +87,9 @@ def _fingerprint_path(path: str | None) -> Any:
 
 
 def pipeline_key(sc: Scenario) -> tuple[str, dict[str, Any]]:
-    """Cache key (hex digest) and the description it hashes."""
+    """Cache key (hex digest) and the description it hashes. ``sc`` is a resolved scenario
+    (:attr:`testbed.config.resolve.Resolved.scenario`): its weights, checkpoint and dataset paths
+    are absolute, so the key does not depend on the working directory."""
     import torch
     import torchvision
 
@@ -95,7 +100,7 @@ def pipeline_key(sc: Scenario) -> tuple[str, dict[str, Any]]:
     desc = {
         "cache_version": CACHE_VERSION, "testbed": __version__, "torch": torch.__version__,
         "torchvision": torchvision.__version__, "model": sc.model.name, "weights": sc.model.weights,
-        "weights_file": _fingerprint_path(sc.model.weights) if sc.model.weights.endswith((".pt", ".pth")) else None,
+        "weights_file": _fingerprint_path(sc.model.weights) if is_weights_file(sc.model.weights) else None,
         "weights_seed": sc.model.seed, "split": sc.model.split, "codec": json.loads(json.dumps(list(sc.codec))),
         "dataset": ds, "dataset_files": _fingerprint_path(ds.get("path")),
         "codec_files": [_fingerprint_path(str(params["checkpoint"])) for stage in sc.codec
@@ -112,9 +117,19 @@ class PipelineTable:
     images: pd.DataFrame          # image, payload_bytes, prediction, reference, label
     elements: int                 # elements of one feature map (pixels x channels for input)
     serialized_bytes: int         # bytes entering the first lossless coder
-    cost_keys: list[tuple[str, str]]
+    costs: tuple[StageCost, ...]  # how each codec stage is charged (empty: nothing to charge)
     meta: dict[str, Any]
-    stage_macs: dict[str, tuple[float, float]] = None  # type: ignore[assignment]  # learned stages: (enc, dec) MACs
+
+    def meta_json(self, key: dict[str, Any]) -> dict[str, Any]:
+        """The cache entry's ``meta.json`` (``key``: the description the cache key hashes)."""
+        return {"key": key, "elements": self.elements, "serialized_bytes": self.serialized_bytes,
+                "costs": [c.to_dict() for c in self.costs], "summary": self.meta}
+
+    @classmethod
+    def from_meta(cls, images: pd.DataFrame, meta: dict[str, Any]) -> PipelineTable:
+        """Rebuild a table from its ``images.parquet`` and ``meta.json``."""
+        return cls(images, int(meta["elements"]), int(meta["serialized_bytes"]),
+                   tuple(StageCost.from_dict(c) for c in meta["costs"]), meta["summary"])
 
 
 def _image_payloads(images: Any, fmt: str, quality: int, mean: Any, std: Any) -> tuple[list[bytes], Any]:
@@ -150,13 +165,14 @@ def _run_image_baseline(sc: Scenario, params: dict[str, Any]) -> PipelineTable:
         pred = torch.cat([model(restored[i:i + 8]).argmax(1) for i in range(0, len(data), 8)]).numpy()
     label = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
     elements = int(np.prod(data.images.shape[1:]))
-    keys = [] if params["format"] == "raw" else [("element", params["format"])]
+    costs = () if params["format"] == "raw" else (StageCost("element", params["format"]),)
     table = pd.DataFrame({"image": np.arange(len(data)), "payload_bytes": [len(p) for p in payloads],
                           "prediction": pred, "reference": ref, "label": label})
-    return PipelineTable(table, elements, elements, keys, {"codec": f"image:{params['format']}"}, {})
+    return PipelineTable(table, elements, elements, costs, {"codec": f"image:{params['format']}"})
 
 
 def _run_split(sc: Scenario) -> PipelineTable:
+    import testbed.research  # noqa: F401  (registers the learned codec stages of the research methods)
     from testbed.split.codecs import parse_chain
     from testbed.split.pipeline import run_pipeline
 
@@ -166,12 +182,11 @@ def _run_split(sc: Scenario) -> PipelineTable:
                        sc.model.weights, sc.model.seed, batch_size=8)
     elements = res.feature_elements
     bits = chain.bits or (16 if any(s.name == "float16" for s in chain.tensor_stages) else 32)
-    keys, macs = stage_charges(chain, res.feature_shape) if list(sc.codec) else ([], {})
-    if sc.model.split == "none":
-        keys, macs = [], {}
+    charged = bool(sc.codec) and sc.model.split != "none"
+    costs = tuple(stage_charges(chain, res.feature_shape)) if charged else ()
     table = pd.DataFrame({"image": np.arange(len(res.payload_bytes)), "payload_bytes": res.payload_bytes,
                           "prediction": res.prediction, "reference": res.reference, "label": res.label})
-    return PipelineTable(table, elements, -(-elements * bits // 8), keys, res.summary(), macs)
+    return PipelineTable(table, elements, -(-elements * bits // 8), costs, res.summary())
 
 
 def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
@@ -182,9 +197,7 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
     folder = cache_dir() / key
     if not refresh and (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
-        return PipelineTable(pd.read_parquet(folder / "images.parquet"), meta["elements"],
-                             meta["serialized_bytes"], [tuple(k) for k in meta["cost_keys"]], meta["summary"],
-                             {k: tuple(v) for k, v in meta.get("stage_macs", {}).items()})
+        return PipelineTable.from_meta(pd.read_parquet(folder / "images.parquet"), meta)
     print(f"running {sc.model.name} split at {sc.model.split} over the dataset once (cached in {folder})",
           file=sys.stderr)
     params = image_codec(sc.codec)
@@ -194,9 +207,5 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
         _run_image_baseline(sc, {"format": "raw", "quality": 90}) if sc.model.split == "input" and not sc.codec
         else _run_split(sc))
     write_parquet(folder / "images.parquet", table.images)
-    write_json(folder / "meta.json", {"key": desc, "elements": table.elements,
-                                      "serialized_bytes": table.serialized_bytes,
-                                      "cost_keys": [list(k) for k in table.cost_keys],
-                                      "stage_macs": {k: list(v) for k, v in (table.stage_macs or {}).items()},
-                                      "summary": table.meta})  # meta.json last: marks the entry complete
+    write_json(folder / "meta.json", table.meta_json(desc))  # meta.json last: marks the entry complete
     return table

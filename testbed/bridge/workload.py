@@ -52,8 +52,8 @@ class PipelineWorkload:
         if g.encode is not None:
             return g.encode
         t = self.table
-        return Deterministic(codec_time(self.node_profiles[group], t.cost_keys, t.elements, t.serialized_bytes,
-                                        "encode", t.stage_macs))
+        return Deterministic(codec_time(self.node_profiles[group], t.costs, t.elements, t.serialized_bytes,
+                                        "encode"))
 
     def frame_drawer(self, group: int, node_in_group: int, rng: np.random.Generator) -> Callable[[], tuple[int, float, float, float]]:
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(rng.integers(2**63))).spawn(3)]
@@ -75,8 +75,7 @@ class PipelineWorkload:
         if self.sc.server.decode != Deterministic(0.0):
             return self.sc.server.decode
         t = self.table
-        return Deterministic(codec_time(self.server_profile, t.cost_keys, t.elements, t.serialized_bytes, "decode",
-                                        t.stage_macs))
+        return Deterministic(codec_time(self.server_profile, t.costs, t.elements, t.serialized_bytes, "decode"))
 
     def batch_time(self, rng: np.random.Generator) -> Callable[[int], float]:
         svc = self.sc.server.service

@@ -7,14 +7,62 @@ simulator and the emulator charge time from these figures, never from this machi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from testbed.config.profiles import Figure, ModelProfile, Profile
 from testbed.dists import Deterministic, Dist, Lognormal
 from testbed.errors import ConfigError
 
-__all__ = ["head_figure", "head_time", "tail_table", "codec_time", "spread_dist", "decode_key", "block_order"]
+__all__ = [
+    "CostKind",
+    "StageCost",
+    "block_order",
+    "codec_time",
+    "decode_key",
+    "head_figure",
+    "head_time",
+    "spread_dist",
+    "tail_table",
+]
+
+CostKind = Literal["element", "bytes", "macs"]
+_KINDS: tuple[str, ...] = ("element", "bytes", "macs")
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """How one codec stage is charged from a device profile (declared by the stage itself).
+
+    * ``element``: per feature-map element, ``profile.codecs.per_element[key]`` (decode:
+      :func:`decode_key`), e.g. ``quantize``, ``pack``;
+    * ``bytes``: per uncompressed byte at ``profile.codecs.{en,de}code_throughput[key]``, e.g.
+      ``lzma:preset=6``;
+    * ``macs``: ``encode_macs``/``decode_macs`` multiply-accumulates per image at ``profile.mac_rate``
+      (learned stages).
+    """
+
+    kind: CostKind
+    key: str
+    encode_macs: float = 0.0
+    decode_macs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"stage cost kind {self.kind!r} is not one of {', '.join(_KINDS)}")
+
+    def macs(self, direction: Literal["encode", "decode"]) -> float:
+        return self.encode_macs if direction == "encode" else self.decode_macs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the pipeline cache's ``meta.json``)."""
+        return {"kind": self.kind, "key": self.key, "encode_macs": self.encode_macs, "decode_macs": self.decode_macs}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StageCost:
+        return cls(d["kind"], str(d["key"]), float(d.get("encode_macs", 0.0)), float(d.get("decode_macs", 0.0)))
+
 
 def _model(profile: Profile, model: str) -> ModelProfile:
     if model not in profile.models:
@@ -76,41 +124,36 @@ def decode_key(name: str) -> str:
     return {"quantize": "dequantize", "pack": "unpack"}.get(name, f"{name}_decode")
 
 
-def codec_time(profile: Profile, stages: list[tuple[str, str]], elements: int, serialized_bytes: float,
-               direction: Literal["encode", "decode"],
-               macs: dict[str, tuple[float, float]] | None = None) -> float:
-    """Seconds to encode (or decode) one feature map through a chain.
-
-    ``stages`` lists ``(kind, key)``: kind ``element`` for tensor stages and the bit packer
-    (charged per element, key e.g. ``quantize``), kind ``bytes`` for lossless coders (charged per
-    uncompressed byte, key e.g. ``lzma:preset=6``), kind ``macs`` for learned stages (charged
-    ``macs[key] = (encode MACs, decode MACs)`` per image at the profile's ``mac_rate``).
-    ``serialized_bytes`` is the size entering the first lossless coder.
-    """
-    if not stages:
-        return 0.0
-    costs = profile.codecs
+def codec_time(profile: Profile, stages: Sequence[StageCost], elements: int, serialized_bytes: float,
+               direction: Literal["encode", "decode"]) -> float:
+    """Seconds to encode (or decode) one feature map through a chain whose stages cost ``stages``
+    (see :class:`StageCost`); ``serialized_bytes`` is the size entering the first lossless coder."""
     total = 0.0
-    for kind, key in stages:
-        if kind == "macs":
-            ops = (macs or {}).get(key, (0.0, 0.0))[0 if direction == "encode" else 1]
-            if ops:
-                if profile.mac_rate is None:
-                    raise ConfigError("codec", key, f"profile {profile.name!r} has no mac_rate to charge a learned stage")
-                total += ops / profile.mac_rate.ops_per_s
-            continue
-        if costs is None:
-            raise ConfigError("codec", [k for _, k in stages], f"profile {profile.name!r} has no codec costs")
-        table = costs.encode_throughput if direction == "encode" else costs.decode_throughput
-        if kind == "element":
-            name = key if direction == "encode" else decode_key(key)
-            if name not in costs.per_element:
-                raise ConfigError("codec", key, f"profile {profile.name!r} has per-element costs for: "
-                                  f"{', '.join(costs.per_element)}")
-            total += costs.per_element[name].median * elements
-        else:
-            if key not in table:
-                raise ConfigError("codec", key, f"profile {profile.name!r} has {direction} throughput for: "
-                                  f"{', '.join(table)}")
-            total += serialized_bytes / table[key]
+    for cost in stages:  # summed in stage order, plainly (sum() may compensate rounding)
+        total += _stage_time(profile, cost, stages, elements, serialized_bytes, direction)
     return total
+
+
+def _stage_time(profile: Profile, cost: StageCost, stages: Sequence[StageCost], elements: int,
+                serialized_bytes: float, direction: Literal["encode", "decode"]) -> float:
+    if cost.kind == "macs":
+        ops = cost.macs(direction)
+        if not ops:
+            return 0.0
+        if profile.mac_rate is None:
+            raise ConfigError("codec", cost.key, f"profile {profile.name!r} has no mac_rate to charge a learned stage")
+        return ops / profile.mac_rate.ops_per_s
+    costs = profile.codecs
+    if costs is None:
+        raise ConfigError("codec", [s.key for s in stages], f"profile {profile.name!r} has no codec costs")
+    if cost.kind == "element":
+        name = cost.key if direction == "encode" else decode_key(cost.key)
+        if name not in costs.per_element:
+            raise ConfigError("codec", cost.key, f"profile {profile.name!r} has per-element costs for: "
+                              f"{', '.join(costs.per_element)}")
+        return costs.per_element[name].median * elements
+    table = costs.encode_throughput if direction == "encode" else costs.decode_throughput
+    if cost.key not in table:
+        raise ConfigError("codec", cost.key, f"profile {profile.name!r} has {direction} throughput for: "
+                          f"{', '.join(table)}")
+    return serialized_bytes / table[cost.key]

@@ -1,18 +1,24 @@
-"""Research codecs for split inference (issue 6), each with a registered codec stage and a
-``testbed train`` command:
+"""Research methods for split inference: the single entry point that loads them all.
 
-* :mod:`.autoencoder` - autoencoder bottleneck with the time-dependent clustering loss (TCL),
+Importing :mod:`testbed.research` imports every module of :mod:`testbed.research.methods`; each
+registers its :class:`~testbed.research.registry.Method` in :data:`METHODS` (training/calibration
+behind ``testbed train``, rows of ``testbed research-eval``) and its learned codec stages in the
+codec registry (each stage declares its compute cost and, if it has one, its fine-tuned tail).
+Whoever needs the learned stages (the pipeline cache, the emulator, the CLI) imports this package.
+
+* ``autoencoder`` - autoencoder bottleneck with the time-dependent clustering loss (TCL),
   Berg et al., IEEE Access 2025, doi:10.1109/ACCESS.2025.3579107;
-* :mod:`.qcnet` - server-side quantization compensator network, Sánchez Leal et al., IEEE Access
+* ``qcnet`` - server-side quantization compensator network, Sánchez Leal et al., IEEE Access
   2025, doi:10.1109/ACCESS.2025.3627072;
-* :mod:`.softquant` - trainable bitwise soft quantization, arXiv:2603.05172;
-* :mod:`.augq` - augmented quantization granularity, Mujtaba et al., Applied Intelligence 2025;
-* :mod:`.nestquant` / :mod:`.modes` - integer-nesting quantization of head weights, Xie et al.,
-  arXiv:2506.17870 (``modes`` is torch-free, for the simulator).
-
-Submodules are imported on use; importing this package stays light.
+* ``softquant`` - trainable bitwise soft quantization, arXiv:2603.05172;
+* ``augq`` - augmented quantization granularity, Mujtaba et al., Applied Intelligence 2025;
+* ``nestquant`` - integer-nesting quantization of head weights, Xie et al., arXiv:2506.17870;
+* ``base`` - the tiny digits ResNet and the plain codecs the methods are compared with.
 """
 
-from testbed.config.modes import NestQuantModes, NestQuantPolicy, choose_mode, modes_path, switch_bytes
+from testbed.research.methods import load_all
+from testbed.research.registry import METHODS, Method, Option, register_method
 
-__all__ = ["NestQuantModes", "NestQuantPolicy", "choose_mode", "modes_path", "switch_bytes"]
+__all__ = ["METHODS", "Method", "Option", "register_method"]
+
+load_all()

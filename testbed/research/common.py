@@ -1,4 +1,4 @@
-"""Shared helpers of the research codecs: devices, seeding, checkpoints, compute counts.
+"""Shared helpers of the research methods: devices, seeding, checkpoints, compute counts.
 
 Checkpoints are plain dicts of strings, numbers, lists and tensors saved with :func:`torch.save`
 and read back with ``torch.load(..., weights_only=True)``::
@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from testbed.errors import ConfigError, TestbedError
+from testbed.split.profiler import Compute, count_compute
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "pick_device", "seeded", "save_checkpoint",
-           "load_checkpoint", "Compute", "count_compute", "batches", "set_threads", "cpu_seconds_per_item"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "Compute",
+    "batches",
+    "count_compute",
+    "cpu_seconds_per_item",
+    "load_checkpoint",
+    "pick_device",
+    "save_checkpoint",
+    "seeded",
+    "set_threads",
+]
 
 CHECKPOINT_FORMAT = "testbed.research"
 _VERSION = 1
@@ -91,46 +102,7 @@ def load_checkpoint(path: str | Path, method: str, field: str = "checkpoint") ->
     return blob
 
 
-@dataclass(frozen=True)
-class Compute:
-    """Parameters and multiply-accumulates per item of a module (convolutions and linear layers)."""
-
-    params: int
-    macs: int
-
-    def __add__(self, other: Compute) -> Compute:
-        return Compute(self.params + other.params, self.macs + other.macs)
-
-
-def count_compute(module: nn.Module | None, example: Tensor) -> Compute:
-    """Count parameters and per-item MACs of ``module`` on ``example`` (a batch of one or more)."""
-    if module is None:
-        return Compute(0, 0)
-    macs = 0
-
-    def hook(m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-        nonlocal macs
-        if isinstance(m, nn.Conv2d):
-            per_out = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-            macs += out.numel() // out.shape[0] * per_out
-        elif isinstance(m, nn.ConvTranspose2d):
-            per_in = (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-            macs += inp[0].numel() // inp[0].shape[0] * per_in
-        elif isinstance(m, nn.Linear):
-            macs += out.numel() // out.shape[0] * m.in_features
-
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            module(example[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return Compute(sum(p.numel() for p in module.parameters()), macs)
-
-
-def cpu_seconds_per_item(fn: Any, x: Tensor, repeats: int = 3) -> float:
+def cpu_seconds_per_item(fn: Callable[[Tensor], Any], x: Tensor, repeats: int = 3) -> float:
     """Best-of-``repeats`` wall seconds of ``fn(x)`` divided by the batch size."""
     best = float("inf")
     with torch.no_grad():

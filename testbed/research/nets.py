@@ -19,11 +19,22 @@ from torch import Tensor, nn
 from testbed.errors import ConfigError
 from testbed.research.common import batches, load_checkpoint, save_checkpoint, seeded
 
-__all__ = ["TinyResNet", "BasicBlock", "TINY_POINTS", "SplitTask", "digits_tensors", "tabular_tensors",
-           "TabularMLP", "train_classifier", "load_split_task", "evaluate_logits", "task_loss",
-           "TINY_MODEL"]
+__all__ = [
+    "TINY_MODEL",
+    "TINY_POINTS",
+    "BasicBlock",
+    "SplitTask",
+    "TabularMLP",
+    "TinyResNet",
+    "digits_tensors",
+    "evaluate_logits",
+    "load_split_task",
+    "tabular_tensors",
+    "task_loss",
+    "train_classifier",
+]
 
-TINY_MODEL = "tiny_resnet"
+TINY_MODEL = "tiny_resnet"  # also in testbed.research.registry (torch-free)
 TINY_POINTS = ("stem", "layer1", "layer2")
 
 
@@ -86,7 +97,7 @@ class TabularMLP(nn.Module):
 def _split_indices(n: int, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=g)
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     return order[n_test:], order[:n_test]
 
 

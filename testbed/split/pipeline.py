@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from testbed.errors import ConfigError
 from testbed.split.codecs import CodecChain, decode_payloads, parse_chain, read_frame
 from testbed.split.data import Dataset, load_dataset, preprocess_for
-from testbed.errors import ConfigError
 from testbed.split.models import NONE, get_spec, load_model, split_loaded
 
-__all__ = ["PipelineResult", "SplitPipeline", "run_pipeline", "default_device", "finetuned_tail"]
+__all__ = ["PipelineResult", "SplitPipeline", "default_device", "finetuned_tail", "run_pipeline"]
 
 
 def default_device() -> torch.device:
@@ -232,21 +232,13 @@ def run_pipeline(model: str, split: str, codec_spec: Any = None, dataset_spec: A
 
 
 def finetuned_tail(chain: CodecChain, model: str, split: str, tail: torch.nn.Module) -> torch.nn.Module:
-    """The tail the server runs behind ``chain``: a learned stage whose checkpoint was trained on this
-    model and split with a fine-tuned tail (QCNet, the TCL autoencoder) brings that tail along; any
-    other chain keeps the model's own tail."""
+    """The tail the server runs behind ``chain``: a stage that brings a tail fine-tuned on this model
+    and split (:meth:`~testbed.split.codecs.TensorStage.tuned_tail`: QCNet, the TCL autoencoder)
+    replaces it; any other chain keeps the model's own tail."""
     for stage in chain.tensor_stages:
-        path = getattr(stage, "checkpoint", "")
-        if not path:
-            continue
-        from testbed.research.common import load_checkpoint
-
-        blob = load_checkpoint(path, stage.name)
-        cfg, state = blob.get("config", {}), blob.get("state", {})
-        tuned = {k[len("tail."):]: v for k, v in state.items() if k.startswith("tail.")}
-        if tuned and cfg.get("model") == model and cfg.get("split") == split:
-            tail = copy.deepcopy(tail)
-            tail.load_state_dict(tuned)
+        tuned = stage.tuned_tail(model, split, tail)
+        if tuned is not None:
+            tail = tuned
     return tail
 
 

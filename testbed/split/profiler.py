@@ -8,17 +8,27 @@ times are taken between synchronisations); the interquartile range is kept as th
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
-__all__ = ["time_call", "profile_blocks", "profile_tails", "profile_codecs", "build_profile",
-           "codec_cost_keys"]
+__all__ = [
+    "Compute",
+    "build_profile",
+    "count_compute",
+    "profile_blocks",
+    "profile_codecs",
+    "profile_tails",
+    "time_call",
+]
 
 
 def _sync(device: torch.device) -> None:
@@ -59,8 +69,7 @@ def profile_blocks(model_name: str, device: torch.device, runs: int = 20, warmup
     out: dict[str, tuple[float, float]] = {}
     with torch.inference_mode():
         for name, stage in stages:
-            inp = x
-            out[name] = time_call(lambda: stage(inp), device, runs, warmup)
+            out[name] = time_call(functools.partial(stage, x), device, runs, warmup)
             x = stage(x)
     return out
 
@@ -78,25 +87,60 @@ def profile_tails(model_name: str, splits: Sequence[str], batches: Sequence[int]
             out[split] = {}
             for b in batches:
                 feats = head(_example_input(model_name, b, device))
-                out[split][b] = time_call(lambda: tail(feats), device, runs, warmup)[0]
+                out[split][b] = time_call(functools.partial(tail, feats), device, runs, warmup)[0]
     return out
 
 
-def codec_cost_keys(chain: Any) -> list[tuple[str, str]]:
-    """``(kind, key)`` of each stage of a codec chain, as :func:`testbed.profiles.codec_time` charges them."""
-    keys: list[tuple[str, str]] = [("element", s.name) for s in chain.tensor_stages]
-    keys.append(("element", chain.serializer.name))
-    for stage in chain.byte_stages:
-        ((name, params),) = stage.to_spec().items()
-        keys.append(("bytes", name + "".join(f":{k}={v}" for k, v in sorted(params.items()))))
-    return keys
+@dataclass(frozen=True)
+class Compute:
+    """Parameters and multiply-accumulates per item of a module (convolutions and linear layers)."""
+
+    params: int
+    macs: int
+
+    def __add__(self, other: Compute) -> Compute:
+        return Compute(self.params + other.params, self.macs + other.macs)
+
+
+def _macs(m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> int:
+    """Per-item MACs of one convolution or linear layer from its input and output."""
+    if isinstance(m, nn.Conv2d):
+        per_out = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        return out.numel() // out.shape[0] * per_out
+    if isinstance(m, nn.ConvTranspose2d):
+        per_in = (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        return inp[0].numel() // inp[0].shape[0] * per_in
+    if isinstance(m, nn.Linear):
+        return out.numel() // out.shape[0] * m.in_features
+    return 0
+
+
+def count_compute(module: nn.Module | None, example: Tensor) -> Compute:
+    """Count parameters and per-item MACs of ``module`` on ``example`` (a batch of one or more)."""
+    if module is None:
+        return Compute(0, 0)
+    macs = 0
+
+    def hook(m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+        nonlocal macs
+        macs += _macs(m, inp, out)
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            module(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return Compute(sum(p.numel() for p in module.parameters()), macs)
 
 
 def profile_codecs(features: torch.Tensor, chains: Sequence[str], repeats: int = 3) -> dict[str, Any]:
     """Per-element costs of tensor stages and packing, throughput of lossless coders (uncompressed
     bytes per second), measured by running real codec chains over ``features`` [N, C, H, W]."""
-    from testbed.split.codecs import parse_chain
     from testbed.core.charges import decode_key
+    from testbed.split.codecs import parse_chain
 
     per_el: dict[str, list[float]] = {}
     enc_tp: dict[str, list[float]] = {}
@@ -106,15 +150,18 @@ def profile_codecs(features: torch.Tensor, chains: Sequence[str], repeats: int =
         chain = parse_chain(text)
         bits = chain.bits or 32
         raw_bytes = n * -(-elements * bits // 8)
-        keys = codec_cost_keys(chain)
+        costs = chain.costs(tuple(features.shape[1:]))
         for _ in range(repeats):
             chain.timings.clear()
             payloads = chain.encode(features)
             chain.decode_batch(payloads)
             t = chain.timings
-            for kind, key in keys:
+            for cost in costs:
+                key = cost.key
                 name = key.split(":")[0]
-                if kind == "element":
+                if cost.kind == "macs":
+                    continue
+                if cost.kind == "element":
                     inverse = decode_key(name)
                     per_el.setdefault(name, []).append(t.get(("encode", name), 0.0) / (n * elements))
                     per_el.setdefault(inverse, []).append(t.get(("decode", name), 0.0) / (n * elements))
@@ -139,8 +186,8 @@ def profile_image_codecs(images: torch.Tensor, quality: int = 90, repeats: int =
     cpu = torch.device("cpu")
     for fmt in ("png", "jpeg"):
         encoded = [encode_image(a, fmt, quality) for a in arrays]
-        e = [time_call(lambda a=a: encode_image(a, fmt, quality), cpu, repeats, 1)[0] / per for a in arrays]
-        d = [time_call(lambda b=b, a=a: decode_image(b, fmt, a.shape), cpu, repeats, 1)[0] / per
+        e = [time_call(functools.partial(encode_image, a, fmt, quality), cpu, repeats, 1)[0] / per for a in arrays]
+        d = [time_call(functools.partial(decode_image, b, fmt, a.shape), cpu, repeats, 1)[0] / per
              for a, b in zip(arrays, encoded)]
         out[fmt] = (statistics.median(e), float(np.subtract(*np.percentile(e, [75, 25]))))
         out[f"{fmt}_decode"] = (statistics.median(d), float(np.subtract(*np.percentile(d, [75, 25]))))
@@ -155,9 +202,10 @@ def software_versions() -> str:
 
 def _cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
@@ -188,7 +236,6 @@ def build_profile(name: str, role: str, device: str, models: Sequence[str], spli
         blocks = profile_blocks(m, dev, runs=runs)
         if i == 0:  # the device's multiply-accumulate rate on this CNN, to charge learned codec stages
             from testbed.split.models import load_model
-            from testbed.research.common import count_compute
 
             macs = count_compute(load_model(m, "random", 0).eval(), _example_input(m, 1, torch.device("cpu"))).macs
             out["mac_rate"] = {"ops_per_s": float(macs / sum(v[0] for v in blocks.values())), "provenance": prov_key}

@@ -8,9 +8,9 @@ import zlib
 import pytest
 import torch
 
-from testbed.split.codecs import MAGIC, PayloadError, decode_payload, parse_chain, parse_codec_string
 from testbed import errors
 from testbed.errors import ConfigError
+from testbed.split.codecs import MAGIC, PayloadError, decode_payload, parse_chain, parse_codec_string
 
 CHAINS = ["float32", "float16,zstd", "quantize:bits=1,lzma:preset=6", "quantize:bits=5,granularity=channel,zlib",
           "binarize,zstd:level=5", "quantize:bits=8,clip=percentile"]
@@ -107,7 +107,7 @@ def test_payload_error_is_a_testbed_error() -> None:
     ([{"quantize": {"nbits": 2}}], "codec.0.quantize.nbits", "parameters of quantize: bits"),
     ([{"zstd": {"level": 30}}], "codec.0.zstd.level", "1 to 22"),
     ([{"binarize": {"threshold": "max"}}], "codec.0.binarize.threshold", "mean, median"),
-    ([{"jpeg": {}}], "codec.0", "a codec stage, one of "),
+    ([{"jpeg": {}}], "codec.0", "a known codec stage: "),
     ([{"lzma": {}}, {"quantize": {}}], "codec.1", "tensor stages must come before"),
     ([{"quantize": {}}, {"float16": {}}], "codec.1", "nothing may follow the quantizer"),
     ([{"quantize": {}, "lzma": {}}], "codec.0", "single-key mapping"),

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from testbed.errors import ConfigError
+from testbed.research.common import load_checkpoint
+from testbed.research.methods.autoencoder import AutoencoderConfig, tcl_loss, tcl_weight, train_autoencoder
+from testbed.research.methods.qcnet import QCNetConfig, train_qat_tail, train_qcnet
+from testbed.research.methods.softquant import SoftBitQuantizer, SoftQuantConfig, train_softquant
 from testbed.split.codecs import decode_payload, parse_chain, read_frame
 from testbed.split.codecs.chain import decode_payloads
-from testbed.errors import ConfigError
-from testbed.research.autoencoder import AutoencoderConfig, tcl_loss, tcl_weight, train_autoencoder
-from testbed.research.common import load_checkpoint
-from testbed.research.qcnet import QCNetConfig, train_qat_tail, train_qcnet
-from testbed.research.softquant import SoftBitQuantizer, SoftQuantConfig, train_softquant
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
@@ -53,7 +54,7 @@ def test_tcl_pulls_to_levels_and_weight_grows() -> None:
     assert float(tcl_loss(torch.tensor([1 / 6]), 2)) == pytest.approx((1 / 6) ** 2)
     ws = [tcl_weight(s, 100, 10.0, "quadratic") for s in range(100)]
     assert ws[0] == 0.0 and ws[-1] == pytest.approx(10.0)
-    assert all(b >= a for a, b in zip(ws, ws[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(ws))
     with pytest.raises(ConfigError, match="schedule"):
         tcl_weight(0, 10, 1.0, "cosine")
 
@@ -74,7 +75,7 @@ def test_qcnet_roundtrip_adds_nothing_on_node(tmp_path: Path, task, task_factory
     rec, deq = decode_payloads(pq), decode_payloads(pp)
     assert rec.shape == feats.shape and not torch.equal(rec, deq)
     assert torch.allclose(decode_payload(pq[0]), rec[0], atol=1e-5)  # one payload alone decodes too
-    tail, qhist = train_qat_tail(task, cfg)
+    _, qhist = train_qat_tail(task, cfg)
     assert qhist["loss"][-1] < qhist["loss"][0]
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from testbed.split.codecs import parse_chain, read_frame
-from testbed.split.codecs.chain import decode_payloads
+from testbed.config.modes import NestQuantModes, NestQuantPolicy, choose_mode, modes_path, switch_bytes
 from testbed.errors import ConfigError
-from testbed.research.augq import (
+from testbed.research.methods.augq import (
     AuGQConfig,
     augq_quantize_module,
     calibrate_features,
@@ -21,8 +20,9 @@ from testbed.research.augq import (
     uniform_levels,
     uniform_quantize_module,
 )
-from testbed.config.modes import NestQuantModes, NestQuantPolicy, choose_mode, modes_path, switch_bytes
-from testbed.research.nestquant import NestQuantConfig, build_nestquant, load_nestquant
+from testbed.research.methods.nestquant import NestQuantConfig, build_nestquant, load_nestquant
+from testbed.split.codecs import parse_chain, read_frame
+from testbed.split.codecs.chain import decode_payloads
 
 
 @pytest.mark.parametrize("bits", [2, 4])
@@ -74,7 +74,7 @@ def test_nestquant_part_bits_are_the_high_bits(tmp_path: Path, task) -> None:
     st = nq.storage_bytes()
     assert st["separate"] == st["full"] + st["part"] and st["nested"] == st["full"]
     path = tmp_path / "nq.pt"
-    from testbed.research.nestquant import save_nestquant
+    from testbed.research.methods.nestquant import save_nestquant
 
     save_nestquant(nq, str(path), {**cfg.__dict__})
     again = load_nestquant(str(path), task.head)

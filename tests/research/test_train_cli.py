@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from testbed.cli import main
+from testbed.config.modes import NestQuantModes, modes_path
 from testbed.split.codecs import parse_chain
 from testbed.split.codecs.chain import decode_payloads
-from testbed.config.modes import NestQuantModes, modes_path
 
 
 def test_train_base_augq_nestquant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

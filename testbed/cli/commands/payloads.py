@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["register", "expand_codecs"]
+__all__ = ["expand_codecs", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def expand_codecs(codecs: list[str], bits: list[int] | None) -> list[Any]:
     """Codec chains for ``--codec`` values; each one holding a ``quantize`` stage is repeated per
     ``--bits`` width. Errors name ``codec`` (one ``--codec``) or ``codec[i]`` (several)."""
-    from testbed.split.codecs import normalize_spec, parse_chain
+    import testbed.research  # noqa: F401  (registers the learned codec stages)
     from testbed.errors import ConfigError
+    from testbed.split.codecs import normalize_spec, parse_chain
 
     for b in bits or []:
         if not 1 <= b <= 8:
@@ -53,7 +54,7 @@ def expand_codecs(codecs: list[str], bits: list[int] | None) -> list[Any]:
     for i, text in enumerate(codecs):
         path = "codec" if len(codecs) == 1 else f"codec[{i}]"
         items = normalize_spec(text, path)
-        parse_chain(items and [{n: p} for n, p in items], path)  # validate as given
+        parse_chain([{n: p} for n, p in items], path)  # validate as given
         has_q = any(name == "quantize" for name, _ in items)
         variants = [[{n: p} for n, p in items]] if not bits or not has_q else [
             [{n: ({**p, "bits": b} if n == "quantize" else p)} for n, p in items] for b in bits]

@@ -1,23 +1,42 @@
-"""``testbed research-eval``: train and measure every research codec on one split model."""
+"""``testbed research-eval``: train and measure the registered research methods on one split model."""
 
 from __future__ import annotations
 
 import argparse
+import time
 
-__all__ = ["register", "add_arguments"]
+from testbed.cli.commands.train import LazyHelp
+
+__all__ = ["add_arguments", "build_parser", "register", "run"]
+
+_DESCRIPTION = ("Train/calibrate the registered research methods on a split model, send the test set through "
+                "real payloads and print a markdown table (accuracy, payload bytes, node/server compute).")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "research-eval", help="measure the research codecs (accuracy, payload bytes, node/server compute)",
-        description="Train/calibrate the autoencoder+TCL, QCNet, soft quantization, AuGQ and NestQuant on a "
-                    "split model, send the test set through real payloads and print a markdown table.")
+        "research-eval", add_help=False, description=_DESCRIPTION,
+        help="measure the research methods (accuracy, payload bytes, node/server compute)")
+    p.add_argument("-h", "--help", action=LazyHelp, build=build_parser)
     add_arguments(p)
     p.set_defaults(func=run)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with the method registry in its help (imports the research methods)."""
+    from testbed.research import METHODS
+
+    lines = "\n".join(f"  {name:12s} {m.title}" for name, m in METHODS.items())
+    p = argparse.ArgumentParser(prog="testbed research-eval", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description=f"{_DESCRIPTION}\n\nmethods:\n{lines}")
+    add_arguments(p)
+    return p
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``testbed research-eval`` (also used by ``python -m testbed.research.evaluate``)."""
+    """Options of ``testbed research-eval``."""
+    p.add_argument("--method", action="append", metavar="NAME",
+                   help="a registered method to run (repeatable; default: all, see --help)")
     p.add_argument("--dataset", default="digits", help="digits or imagefolder:PATH")
     p.add_argument("--model", default="tiny_resnet", help="tiny_resnet or a registered torchvision classifier")
     p.add_argument("--weights", default="", help="tiny_resnet: base checkpoint (default: trained here); "
@@ -33,6 +52,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from testbed.research.evaluate import run_from_args
+    from testbed.research import METHODS
+    from testbed.research.evaluate import EvalSettings, run_eval, write_results
 
-    return run_from_args(args)
+    methods = [METHODS.get(m, "--method").name for m in (args.method or METHODS.names())]
+    t0 = time.perf_counter()
+    settings = EvalSettings(args.out, args.model, args.weights, args.split, args.dataset, args.limit, args.seed,
+                            args.epochs, args.device, args.threads, args.tabular or None)
+    text = write_results(run_eval(settings, methods), args.out)
+    print(text)
+    print(f"total {time.perf_counter() - t0:.0f} s; results in {args.out}/results.json and {args.out}/table.md")
+    return 0

@@ -1,26 +1,45 @@
-"""``testbed train METHOD``: train or calibrate a research codec and write its checkpoint.
+"""``testbed train METHOD [options]``: train or calibrate a registered research method and write its
+checkpoint (``testbed train --help`` lists the methods of :data:`testbed.research.METHODS`).
 
-Methods (see :mod:`testbed.research`): ``base`` (the tiny digits ResNet), ``autoencoder`` (TCL,
-doi:10.1109/ACCESS.2025.3579107), ``qcnet`` (doi:10.1109/ACCESS.2025.3627072), ``softquant``
-(arXiv:2603.05172), ``augq`` (Applied Intelligence 2025) and ``nestquant`` (arXiv:2506.17870).
+The method registry imports torch, so this command's full parser is built only when the command
+runs (or its help is asked for); ``testbed`` itself starts without torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["register"]
+__all__ = ["LazyHelp", "build_parser", "register", "run"]
 
-_METHODS = ("base", "autoencoder", "qcnet", "softquant", "augq", "nestquant")
+_COMMON = ("out", "model", "weights", "split", "dataset", "limit", "seed", "device", "threads")
+
+
+class LazyHelp(argparse.Action):
+    """``-h/--help`` printing a parser built on demand (from the research method registry)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, build: Any = None, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show this help and exit")
+        self.build = build
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        self.build().print_help()
+        parser.exit()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "train", help="train or calibrate a research codec (autoencoder, qcnet, softquant, augq, nestquant)",
-        description="Train/calibrate one research method on a split model and write a checkpoint that a "
-                    "scenario's codec chain can reference. Runs on CUDA when available, else the CPU.")
-    p.add_argument("method", choices=_METHODS)
+    p = subparsers.add_parser("train", add_help=False, help="train or calibrate a research method "
+                              "(`testbed train --help` lists them)", usage="testbed train METHOD [options]")
+    p.add_argument("-h", "--help", action=LazyHelp, build=build_parser)
+    p.add_argument("method", nargs="?", help="a registered research method")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="checkpoint path to write (.pt)")
     p.add_argument("--model", default="tiny_resnet",
                    help="tiny_resnet (digits) or a registered torchvision classifier (see `testbed models`)")
@@ -32,36 +51,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="digits, imagefolder:PATH, or tabular:NAME|CSV for softquant (breast_cancer, wine, iris)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--bits", type=int, default=None, help="quantization bits (autoencoder 2, softquant 2, augq 4)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    g = p.add_argument_group("autoencoder")
-    g.add_argument("--code-channels", type=int, default=8)
-    g.add_argument("--tcl-max", type=float, default=20.0, help="final TCL weight (0 = no TCL)")
-    g.add_argument("--schedule", default="quadratic", help="TCL weight schedule: linear, quadratic, exponential, constant")
-    g = p.add_argument_group("qcnet")
-    g.add_argument("--quantizer", default="binarize", help="node quantizer chain (default binarize = 1 bit)")
-    g = p.add_argument_group("softquant / augq")
-    g.add_argument("--granularity", default=None, help="softquant: feature|channel|tensor; augq: channel|tensor")
-    g.add_argument("--intervals", type=int, default=16, help="augq: uniform intervals over the range")
-    g.add_argument("--samples", type=int, default=64, help="augq/nestquant: calibration samples")
-    g.add_argument("--head-bits", type=int, default=None, help="augq: also quantize the head weights")
-    g = p.add_argument_group("nestquant")
-    g.add_argument("--part-bits", type=int, default=4, help="bits of the nested part-bit head")
-    g.add_argument("--no-adaptive", action="store_true", help="round the high part to nearest")
-    p.set_defaults(func=run)
+
+
+def _method_options(p: argparse.ArgumentParser) -> None:
+    """One flag per option name; its help gives each method's meaning and default."""
+    from testbed.research import METHODS
+
+    seen: dict[str, list[tuple[str, Any]]] = {}
+    for name, method in METHODS.items():
+        for opt in method.options:
+            seen.setdefault(opt.name, []).append((name, opt))
+    for name, method in METHODS.items():
+        owned = [o for o in method.options if seen[o.name][0][0] == name]
+        if not owned:
+            continue
+        group = p.add_argument_group(name, method.title)
+        for opt in owned:
+            uses = "; ".join(f"{m}: {o.help} (default {o.default})" for m, o in seen[opt.name])
+            kind: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if opt.type is bool
+                                    else {"type": opt.type, "metavar": opt.type.__name__.upper()})
+            group.add_argument(opt.flag, dest=opt.name, default=argparse.SUPPRESS, help=uses, **kind)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``testbed train`` parser: shared options and every registered method's options."""
+    from testbed.research import METHODS
+
+    lines = "\n".join(f"  {name:12s} {m.title}" for name, m in METHODS.items())
+    p = argparse.ArgumentParser(
+        prog="testbed train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train/calibrate one research method on a split model and write a checkpoint that a "
+                    "scenario's codec chain can reference. Runs on CUDA when available, else the CPU.\n\n"
+                    f"methods:\n{lines}")
+    p.add_argument("method", choices=METHODS.names(), metavar="METHOD", help="one of: " + ", ".join(METHODS.names()))
+    _common(p)
+    _method_options(p)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
     from testbed.research.train import TrainOptions, train_method
 
-    opts = TrainOptions(out=args.out, model=args.model, weights=args.weights, split=args.split,
-                        dataset=args.dataset, limit=args.limit, seed=args.seed, epochs=args.epochs,
-                        bits=args.bits, device=args.device, threads=args.threads,
-                        code_channels=args.code_channels, tcl_max=args.tcl_max, schedule=args.schedule,
-                        quantizer=args.quantizer, granularity=args.granularity, intervals=args.intervals,
-                        samples=args.samples, head_bits=args.head_bits, part_bits=args.part_bits,
-                        adaptive=not args.no_adaptive)
-    print(json.dumps(train_method(args.method, opts), indent=2, default=str))
+    full = build_parser()
+    if args.method is None:
+        full.error("the following arguments are required: METHOD")
+    ns = vars(full.parse_args([args.method, *args.argv]))
+    opts = TrainOptions(**{k: ns.pop(k) for k in _COMMON})
+    method = ns.pop("method")
+    print(json.dumps(train_method(method, opts, ns), indent=2, default=str))
     return 0

@@ -3,10 +3,15 @@
 Build a chain with :func:`parse_chain` (or ``CodecChain.from_spec``) from
 ``[{"quantize": {"bits": 1}}, {"lzma": {"preset": 6}}]`` or ``"quantize:bits=1,lzma:preset=6"``;
 ``chain.encode(batch)`` gives one self-describing payload per image and
-:func:`decode_payload` restores a tensor from a payload alone.
+:func:`decode_payload` restores a tensor from a payload alone. Importing this package registers
+the built-in stages; learned stages are plug-ins registered by :mod:`testbed.research`.
 """
 
+from torch import Tensor
+
+from testbed.split.codecs import cast, lossless, pack, quantize  # noqa: F401  (register the built-in stages)
 from testbed.split.codecs.base import (
+    CODECS,
     ByteStage,
     Codes,
     Serializer,
@@ -30,13 +35,34 @@ from testbed.split.codecs.pack import pack_bits, packed_size, unpack_bits
 from testbed.split.codecs.payload import MAGIC, VERSION, Frame, read_frame
 
 __all__ = [
-    "ByteStage", "Codes", "Serializer", "Stage", "TensorStage", "build_stage", "codec_names", "get_codec",
-    "register_codec", "CodecChain", "EncodeResult", "decode_payloads", "decode_payload", "normalize_spec",
-    "parse_chain", "parse_codec_string", "PayloadError", "pack_bits", "packed_size", "unpack_bits",
-    "MAGIC", "VERSION", "Frame", "read_frame",
+    "CODECS",
+    "MAGIC",
+    "VERSION",
+    "ByteStage",
+    "CodecChain",
+    "Codes",
+    "EncodeResult",
+    "Frame",
+    "PayloadError",
+    "Serializer",
+    "Stage",
+    "TensorStage",
+    "build_stage",
+    "codec_names",
+    "decode_payload",
+    "decode_payloads",
+    "get_codec",
+    "normalize_spec",
+    "pack_bits",
+    "packed_size",
+    "parse_chain",
+    "parse_codec_string",
+    "read_frame",
+    "register_codec",
+    "unpack_bits",
 ]
 
 
-def decode_payload(payload: bytes):  # -> torch.Tensor
+def decode_payload(payload: bytes) -> Tensor:
     """Decode one payload using only the information it carries."""
     return decode_payloads([payload])[0]

@@ -8,9 +8,13 @@ A codec chain is ``tensor stages -> one serializer -> byte stages``:
 * :class:`Serializer` turns one image's tensor into bytes (bit packing, raw bytes);
 * :class:`ByteStage` maps bytes to bytes (entropy coders: lzma, zlib, zstd).
 
-Stages register themselves with :func:`register_codec` (as CompressAI registers its models) and
-are built from ``{name: {param: value}}`` dicts; parameters are validated against the stage's
-dataclass fields so that errors name the offending field.
+Stages register themselves with :func:`register_codec` (as CompressAI registers its models) in the
+:data:`CODECS` registry and are built from ``{name: {param: value}}`` dicts; parameters are
+validated against the stage's dataclass fields so that errors name the offending field. Each stage
+declares how a device profile charges it (:meth:`Stage.cost`, a
+:class:`~testbed.core.charges.StageCost`). The built-in stages are registered when
+:mod:`testbed.split.codecs` is imported; plug-ins (the learned stages of :mod:`testbed.research`)
+register themselves when their package is imported: this kit never imports them.
 """
 
 from __future__ import annotations
@@ -21,14 +25,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-import torch
 from torch import Tensor
 
+from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
+from testbed.registry import Registry
 
 __all__ = [
-    "Stage", "TensorStage", "Serializer", "ByteStage", "Codes",
-    "register_codec", "codec_names", "get_codec", "build_stage",
+    "CODECS",
+    "ByteStage",
+    "Codes",
+    "Serializer",
+    "Stage",
+    "TensorStage",
+    "build_stage",
+    "codec_names",
+    "get_codec",
+    "register_codec",
 ]
 
 
@@ -55,6 +68,10 @@ class Stage:
 
     def validate(self, path: str) -> None:
         """Raise ConfigError (with ``path.<field>``) for invalid parameter values."""
+
+    def cost(self, shape: tuple[int, ...]) -> StageCost:
+        """How a device profile charges this stage on one item of ``shape`` (default: per element)."""
+        return StageCost("element", self.name)
 
     def to_spec(self) -> dict[str, dict[str, Any]]:
         """The ``{name: {params}}`` form, omitting parameters left at their defaults."""
@@ -84,6 +101,15 @@ class TensorStage(Stage):
         """Valid bits per element of the encoded tensor when it holds integer codes, else None."""
         return None
 
+    def encoded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one item after :meth:`encode` (the next stage's input; default unchanged)."""
+        return shape
+
+    def tuned_tail(self, model: str, split: str, tail: Any) -> Any | None:
+        """A tail fine-tuned for this stage on ``model`` at ``split`` (a copy of ``tail`` with new
+        weights), or None to keep the model's own tail (the default)."""
+        return None
+
 
 class Serializer(Stage):
     """One image's tensor <-> bytes. The serializer records the dtype and shape it needs."""
@@ -107,6 +133,11 @@ class ByteStage(Stage):
 
     kind: ClassVar[str] = "bytes"
 
+    def cost(self, shape: tuple[int, ...]) -> StageCost:
+        """Charged per uncompressed byte at the profile's throughput for ``name:k=v...``."""
+        ((name, params),) = self.to_spec().items()
+        return StageCost("bytes", name + "".join(f":{k}={v}" for k, v in sorted(params.items())))
+
     def encode(self, data: bytes) -> bytes:
         raise NotImplementedError
 
@@ -116,17 +147,15 @@ class ByteStage(Stage):
 
 
 S = TypeVar("S", bound=type[Stage])
-_CODECS: dict[str, type[Stage]] = {}
+CODECS: Registry[type[Stage]] = Registry("codec stage")
 
 
 def register_codec(name: str) -> Callable[[S], S]:
-    """Class decorator adding a stage class to the registry under ``name``."""
+    """Class decorator adding a stage class to :data:`CODECS` under ``name``."""
 
     def deco(cls: S) -> S:
-        if name in _CODECS:
-            raise ValueError(f"codec stage {name!r} registered twice")
+        CODECS.add(name, cls)
         cls.name = name
-        _CODECS[name] = cls
         return cls
 
     return deco
@@ -134,17 +163,12 @@ def register_codec(name: str) -> Callable[[S], S]:
 
 def codec_names() -> list[str]:
     """Names of all registered stages."""
-    _load_builtin()
-    return sorted(_CODECS)
+    return list(CODECS.names())
 
 
 def get_codec(name: str, path: str = "codec") -> type[Stage]:
     """The stage class registered as ``name``; unknown names raise ConfigError listing the known."""
-    _load_builtin()
-    try:
-        return _CODECS[name]
-    except KeyError:
-        raise ConfigError(path, name, f"a codec stage, one of {', '.join(sorted(_CODECS))}") from None
+    return CODECS.get(name, path)
 
 
 def build_stage(name: str, params: dict[str, Any] | None, path: str) -> Stage:
@@ -177,16 +201,3 @@ def _coerce(value: Any, f: dataclasses.Field[Any], path: str) -> Any:
     if ok and not isinstance(value, tuple(ok)):
         raise ConfigError(path, value, f"a value of type {ann}")
     return value
-
-
-def _load_builtin() -> None:
-    from testbed.split.codecs import cast, lossless, pack, quantize  # noqa: F401  (register the built-in stages)
-    from testbed.research import stages  # noqa: F401  (learned research stages: autoencoder, qcnet, softquant, augq)
-
-
-def _as_numpy(x: Tensor) -> np.ndarray:
-    return x.detach().to("cpu").numpy()
-
-
-def _from_numpy(a: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a))

@@ -15,13 +15,14 @@ import torch
 import yaml
 from torch import Tensor
 
+from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
 from testbed.split.codecs.base import ByteStage, Codes, Serializer, Stage, TensorStage, build_stage, get_codec
 from testbed.split.codecs.errors import PayloadError
 from testbed.split.codecs.pack import Pack
-from testbed.split.codecs.payload import encode_spec, read_frame, write_frame
+from testbed.split.codecs.payload import Frame, encode_spec, read_frame, write_frame
 
-__all__ = ["CodecChain", "EncodeResult", "parse_chain", "parse_codec_string", "normalize_spec"]
+__all__ = ["CodecChain", "EncodeResult", "normalize_spec", "parse_chain", "parse_codec_string"]
 
 _RAW_NAMES = ("none", "raw", "float32", "identity")
 
@@ -81,6 +82,18 @@ class CodecChain:
                 return b
         return None
 
+    def costs(self, feature_shape: tuple[int, ...]) -> list[StageCost]:
+        """How a device profile charges each stage, in chain order, for one feature map of
+        ``feature_shape`` (each stage declares its own :meth:`~testbed.split.codecs.Stage.cost`)."""
+        out: list[StageCost] = []
+        shape = tuple(feature_shape)
+        for stage in self.tensor_stages:
+            out.append(stage.cost(shape))
+            shape = stage.encoded_shape(shape)
+        out.append(self.serializer.cost(shape))
+        out += [stage.cost(shape) for stage in self.byte_stages]
+        return out
+
     @property
     def lossless(self) -> bool:
         """True when decode(encode(x)) == x exactly (no tensor stages)."""
@@ -120,10 +133,10 @@ class CodecChain:
             body, ser_side = self.serializer.encode(Codes(arr[i], bits))
             t1 = time.perf_counter()
             self._tick("encode", self.serializer.name, t1 - t0)
-            for stage in self.byte_stages:
+            for bstage in self.byte_stages:
                 ts = time.perf_counter()
-                body = stage.encode(body)
-                self._tick("encode", stage.name, time.perf_counter() - ts)
+                body = bstage.encode(body)
+                self._tick("encode", bstage.name, time.perf_counter() - ts)
             ts = time.perf_counter()
             payloads.append(write_frame(dtype, shape, spec, [s[i] for s in sides] + [ser_side], body))
             self._tick("encode", "frame", time.perf_counter() - ts)
@@ -149,7 +162,7 @@ def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) 
     must share chain and shape. ``chain`` (optional) only collects timings."""
     if not payloads:
         raise ValueError("no payloads to decode")
-    frames = []
+    frames: list[Frame] = []
     t0 = time.perf_counter()
     for p in payloads:
         f = read_frame(p)
@@ -184,10 +197,10 @@ def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) 
         raise PayloadError("payloads decoded together serialize tensors of different shapes")
     y = torch.from_numpy(np.stack(arrays))
     for k in range(len(built.tensor_stages) - 1, -1, -1):
-        stage = built.tensor_stages[k]
+        tstage = built.tensor_stages[k]
         t1 = time.perf_counter()
-        y = stage.decode(y, [f.blobs[k] for f in frames])
-        timer._tick("decode", stage.name, time.perf_counter() - t1)
+        y = tstage.decode(y, [f.blobs[k] for f in frames])
+        timer._tick("decode", tstage.name, time.perf_counter() - t1)
     out = y.to(torch.float16 if first.dtype == "float16" else torch.float32)
     if tuple(out.shape[1:]) != first.shape:
         raise PayloadError(f"decoded shape {tuple(out.shape[1:])} differs from the header's {first.shape}")

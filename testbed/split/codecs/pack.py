@@ -10,7 +10,7 @@ from testbed.split.codecs.base import Codes, Serializer, register_codec
 from testbed.split.codecs.errors import PayloadError
 from testbed.split.codecs.varint import Reader, write_varint
 
-__all__ = ["pack_bits", "unpack_bits", "packed_size", "Pack", "DTYPES"]
+__all__ = ["DTYPES", "Pack", "pack_bits", "packed_size", "unpack_bits"]
 
 DTYPES: dict[int, np.dtype] = {
     0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("uint8"), 3: np.dtype("<f8"),

@@ -25,7 +25,7 @@ from typing import Any
 from testbed.split.codecs.errors import PayloadError
 from testbed.split.codecs.varint import Reader, write_varint
 
-__all__ = ["MAGIC", "VERSION", "Frame", "encode_spec", "write_frame", "read_frame", "DTYPE_CODES"]
+__all__ = ["DTYPE_CODES", "MAGIC", "VERSION", "Frame", "encode_spec", "read_frame", "write_frame"]
 
 MAGIC = b"TBFM"
 VERSION = 1

@@ -24,7 +24,7 @@ from testbed.errors import ConfigError
 from testbed.split.codecs.base import TensorStage, register_codec
 from testbed.split.codecs.errors import PayloadError
 
-__all__ = ["Quantize", "Binarize", "channel_view"]
+__all__ = ["Binarize", "Quantize", "channel_view"]
 
 _GRANULARITY = ("tensor", "channel")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from testbed.split.codecs.errors import PayloadError
 
-__all__ = ["write_varint", "Reader"]
+__all__ = ["Reader", "write_varint"]
 
 
 def write_varint(value: int) -> bytes:

@@ -12,11 +12,17 @@ bits), and the server reconstructs ``v_0 + a_1 + ... + a_code``. Thresholds are 
 construction (``t_k = t_0 + cumsum(softplus(g))``), so the hard code indexes the reconstruction
 levels monotonically. Works on images at the split ``input`` (per pixel, per channel or per
 tensor) and on tabular sensor vectors ``[N, D]``.
+
+Codec stage ``softquant``: exactly ``bits``-bit codes with the learned levels in the checkpoint,
+charged ``2^b - 1`` comparisons per element to encode and one table lookup to decode:
+``[{softquant: {checkpoint: sq.pt}}, {lzma: {}}]``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
-from testbed.research.common import batches, load_checkpoint, save_checkpoint
-from testbed.research.nets import task_loss
+from testbed.research.common import Compute, batches, count_compute, load_checkpoint, save_checkpoint, seeded
+from testbed.research.measure import LZMA, EvalContext, Row
+from testbed.research.nets import TabularMLP, evaluate_logits, tabular_tensors, task_loss, train_classifier
+from testbed.research.registry import Method, Option, register_method
+from testbed.research.stagekit import LearnedStage, check_side, no_side
+from testbed.research.train import TABULAR_PREFIX, TrainOptions, split_task
+from testbed.split.codecs import PayloadError, register_codec
 
-__all__ = ["SoftBitQuantizer", "SoftQuantConfig", "train_softquant", "load_softquant", "GRANULARITIES"]
+__all__ = ["GRANULARITIES", "SoftBitQuantizer", "SoftQuantConfig", "SoftQuantStage", "load_softquant",
+           "train_softquant"]
 
 GRANULARITIES = ("feature", "channel", "tensor")
 
@@ -43,6 +56,8 @@ class SoftBitQuantizer(nn.Module):
     ``param_shape`` broadcasts against one item's shape: the full shape (``feature``), ``[C, 1, 1]``
     (``channel``) or ``[1]`` (``tensor``).
     """
+
+    scale: Tensor
 
     def __init__(self, param_shape: tuple[int, ...], bits: int, lo: Tensor | float = -1.0,
                  hi: Tensor | float = 1.0) -> None:
@@ -194,7 +209,7 @@ def train_softquant(model: nn.Module, x: Tensor, y: Tensor | None, cfg: SoftQuan
     return quant, net, hist
 
 
-def load_softquant(path: str, field: str = "checkpoint") -> tuple[SoftBitQuantizer, dict[str, Tensor], dict]:
+def load_softquant(path: str, field: str = "checkpoint") -> tuple[SoftBitQuantizer, dict[str, Tensor], dict[str, Any]]:
     """The hardened quantizer, the fine-tuned model's state dict and the config of a checkpoint."""
     blob = load_checkpoint(path, "softquant", field)
     cfg = blob["config"]
@@ -203,3 +218,122 @@ def load_softquant(path: str, field: str = "checkpoint") -> tuple[SoftBitQuantiz
     model = {k[6:]: v for k, v in blob["state"].items() if k.startswith("model.")}
     return q.eval(), model, cfg
 
+
+
+@register_codec("softquant")
+@dataclass(frozen=True)
+class SoftQuantStage(LearnedStage):
+    """Hardened bitwise soft quantizer: ``bits``-bit codes, levels from the checkpoint."""
+
+    loader = staticmethod(load_softquant)
+
+    def _q(self) -> SoftBitQuantizer:
+        return self.loaded()[0]
+
+    def output_bits(self) -> int:
+        return int(self._q().bits)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[bytes]]:
+        return self._q().hard_codes(x.to(torch.float32)), no_side(x.shape[0])
+
+    def decode(self, y: Tensor, side: list[bytes]) -> Tensor:
+        check_side(side, self.name)
+        q = self._q()
+        if y.numel() and int(y.max()) >= (1 << q.bits):
+            raise PayloadError(f"softquant: code above {(1 << q.bits) - 1} in a {q.bits}-bit payload")
+        return q.dequantize(y)
+
+    def cost(self, shape: tuple[int, ...]) -> StageCost:
+        """``2^b - 1`` threshold comparisons per element to encode, one level lookup to decode."""
+        elements = float(math.prod(shape))
+        return StageCost("macs", self.name, (2 ** self.output_bits() - 1) * elements, elements)
+
+
+def _tabular_model(name: str, seed: int) -> tuple[nn.Module, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """A two-layer perceptron trained (seeded) on a bundled scikit-learn table, and the table."""
+    data = tabular_tensors(name, seed)
+    xtr, ytr = data[0], data[1]
+    with seeded(seed):
+        mlp = TabularMLP(xtr.shape[1], int(ytr.max()) + 1)
+    train_classifier(mlp, xtr, ytr, 30, seed, lr=1e-2, batch_size=32)
+    return mlp, data
+
+
+def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    cfg = SoftQuantConfig(bits=p["bits"], granularity=p["granularity"], epochs=p["epochs"], seed=o.seed)
+    if o.dataset.startswith(TABULAR_PREFIX):
+        model, (xtr, ytr, xte, yte) = _tabular_model(o.dataset[len(TABULAR_PREFIX):], o.seed)
+        q, net, hist = train_softquant(model, xtr, ytr, cfg, device=device, out=o.out, meta={"dataset": o.dataset})
+        with torch.no_grad():
+            metrics = evaluate_logits(net(q(xte)), yte, model(xte))
+    else:
+        task = split_task(o, device, split="input")
+        full = nn.Sequential(task.head, task.tail)
+        teacher = full(task.x_train).detach() if task.target == "teacher" else None
+        q, net, hist = train_softquant(full, task.x_train, task.y_train, cfg, teacher, device, o.out,
+                                       meta={"model": o.model, "dataset": o.dataset})
+        with torch.no_grad():
+            metrics = evaluate_logits(net(q(task.x_test)), task.y_test, full(task.x_test))
+    return {"history": hist["loss"], "metrics": metrics, "codec": [{"softquant": {"checkpoint": o.out}}, LZMA],
+            "note": "the server runs the fine-tuned model stored under 'model.' in the checkpoint"}
+
+
+def _tuned(model: nn.Module, path: str) -> nn.Module:
+    net = copy.deepcopy(model)
+    net.load_state_dict(load_softquant(path)[1])
+    return net.eval()
+
+
+def _input_rows(ctx: EvalContext) -> list[Row]:
+    """Images at the split ``input``: uniform quantization against soft quantization, 1-3 bits."""
+    task, itask, s = ctx.task, ctx.input_task(), ctx.settings
+    full = nn.Sequential(itask.head, itask.tail).eval()
+    full_c, none_c, raw = count_compute(full, task.x_test[:1]), Compute(0, 0), task.x_test[0].numel()
+    rows = []
+    for b in (1, 2, 3):
+        rows.append(ctx.measure("input", "uniform input quantize", str(b), [{"quantize": {"bits": b}}, LZMA], full,
+                                none_c, full_c, task.x_test, raw_uint8_bytes=raw))
+        path = ctx.path(f"softquant_input_{b}bit.pt")
+        teacher = full(itask.x_train).detach() if itask.target == "teacher" else None
+        train_softquant(full, itask.x_train, itask.y_train,
+                        SoftQuantConfig(bits=b, epochs=max(3, s.epochs // 2), seed=s.seed), teacher, ctx.device, path)
+        rows.append(ctx.measure("input", "bitwise soft quantization", str(b), [{"softquant": {"checkpoint": path}},
+                                                                             LZMA],
+                                _tuned(full, path), none_c, full_c, task.x_test, raw_uint8_bytes=raw))
+    return rows
+
+
+def _tabular_rows(ctx: EvalContext, name: str) -> list[Row]:
+    """Tabular sensor features (a scikit-learn table): uniform against soft quantization, 1-2 bits."""
+    seed = ctx.settings.seed
+    mlp, (xtr, ytr, xte, yte) = _tabular_model(name, seed)
+    mc, none_c = count_compute(mlp, xte[:1]), Compute(0, 0)
+    with torch.no_grad():
+        teacher = mlp(xte)
+    section, extra = f"tabular:{name}", {"raw_float32_bytes": 4 * xte.shape[1]}
+    rows = [ctx.measure(section, "float32 features (no codec)", "32", None, mlp, none_c, mc, xte, yte, teacher,
+                        **extra)]
+    for b in (1, 2):
+        rows.append(ctx.measure(section, "uniform quantize", str(b), [{"quantize": {"bits": b}}], mlp, none_c, mc, xte,
+                                yte, teacher, **extra))
+        path = ctx.path(f"softquant_{name}_{b}bit.pt")
+        train_softquant(mlp, xtr, ytr, SoftQuantConfig(bits=b, epochs=30, batch_size=32, lr=2e-2, seed=seed),
+                        device=ctx.device, out=path)
+        rows.append(ctx.measure(section, "bitwise soft quantization", str(b), [{"softquant": {"checkpoint": path}}],
+                                _tuned(mlp, path), none_c, mc, xte, yte, teacher, **extra))
+    return rows
+
+
+def eval_rows(ctx: EvalContext) -> list[Row]:
+    rows = _input_rows(ctx)
+    if ctx.settings.tabular:
+        rows += _tabular_rows(ctx, ctx.settings.tabular)
+    return rows
+
+
+METHOD = register_method(Method(
+    name="softquant", title="trainable bitwise soft quantization of inputs (arXiv:2603.05172)",
+    train=train, eval_rows=eval_rows, stages=(SoftQuantStage,),
+    options=(Option("bits", int, 2, "quantization bits"),
+             Option("epochs", int, 6, "training epochs"),
+             Option("granularity", str, "feature", f"one of {', '.join(GRANULARITIES)}"))))

@@ -12,23 +12,32 @@ per weight, fitted to reproduce the layer's float output on calibration data), a
 weight is then nested into it: ``w_lo = clip(round(w / s) - w_hi * 2^l, 0, 2^l - 1)``. The node
 stores one INT8 model; switching to the part-bit head pages out the ``l``-bit low weights and
 switching back pages them in, so ``switch_bytes = ceil(n * l / 8)``.
+
+No codec stage: ``testbed train nestquant`` writes the checkpoint and its modes file (accuracy,
+compute scale and switch bytes per mode), which a scenario's fleet group uses to switch heads.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from testbed.config.modes import FULL, MODES, NestQuantModes, modes_path
 from testbed.errors import ConfigError
 from testbed.research.common import load_checkpoint, save_checkpoint
-from testbed.config.modes import FULL, MODES, PART
+from testbed.research.measure import EvalContext, Row
+from testbed.research.nets import SplitTask
+from testbed.research.registry import Method, Option, register_method
+from testbed.research.train import TrainOptions, eval_tail, split_task
 
-__all__ = ["NestQuantConfig", "NestedWeight", "nest_weight", "NestQuantHead", "build_nestquant",
-           "load_nestquant", "save_nestquant", "int8_scale"]
+__all__ = ["NestQuantConfig", "NestQuantHead", "NestedWeight", "build_nestquant", "int8_scale", "load_nestquant",
+           "nest_weight", "save_nestquant"]
 
 
 @dataclass(frozen=True)
@@ -74,13 +83,21 @@ class NestedWeight:
         return self.int8().to(torch.float32) * self._s()
 
     def part(self) -> Tensor:
-        l = self.low_bits
-        return (self.high.to(torch.float32) * (1 << l) + ((1 << l) - 1) / 2) * self._s()
+        lb = self.low_bits
+        return (self.high.to(torch.float32) * (1 << lb) + ((1 << lb) - 1) / 2) * self._s()
 
 
 def int8_scale(w: Tensor) -> Tensor:
     """Symmetric per-output-channel INT8 scale ``max|w| / 127``."""
     return (w.reshape(w.shape[0], -1).abs().amax(1) / 127.0).clamp(min=1e-12)
+
+
+def weight_of(layer: nn.Module) -> Tensor:
+    """The ``weight`` tensor of a convolution or linear layer."""
+    w = layer.weight
+    if not isinstance(w, Tensor):
+        raise TypeError(f"{type(layer).__name__} has no weight tensor")
+    return w
 
 
 def _layer_out(layer: nn.Module, x: Tensor, w: Tensor) -> Tensor:
@@ -92,22 +109,22 @@ def _layer_out(layer: nn.Module, x: Tensor, w: Tensor) -> Tensor:
 def nest_weight(layer: nn.Module, cfg: NestQuantConfig, calib: Tensor | None = None) -> NestedWeight:
     """Nest one layer's weights; ``calib`` (the layer's inputs) drives adaptive rounding."""
     cfg.validate()
-    w = layer.weight.detach().to(torch.float32)
+    w = weight_of(layer).detach().to(torch.float32)
     s = int8_scale(w).reshape(-1, *([1] * (w.dim() - 1)))
-    h, l = cfg.part_bits, 8 - cfg.part_bits
+    h, lb = cfg.part_bits, 8 - cfg.part_bits
     q = torch.clamp(torch.round(w / s), -127, 127)
-    cont = (q - ((1 << l) - 1) / 2) / (1 << l)  # the high part as a real number
+    cont = (q - ((1 << lb) - 1) / 2) / (1 << lb)  # the high part as a real number
     hmin, hmax = -(1 << (h - 1)), (1 << (h - 1)) - 1
     if cfg.adaptive and calib is not None and cfg.iters > 0:
-        high = _adaround(layer, calib, w, s, cont, l, hmin, hmax, cfg)
+        high = _adaround(layer, calib, w, s, cont, lb, hmin, hmax, cfg)
     else:
         high = torch.round(cont)
     high = high.clamp(hmin, hmax)
-    low = torch.clamp(q - high * (1 << l), 0, (1 << l) - 1)
+    low = torch.clamp(q - high * (1 << lb), 0, (1 << lb) - 1)
     return NestedWeight(high.to(torch.int8), low.to(torch.uint8), s.reshape(-1), cfg.part_bits)
 
 
-def _adaround(layer: nn.Module, x: Tensor, w: Tensor, s: Tensor, cont: Tensor, l: int, hmin: int, hmax: int,
+def _adaround(layer: nn.Module, x: Tensor, w: Tensor, s: Tensor, cont: Tensor, lb: int, hmin: int, hmax: int,
               cfg: NestQuantConfig) -> Tensor:
     """Choose floor or ceil of ``cont`` per weight to match the float layer output (Nagel et al., 2020)."""
     zeta, gamma = 1.1, -0.1
@@ -118,10 +135,10 @@ def _adaround(layer: nn.Module, x: Tensor, w: Tensor, s: Tensor, cont: Tensor, l
     with torch.no_grad():
         target = _layer_out(layer, x, w)
     norm = float(target.pow(2).mean().clamp(min=1e-12))
-    offset = ((1 << l) - 1) / 2
+    offset = ((1 << lb) - 1) / 2
     for it in range(cfg.iters):
         hv = torch.clamp(torch.sigmoid(v) * (zeta - gamma) + gamma, 0, 1)
-        wq = ((base + hv).clamp(hmin, hmax) * (1 << l) + offset) * s
+        wq = ((base + hv).clamp(hmin, hmax) * (1 << lb) + offset) * s
         rec = (_layer_out(layer, x, wq) - target).pow(2).mean() / norm
         beta = 20 - (20 - 2) * it / max(1, cfg.iters - 1)
         round_reg = (1 - (2 * hv - 1).abs().pow(beta)).sum() / hv.numel()
@@ -196,7 +213,7 @@ def build_nestquant(head: nn.Module, calib: Tensor, cfg: NestQuantConfig) -> Nes
         raise ConfigError("split", "input", "a split point with a head holding conv/linear layers")
     inputs = _layer_inputs(head, calib[:cfg.samples].cpu(), names)
     mods = dict(head.named_modules())
-    nested = {}
+    nested: dict[str, NestedWeight] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         for n in names:
@@ -204,7 +221,7 @@ def build_nestquant(head: nn.Module, calib: Tensor, cfg: NestQuantConfig) -> Nes
     return NestQuantHead(head, nested)
 
 
-def save_nestquant(nq: NestQuantHead, path: str, config: dict) -> None:
+def save_nestquant(nq: NestQuantHead, path: str, config: dict[str, Any]) -> None:
     state = {f"head.{k}": v for k, v in nq.head.state_dict().items()}
     for name, nw in nq.nested.items():
         state[f"high.{name}"], state[f"low.{name}"], state[f"scale.{name}"] = nw.high, nw.low, nw.scale
@@ -220,3 +237,57 @@ def load_nestquant(path: str, head: nn.Module, field: str = "checkpoint") -> Nes
     pb = int(blob["config"]["part_bits"])
     nested = {n: NestedWeight(st[f"high.{n}"], st[f"low.{n}"], st[f"scale.{n}"], pb) for n in blob["config"]["layers"]}
     return NestQuantHead(head, nested)
+
+
+def _modes(nq: NestQuantHead, task: SplitTask, part_bits: int, metrics: Mapping[str, Mapping[str, float]],
+           path: str) -> NestQuantModes:
+    """Write the modes file beside checkpoint ``path`` (the simulator's view of the two heads)."""
+    key = "accuracy" if task.target == "labels" else "agreement"
+    modes = NestQuantModes(8, part_bits, {m: metrics[m][key] for m in metrics}, {"full": 1.0, "part": part_bits / 8},
+                           nq.switch_bytes(), nq.storage_bytes(), key)
+    modes.save(modes_path(path))
+    return modes
+
+
+def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    task = split_task(o, device)
+    cfg = NestQuantConfig(part_bits=p["part_bits"], adaptive=p["adaptive"], samples=p["samples"], seed=o.seed)
+    nq = build_nestquant(task.head, task.x_train, cfg)
+    save_nestquant(nq, o.out, {**asdict(cfg), "model": o.model, "split": o.split})
+    metrics = {m: eval_tail(nq.module(m), task.tail, task) for m in MODES}
+    modes = _modes(nq, task, cfg.part_bits, metrics, o.out)
+    return {"metrics": metrics, "modes": str(modes_path(o.out)), "switch_bytes": modes.switch_bytes,
+            "storage": modes.storage_bytes}
+
+
+def eval_rows(ctx: EvalContext) -> list[Row]:
+    """INT8 heads nesting INT4/INT3 heads, with adaptive and nearest rounding of the high part."""
+    task, s = ctx.task, ctx.settings
+    float_bytes = 4 * sum(m.weight.numel() for m in task.head.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    rows: list[Row] = []
+    for pb in (4, 3):
+        for adaptive in (True, False):
+            cfg = NestQuantConfig(part_bits=pb, adaptive=adaptive, seed=s.seed)
+            nq = build_nestquant(task.head, task.x_train, cfg)
+            tag = "adaptive" if adaptive else "nearest"
+            path = ctx.path(f"nestquant_int8_int{pb}_{tag}.pt")
+            save_nestquant(nq, path, {**asdict(cfg), "model": s.model, "split": s.split})
+            accs = {}
+            for mode in MODES:
+                with torch.no_grad():
+                    fq = nq.module(mode)(task.x_test)
+                r = ctx.measure("weights", f"NestQuant INT8>INT{pb} {mode}-bit ({tag})", "8" if mode == FULL else str(pb),
+                                None, task.tail, ctx.head_c, ctx.tail_c, fq, storage=nq.storage_bytes(),
+                                switch_bytes=nq.switch_bytes(), float_weight_bytes=float_bytes)
+                accs[mode] = {"accuracy": r.accuracy or 0.0, "agreement": r.agreement or 0.0}
+                rows.append(r)
+            _modes(nq, task, pb, accs, path)
+    return rows
+
+
+METHOD = register_method(Method(
+    name="nestquant", title="integer-nesting quantization of the head weights (Xie et al., arXiv:2506.17870)",
+    train=train, eval_rows=eval_rows,
+    options=(Option("part_bits", int, 4, "bits of the nested part-bit head"),
+             Option("adaptive", bool, True, "adaptive rounding of the high part (--no-adaptive: nearest)"),
+             Option("samples", int, 64, "calibration samples"))))

@@ -8,11 +8,16 @@ adds nothing else. The server dequantizes, refines the result with a small resid
 and runs a fine-tuned tail; QCNet and the tail are trained together (task loss + feature
 reconstruction). The baselines of the paper are also here: plain dequantization (original tail)
 and quantization-aware training of the tail alone (:func:`train_qat_tail`).
+
+Codec stage ``qcnet``: nothing on the node (encode is the identity); decode refines the dequantized
+map of the next stage and the server runs the fine-tuned tail; charged by QCNet's MACs on the
+server: ``[{qcnet: {checkpoint: qc.pt}}, {binarize: {}}, {lzma: {}}]``.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from testbed.split.codecs import CodecChain, parse_chain
+from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
-from testbed.research.common import batches, load_checkpoint, save_checkpoint, seeded
+from testbed.research.common import batches, count_compute, load_checkpoint, save_checkpoint, seeded
+from testbed.research.measure import LZMA, EvalContext, Row, Seq
 from testbed.research.nets import SplitTask, task_loss
+from testbed.research.registry import Method, Option, register_method
+from testbed.research.stagekit import LearnedStage, check_side, no_side
+from testbed.research.train import TrainOptions, eval_tail, split_task
+from testbed.split.codecs import CodecChain, normalize_spec, parse_chain, register_codec
 
-__all__ = ["QCNet", "QCNetConfig", "quantize_roundtrip", "train_qcnet", "train_qat_tail", "load_qcnet"]
+__all__ = ["QCNet", "QCNetConfig", "QCNetStage", "load_qcnet", "quantize_roundtrip", "train_qat_tail", "train_qcnet"]
+
+History = dict[str, list[float]]
 
 
 class QCNet(nn.Module):
@@ -82,19 +94,19 @@ def quantize_roundtrip(chain: CodecChain, x: Tensor) -> Tensor:
 
 
 def _fit(task: SplitTask, chain: CodecChain, module: nn.Module | None, cfg: QCNetConfig,
-         device: torch.device) -> tuple[nn.Module, dict[str, list[float]]]:
+         device: torch.device) -> tuple[nn.Module, History]:
     feats = task.features(task.x_train, device=device)
     deq = quantize_roundtrip(chain, feats)
     teacher = task.teacher_logits(task.x_train, device=device) if task.target == "teacher" else None
     tail = copy.deepcopy(task.tail).to(device).train()
-    groups = [{"params": tail.parameters(), "lr": cfg.tail_lr if module is not None else cfg.lr}]
+    groups: list[dict[str, Any]] = [{"params": tail.parameters(), "lr": cfg.tail_lr if module is not None else cfg.lr}]
     if module is not None:
         module.to(device).train()
         groups.insert(0, {"params": module.parameters(), "lr": cfg.lr})
     opt = torch.optim.Adam(groups)
     g = torch.Generator().manual_seed(cfg.seed)
     scale = float(feats.pow(2).mean().sqrt().clamp(min=1e-6))
-    hist: dict[str, list[float]] = {"loss": [], "task": []}
+    hist: History = {"loss": [], "task": []}
     for _ in range(cfg.epochs):
         tot, tot_task, n = 0.0, 0.0, 0
         for idx in batches(len(feats), cfg.batch_size, g):
@@ -120,7 +132,7 @@ def _fit(task: SplitTask, chain: CodecChain, module: nn.Module | None, cfg: QCNe
 
 
 def train_qcnet(task: SplitTask, cfg: QCNetConfig, device: torch.device | None = None,
-                out: str | None = None) -> tuple[QCNet, nn.Module, dict[str, list[float]]]:
+                out: str | None = None) -> tuple[QCNet, nn.Module, History]:
     """Train QCNet together with fine-tuning of the tail; the head is untouched."""
     chain = cfg.validate()
     device = device or torch.device("cpu")
@@ -137,7 +149,7 @@ def train_qcnet(task: SplitTask, cfg: QCNetConfig, device: torch.device | None =
     return net, tail, hist
 
 
-def train_qat_tail(task: SplitTask, cfg: QCNetConfig, device: torch.device | None = None) -> tuple[nn.Module, dict]:
+def train_qat_tail(task: SplitTask, cfg: QCNetConfig, device: torch.device | None = None) -> tuple[nn.Module, History]:
     """Baseline: fine-tune the tail alone on dequantized features (quantization-aware training)."""
     chain = cfg.validate()
     return _fit(task, chain, None, cfg, device or torch.device("cpu"))
@@ -151,3 +163,63 @@ def load_qcnet(path: str, field: str = "checkpoint") -> tuple[QCNet, dict[str, T
     net.load_state_dict({k[6:]: v for k, v in blob["state"].items() if k.startswith("qcnet.")})
     tail = {k[5:]: v for k, v in blob["state"].items() if k.startswith("tail.")}
     return net.eval(), tail, cfg
+
+
+@register_codec("qcnet")
+@dataclass(frozen=True)
+class QCNetStage(LearnedStage):
+    """QCNet: identity on the node; on the server, refines the dequantized map of the next stage."""
+
+    loader = staticmethod(load_qcnet)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[bytes]]:
+        return x, no_side(x.shape[0])
+
+    def decode(self, y: Tensor, side: list[bytes]) -> Tensor:
+        check_side(side, self.name)
+        with torch.no_grad():
+            return self.loaded()[0](y.to(torch.float32))
+
+    def cost(self, shape: tuple[int, ...]) -> StageCost:
+        """Nothing on the node; QCNet's MACs on the server."""
+        return StageCost("macs", self.name, 0.0, float(count_compute(self.loaded()[0], torch.zeros(1, *shape)).macs))
+
+
+def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    task = split_task(o, device)
+    qspec = [{n: q} for n, q in normalize_spec(p["quantizer"], "quantizer")]
+    cfg = QCNetConfig(quantizer=qspec, epochs=p["epochs"], seed=o.seed)
+    net, tail, hist = train_qcnet(task, cfg, device, o.out)
+    chain = cfg.validate()
+    return {"history": hist["loss"],
+            "metrics": eval_tail(task.head, tail, task, lambda f: net(quantize_roundtrip(chain, f))),
+            "codec": [{"qcnet": {"checkpoint": o.out}}, *qspec, LZMA],
+            "note": "the server runs the fine-tuned tail stored under 'tail.' in the checkpoint"}
+
+
+def eval_rows(ctx: EvalContext) -> list[Row]:
+    """1-bit binarization with quantization-aware training of the tail (the paper's baseline) and
+    with QCNet + its fine-tuned tail."""
+    task, s = ctx.task, ctx.settings
+    cfg = QCNetConfig(epochs=s.epochs, seed=s.seed)
+    qat_tail, _ = train_qat_tail(task, cfg, ctx.device)
+    rows = [ctx.measure("split", "QAT of the tail", "1", [{"binarize": {}}, LZMA], qat_tail, ctx.head_c, ctx.tail_c,
+                        ctx.f_test)]
+    path = ctx.path("qcnet_1bit.pt")
+    train_qcnet(task, cfg, ctx.device, path)
+    qnet, state, _ = load_qcnet(path)
+    tail = copy.deepcopy(task.tail)
+    tail.load_state_dict(state)
+    rows.append(ctx.measure("split", "QCNet + fine-tuned tail", "1",
+                            [{"qcnet": {"checkpoint": path}}, {"binarize": {}}, LZMA], tail.eval(), ctx.head_c,
+                            count_compute(Seq(qnet, task.tail), ctx.f_test[:1]), ctx.f_test))
+    return rows
+
+
+METHOD = register_method(Method(
+    name="qcnet",
+    title="quantization compensator network on the server (Sánchez Leal et al., IEEE Access 2025, "
+          "doi:10.1109/ACCESS.2025.3627072)",
+    train=train, eval_rows=eval_rows, stages=(QCNetStage,),
+    options=(Option("epochs", int, 10, "training epochs"),
+             Option("quantizer", str, "binarize", "node quantizer chain (binarize = 1 bit)"))))

@@ -9,24 +9,38 @@ mean squared distance of each code value to the nearest of the ``2^b`` uniform q
 ``k / (2^b - 1)``; its weight grows over training (:func:`tcl_weight`), so early epochs learn the
 task and later ones pull the code onto the levels. After training the code is quantized
 post-training with the ordinary ``quantize`` stage (min-max, ``b`` bits) and coded with LZMA.
+
+Codec stage ``autoencoder`` (encode = the node's encoder, decode = the server's decoder; the
+server runs the fine-tuned tail stored in the checkpoint), charged by the encoder's and decoder's
+multiply-accumulates: ``[{autoencoder: {checkpoint: ae.pt}}, {quantize: {bits: 2}}, {lzma: {preset: 6}}]``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
-from testbed.research.common import batches, load_checkpoint, save_checkpoint, seeded
+from testbed.research.common import batches, count_compute, load_checkpoint, save_checkpoint, seeded
+from testbed.research.measure import LZMA, EvalContext, Row, Seq
 from testbed.research.nets import SplitTask, task_loss
+from testbed.research.registry import Method, Option, register_method
+from testbed.research.stagekit import LearnedStage, check_side, no_side
+from testbed.research.train import TrainOptions, eval_tail, split_task
+from testbed.split.codecs import register_codec
 
-__all__ = ["BottleneckEncoder", "BottleneckDecoder", "tcl_loss", "tcl_weight", "AutoencoderConfig",
-           "train_autoencoder", "load_autoencoder", "SCHEDULES"]
+__all__ = ["SCHEDULES", "AutoencoderConfig", "AutoencoderStage", "BottleneckDecoder", "BottleneckEncoder",
+           "load_autoencoder", "tcl_loss", "tcl_weight", "train_autoencoder"]
+
+History = dict[str, list[float]]
 
 SCHEDULES = ("linear", "quadratic", "exponential", "constant")
 
@@ -107,7 +121,7 @@ class AutoencoderConfig:
 
 
 def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.device | None = None,
-                      out: str | None = None) -> tuple[BottleneckEncoder, BottleneckDecoder, nn.Module, dict]:
+                      out: str | None = None) -> tuple[BottleneckEncoder, BottleneckDecoder, nn.Module, History]:
     """Train encoder, decoder and (fine-tune) the tail on the frozen head's features.
 
     Loss per step: task loss + ``recon_weight`` * MSE(decoded, feature) + ``tcl_weight(t)`` * TCL.
@@ -130,7 +144,8 @@ def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.dev
     g = torch.Generator().manual_seed(cfg.seed)
     total = cfg.epochs * len(batches(len(feats), cfg.batch_size))
     step = 0
-    hist: dict[str, list[float]] = {"loss": [], "task": [], "tcl": [], "tcl_weight": []}
+    hist: History = {"loss": [], "task": [], "tcl": [], "tcl_weight": []}
+    w = 0.0
     for _ in range(cfg.epochs):
         sums = [0.0, 0.0, 0.0]
         n = 0
@@ -168,7 +183,7 @@ def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.dev
 
 
 def load_autoencoder(path: str, field: str = "checkpoint") -> tuple[BottleneckEncoder, BottleneckDecoder,
-                                                                     dict[str, Tensor], dict]:
+                                                                     dict[str, Tensor], dict[str, Any]]:
     """Encoder, decoder, the fine-tuned tail's state dict and the config of a checkpoint."""
     blob = load_checkpoint(path, "autoencoder", field)
     cfg = blob["config"]
@@ -179,3 +194,75 @@ def load_autoencoder(path: str, field: str = "checkpoint") -> tuple[BottleneckEn
     dec.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("decoder.")})
     tail = {k[5:]: v for k, v in state.items() if k.startswith("tail.")}
     return enc.eval(), dec.eval(), tail, cfg
+
+
+@register_codec("autoencoder")
+@dataclass(frozen=True)
+class AutoencoderStage(LearnedStage):
+    """TCL autoencoder bottleneck: encoder on the node, decoder on the server (no side information)."""
+
+    loader = staticmethod(load_autoencoder)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[bytes]]:
+        enc = self.loaded()[0]
+        with torch.no_grad():
+            return enc(x.to(torch.float32)), no_side(x.shape[0])
+
+    def decode(self, y: Tensor, side: list[bytes]) -> Tensor:
+        check_side(side, self.name)
+        with torch.no_grad():
+            return self.loaded()[1](y.to(torch.float32))
+
+    def encoded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (int(self.loaded()[3]["code_channels"]), *shape[1:])
+
+    def cost(self, shape: tuple[int, ...]) -> StageCost:
+        """The encoder's MACs on the node, the decoder's on the server."""
+        enc, dec = self.loaded()[:2]
+        x = torch.zeros(1, *shape)
+        with torch.no_grad():
+            code = enc(x)
+        return StageCost("macs", self.name, float(count_compute(enc, x).macs), float(count_compute(dec, code).macs))
+
+
+def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    task = split_task(o, device)
+    cfg = AutoencoderConfig(bits=p["bits"], code_channels=p["code_channels"], epochs=p["epochs"],
+                            tcl_max=p["tcl_max"], schedule=p["schedule"], seed=o.seed)
+    enc, dec, tail, hist = train_autoencoder(task, cfg, device, o.out)
+    return {"history": hist["loss"], "float_metrics": eval_tail(task.head, tail, task, lambda f: dec(enc(f))),
+            "codec": [{"autoencoder": {"checkpoint": o.out}}, {"quantize": {"bits": cfg.bits}}, LZMA]}
+
+
+def eval_rows(ctx: EvalContext) -> list[Row]:
+    """1-3 bit codes with TCL and without (the ablation), each with its fine-tuned tail."""
+    task, s, f1 = ctx.task, ctx.settings, ctx.f_test[:1]
+    rows = []
+    for b in (1, 2, 3):
+        for tcl in (0.0, 20.0):
+            path = ctx.path(f"ae_{b}bit_{'tcl' if tcl else 'notcl'}.pt")
+            train_autoencoder(task, AutoencoderConfig(bits=b, epochs=s.epochs, tcl_max=tcl, seed=s.seed), ctx.device,
+                              path)
+            enc, dec, state, _ = load_autoencoder(path)
+            tail = copy.deepcopy(task.tail)
+            tail.load_state_dict(state)
+            name = "autoencoder + TCL" if tcl else "autoencoder, no TCL (ablation)"
+            with torch.no_grad():
+                code = enc(f1)
+            rows.append(ctx.measure("split", name, str(b), [{"autoencoder": {"checkpoint": path}},
+                                                             {"quantize": {"bits": b}}, LZMA],
+                                    tail.eval(), ctx.head_c + count_compute(enc, f1),
+                                    count_compute(Seq(dec, task.tail), code), ctx.f_test))
+    return rows
+
+
+METHOD = register_method(Method(
+    name="autoencoder",
+    title="autoencoder bottleneck + time-dependent clustering loss (Berg et al., IEEE Access 2025, "
+          "doi:10.1109/ACCESS.2025.3579107)",
+    train=train, eval_rows=eval_rows, stages=(AutoencoderStage,),
+    options=(Option("bits", int, 2, "quantization bits of the code"),
+             Option("epochs", int, 10, "training epochs"),
+             Option("code_channels", int, 8, "channels of the code"),
+             Option("tcl_max", float, 20.0, "final TCL weight (0 = no TCL)"),
+             Option("schedule", str, "quadratic", f"TCL weight schedule: {', '.join(SCHEDULES)}"))))
