@@ -5,7 +5,7 @@ from testbed.core.calc import batch_decision, batch_time_fn, interpolate_table
 from testbed.dists import Deterministic
 
 
-def test_interpolation_between_and_beyond_measured_sizes():
+def test_interpolation_between_and_beyond_measured_sizes() -> None:
     table = {1: 3.0, 8: 6.0, 32: 10.0}
     assert interpolate_table(table, 1) == 3.0
     assert interpolate_table(table, 4) == pytest.approx(3.0 + 3 * 3.0 / 7)
@@ -14,7 +14,7 @@ def test_interpolation_between_and_beyond_measured_sizes():
     assert interpolate_table({1: 2.0, 8: 2.5, 16: 2.0}, 64) == 2.0  # never below the last time
 
 
-def test_batch_time_forms():
+def test_batch_time_forms() -> None:
     f = batch_time_fn(table={1: 1.0, 3: 2.0})
     assert [f(1), f(2), f(3)] == [1.0, 1.5, 2.0]
     g = batch_time_fn(per_batch=1.0, per_item=0.5)
@@ -31,5 +31,5 @@ def test_batch_time_forms():
     (3, 8, 0.005, 0.005, 3),  # oldest waited max_delay: go
     (8, 8, 0.005, 0.0, 8),    # full batch goes at once
 ])
-def test_batch_decision(queued, max_batch, max_delay, wait, take):
+def test_batch_decision(queued: int, max_batch: int, max_delay: float, wait: float, take: int) -> None:
     assert batch_decision(queued, max_batch, max_delay, wait) == take

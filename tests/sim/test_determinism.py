@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pandas as pd
 
 from testbed.config.load import apply_overrides, scenario_from_dict
@@ -7,7 +9,7 @@ from tests.conftest import base_scenario
 DRAWS = ["created_s", "payload_bytes", "head_start_s"]
 
 
-def test_same_seed_gives_byte_identical_records(tmp_path):
+def test_same_seed_gives_byte_identical_records(tmp_path: Path) -> None:
     raw = base_scenario()
     raw["fleet"][0]["payload"] = {"dist": "lognormal", "median": "8 kB", "sigma": 0.4}
     paths = []
@@ -20,7 +22,7 @@ def test_same_seed_gives_byte_identical_records(tmp_path):
     assert not other["created_s"].equals(df["created_s"])
 
 
-def test_adding_a_node_keeps_the_other_nodes_draws():
+def test_adding_a_node_keeps_the_other_nodes_draws() -> None:
     raw = base_scenario()
     raw["fleet"][0]["payload"] = {"dist": "exponential", "mean": "5 kB"}
     raw["fleet"][0]["head"] = {"dist": "uniform", "low": "5 ms", "high": "15 ms"}

@@ -20,7 +20,7 @@ S = 0.001            # mean service time on the station under test (1 ms)
 PAYLOAD = 1000.0     # bytes; at 1 MB/s one payload takes S on the air
 
 
-def pooled(rho: float, payload, model: str = "shared_fifo", duration: float = 150.0, nodes: int = 50,
+def pooled(rho: float, payload: object, model: str = "shared_fifo", duration: float = 150.0, nodes: int = 50,
            server: dict | None = None, datarate: str = "1 MB/s", seed: int = 11) -> dict:
     lam = rho / S
     return {
@@ -49,7 +49,7 @@ def station_time(raw: dict, start: str, end: str) -> tuple[float, float, int]:
 
 
 @pytest.mark.parametrize("rho", [0.5, 0.8])
-def test_mm1_on_shared_fifo(rho):
+def test_mm1_on_shared_fifo(rho: float) -> None:
     mean, half, n = station_time(pooled(rho, {"dist": "exponential", "mean": f"{PAYLOAD} B"}),
                                  "encode_end_s", "tx_end_s")
     theory = S / (1 - rho)
@@ -57,7 +57,7 @@ def test_mm1_on_shared_fifo(rho):
     assert abs(mean - theory) < half, (mean, theory, half)
 
 
-def test_md1_pollaczek_khinchine_on_shared_fifo():
+def test_md1_pollaczek_khinchine_on_shared_fifo() -> None:
     rho = 0.7
     mean, half, _ = station_time(pooled(rho, f"{PAYLOAD} B"), "encode_end_s", "tx_end_s")
     lam = rho / S
@@ -69,14 +69,14 @@ def test_md1_pollaczek_khinchine_on_shared_fifo():
     {"dist": "uniform", "low": "0 B", "high": f"{2 * PAYLOAD} B"},
     {"dist": "lognormal", "mean": f"{PAYLOAD} B", "sigma": 1.0},
 ])
-def test_mg1_processor_sharing_on_fair_share(payload):
+def test_mg1_processor_sharing_on_fair_share(payload: object) -> None:
     rho = 0.6
     mean, half, _ = station_time(pooled(rho, payload, model="fair_share"), "encode_end_s", "tx_end_s")
     theory = S / (1 - rho)  # M/G/1-PS: insensitive to the service distribution
     assert abs(mean - theory) < half, (mean, theory, half)
 
 
-def test_server_with_max_batch_one_is_mg1():
+def test_server_with_max_batch_one_is_mg1() -> None:
     rho = 0.75
     server = {"device": "h100", "batching": {"max_batch": 1, "max_delay": "0 s"},
               "service": {"dist": "uniform", "low": "0.5 ms", "high": "1.5 ms"}}
@@ -87,7 +87,7 @@ def test_server_with_max_batch_one_is_mg1():
     assert abs(mean - theory) < half, (mean, theory, half)
 
 
-def test_littles_law_and_utilisation_on_every_station():
+def test_littles_law_and_utilisation_on_every_station() -> None:
     raw = pooled(0.6, {"dist": "exponential", "mean": f"{PAYLOAD} B"}, duration=100.0)
     raw["fleet"][0].update(head={"dist": "exponential", "mean": "30 ms"}, encode="5 ms")
     raw["server"] = {"device": "h100", "batching": {"max_batch": 8, "max_delay": "2 ms"},
@@ -112,7 +112,7 @@ def test_littles_law_and_utilisation_on_every_station():
     assert summary["link_utilisation"] == pytest.approx(0.6, rel=0.03)
 
 
-def test_saturated_server_drops_at_the_bound():
+def test_saturated_server_drops_at_the_bound() -> None:
     server = {"device": "h100", "batching": {"max_batch": 1}, "service": {"table": {1: "2 ms"}},
               "queue_capacity": 50}
     raw = pooled(1.0, "1 kB", server=server, datarate="1 TB/s", duration=40.0)  # 1000/s into a 500/s GPU
@@ -124,7 +124,7 @@ def test_saturated_server_drops_at_the_bound():
     assert result.levels["server"]["peak_in_station"] <= 51
 
 
-def test_saturated_link_queue_grows_without_bound():
+def test_saturated_link_queue_grows_without_bound() -> None:
     raw = pooled(1.5, "1 kB", duration=20.0)
     raw["drain"] = "0.5 s"
     result = simulate(scenario_from_dict(raw))
@@ -137,7 +137,7 @@ def test_saturated_link_queue_grows_without_bound():
     assert result.levels["uplink"]["peak_in_station"] == pytest.approx(500 * 20.0, rel=0.05)
 
 
-def test_fifo_link_waiting_is_the_queue_behind_the_transmission():
+def test_fifo_link_waiting_is_the_queue_behind_the_transmission() -> None:
     rho = 0.7
     result = simulate(scenario_from_dict(pooled(rho, f"{PAYLOAD} B", duration=60.0)))
     lam = rho / S

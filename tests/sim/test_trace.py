@@ -24,7 +24,7 @@ COLUMNS = ["created_s", "head_end_s", "encode_end_s", "tx_start_s", "tx_end_s", 
            "batch_ready_s", "batch_start_s", "batch_end_s", "downlink_start_s", "downlink_end_s", "finished_s"]
 
 
-def test_fifo_link_and_delay_timer_trace():
+def test_fifo_link_and_delay_timer_trace() -> None:
     df = simulate(scenario_from_dict(two_nodes(fast_second=False))).records
     assert list(df["status"].astype(str)) == ["ok", "ok"]
     # node a: tx 15-25 ms, server 26 ms, waits max_delay alone -> batch 30-33, downlink 33-34, +1 ms
@@ -38,7 +38,7 @@ def test_fifo_link_and_delay_timer_trace():
     assert list(df["batch_size"]) == [1, 1]
 
 
-def test_batch_fills_before_the_timer_trace():
+def test_batch_fills_before_the_timer_trace() -> None:
     df = simulate(scenario_from_dict(two_nodes(fast_second=True))).records
     # b sends at 1 MB/s: air 25-26 ms, server 27 ms fills the batch of 2 (ready since a at 26 ms)
     # batch 27-31 ms; downlink FIFO at the 100 kB/s downlink: a 31-32, b 32-33; +1 ms each
@@ -51,7 +51,7 @@ def test_batch_fills_before_the_timer_trace():
     assert list(df["batch_size"]) == [2, 2]
 
 
-def test_node_queue_drop_policies():
+def test_node_queue_drop_policies() -> None:
     raw = two_nodes(False)
     raw["fleet"] = [{"device": "pi4b", "count": 1, "payload": "10 B", "head": "1 s", "encode": "0 s",
                      "arrivals": {"kind": "periodic", "rate": "4/s", "random_phase": False},
@@ -67,7 +67,7 @@ def test_node_queue_drop_policies():
     assert df.loc[3, "head_start_s"] == pytest.approx(1.0)
 
 
-def test_fair_share_splits_the_rate():
+def test_fair_share_splits_the_rate() -> None:
     raw = two_nodes(False)
     raw["link"]["model"] = "fair_share"
     df = simulate(scenario_from_dict(raw)).records
@@ -76,7 +76,7 @@ def test_fair_share_splits_the_rate():
     assert df["tx_end_s"].tolist() == pytest.approx([0.035, 0.035])
 
 
-def test_server_queue_bound_and_timeout():
+def test_server_queue_bound_and_timeout() -> None:
     raw = two_nodes(False)
     raw["fleet"][0]["count"] = 3
     raw["link"]["datarate"] = "1 GB/s"

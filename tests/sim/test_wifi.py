@@ -13,6 +13,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from testbed.config.load import scenario_from_dict
@@ -36,7 +37,7 @@ RATE_54 = 54e6 / 8           # bytes/s
 L = A.msdu_data              # 1472 application bytes in a 1500-byte IP packet
 
 
-def test_ofdm_airtimes_by_hand():
+def test_ofdm_airtimes_by_hand() -> None:
     # PSDU 1472 + 28 (IP/UDP) + 38 (MAC hdr, FCS, LLC) = 1538 B; 16 + 12304 + 6 bits / 216 per symbol
     # -> 58 symbols = 232 us + 20 us preamble
     assert ppdu_time(1538, RATE_54, 20e-6) == pytest.approx(252e-6)
@@ -50,7 +51,7 @@ def test_ofdm_airtimes_by_hand():
     assert mpdus_per_ppdu(600e6 / 8, STANDARDS["802.11ac"]) == 64  # Block Ack window binds
 
 
-def test_bianchi_fixed_point_closed_forms():
+def test_bianchi_fixed_point_closed_forms() -> None:
     # constant window (m = 0): tau = 2 / (W + 1) whatever p (Bianchi 2000, Sec. III)
     for p in (0.0, 0.2, 0.6):
         assert bianchi_tau(p, 32, 0) == pytest.approx(2 / 33)
@@ -81,7 +82,7 @@ def _batched(n: int, rate: float, payload: float, dcf: Dcf, duration: float, see
 
 
 @pytest.mark.parametrize("n", [1, 5, 10, 20, 50])
-def test_saturation_throughput_matches_bianchi(n):
+def test_saturation_throughput_matches_bianchi(n: int) -> None:
     ts = exchange_time(1, L, RATE_54, A)[2]
     theory = bianchi_throughput(n, L, ts, ts, A.slot, A.cw_min + 1, A.stages, A.retry_limit)
     mean, half = _batched(n, RATE_54, L, A, duration=0.8, seed=n)
@@ -91,7 +92,7 @@ def test_saturation_throughput_matches_bianchi(n):
 
 @pytest.mark.parametrize("std, mbit, payload", [("802.11a", 54, 25_000), ("802.11n", 65, 25_000),
                                                 ("802.11ac", 200, 60_000)])
-def test_single_node_goodput_is_rate_times_mac_efficiency(std, mbit, payload):
+def test_single_node_goodput_is_rate_times_mac_efficiency(std: str, mbit: float, payload: float) -> None:
     dcf, rate = STANDARDS[std], mbit * 1e6 / 8
     expected = rate * mac_efficiency(payload, rate, dcf)
     assert expected == pytest.approx(payload / payload_airtime(payload, rate, dcf))
@@ -103,7 +104,7 @@ def test_single_node_goodput_is_rate_times_mac_efficiency(std, mbit, payload):
 EDGECLOUDSIM = {1: 88.0, 2: 45.2, 10: 15.7, 32: 6.5}   # Mbit/s per client (figures.md)
 
 
-def test_per_client_throughput_falls_with_clients_like_the_empirical_table():
+def test_per_client_throughput_falls_with_clients_like_the_empirical_table() -> None:
     # 802.11n, two streams at 20 MHz, MCS12 (104 Mbit/s; HT-mixed preamble with 2 HT-LTFs: 40 us),
     # 25 kB payloads aggregated in one A-MPDU each
     dcf, rate = replace(STANDARDS["802.11n"], preamble=40e-6), 104e6 / 8
@@ -127,7 +128,7 @@ def test_per_client_throughput_falls_with_clients_like_the_empirical_table():
     assert 2.5 < EDGECLOUDSIM[32] / per_client[32] < 5.0
 
 
-def test_frame_errors_are_retried_then_dropped():
+def test_frame_errors_are_retried_then_dropped() -> None:
     dcf = replace(A, frame_error_rate=0.5, retry_limit=2)
     result = saturation_throughput(1, RATE_54, L, dcf, 20.0, seed=3)
     attempts = result["exchanges"]
@@ -155,7 +156,7 @@ def cell_scenario(**link: object) -> dict:
     }
 
 
-def test_csma_trace_and_radio_energy_by_hand():
+def test_csma_trace_and_radio_energy_by_hand() -> None:
     df = simulate(scenario_from_dict(cell_scenario())).records
     row = df.iloc[0]
     assert str(row["status"]) == "ok"
@@ -189,7 +190,7 @@ def fleet(nodes: int, **csma: object) -> dict:
     }
 
 
-def test_rate_classes_losses_and_determinism():
+def test_rate_classes_losses_and_determinism() -> None:
     raw = fleet(20, frame_error_rate=0.2, retry_limit=1)
     first = simulate(scenario_from_dict(raw)).records
     again = simulate(scenario_from_dict(raw)).records
@@ -200,12 +201,12 @@ def test_rate_classes_losses_and_determinism():
     # with FER 0.2 and one retry an MPDU is lost with 0.04: 17 MPDUs per payload, and an
     # A-MPDU fails only when all its MPDUs are lost, so drops are rare but retries are common
     energy = ok["radio_tx_j"] / 1.28              # seconds on the air, retransmissions included
-    solo = ok["payload_bytes"] * 8 / np.where(ok["group"] == 0, 65e6, 13e6)
+    solo = ok["payload_bytes"] * 8 / pd.Series(np.where(ok["group"] == 0, 65e6, 13e6), index=ok.index)
     assert (energy > solo).all()
     assert (energy.groupby(ok["group"]).median() / solo.groupby(ok["group"]).median() > 1.1).all()
 
 
-def test_csma_section_errors_name_the_field():
+def test_csma_section_errors_name_the_field() -> None:
     raw = cell_scenario(cw_min=16)
     with pytest.raises(ConfigError, match=r"link\.csma\.cw_min"):
         scenario_from_dict(raw)
