@@ -26,9 +26,15 @@ from testbed.config.schema import Arrivals, DatasetSpec, FleetGroup, ModelSpec, 
 from testbed.dists import Dist, EmpiricalFile
 from testbed.errors import ConfigError
 
-__all__ = ["WEIGHT_SUFFIXES", "Resolved", "as_resolved", "resolve"]
+__all__ = ["WEIGHT_SUFFIXES", "Resolved", "as_resolved", "is_weights_file", "resolve"]
 
-WEIGHT_SUFFIXES = (".pt", ".pth")
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+def is_weights_file(weights: str) -> bool:
+    """True when ``model.weights`` names a checkpoint file rather than a torchvision weights name
+    (the model side's rule, without looking at the working directory)."""
+    return "/" in weights or weights.endswith(WEIGHT_SUFFIXES)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -135,7 +141,7 @@ def _codec(codec: tuple[Mapping[str, Any], ...], r: _Resolver) -> tuple[Mapping[
 
 
 def _model(model: ModelSpec | None, r: _Resolver) -> ModelSpec | None:
-    if model is None or not model.weights.endswith(WEIGHT_SUFFIXES):
+    if model is None or not is_weights_file(model.weights):
         return model
     path = r.reader.existing(model.weights, "model.weights", "weights file")
     return model.model_copy(update={"weights": str(path)})
