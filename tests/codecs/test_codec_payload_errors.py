@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any
 
 import pytest
 import torch
@@ -113,7 +114,7 @@ def test_payload_error_is_a_testbed_error() -> None:
     ([{"quantize": {}, "lzma": {}}], "codec.0", "single-key mapping"),
     ("quantize:bits=1,lzma:preset=x", "codec.1.lzma.preset", "type int"),
 ])
-def test_bad_specs_name_field_value_and_allowed(spec, path: str, allowed: str) -> None:
+def test_bad_specs_name_field_value_and_allowed(spec: Any, path: str, allowed: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_chain(spec)
     assert info.value.path == path

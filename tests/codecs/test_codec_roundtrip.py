@@ -24,7 +24,7 @@ from testbed.split.codecs import (
 from testbed.split.codecs.quantize import channel_view
 
 
-def _features(shape=(3, 16, 7, 5), seed=0, relu=True) -> Tensor:
+def _features(shape: tuple[int, ...] = (3, 16, 7, 5), seed: int = 0, relu: bool = True) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g) * torch.linspace(0.1, 5.0, shape[1]).view(1, -1, *[1] * (len(shape) - 2))
     return x.relu() if relu else x
@@ -62,7 +62,7 @@ def test_float16_rounds_to_nearest_half_and_saturates() -> None:
     torch.testing.assert_close(y, x.half().float(), rtol=0, atol=0)
 
 
-def _ranges(x: Tensor, per_channel: bool, axis=None) -> tuple[Tensor, Tensor]:
+def _ranges(x: Tensor, per_channel: bool, axis: int | None = None) -> tuple[Tensor, Tensor]:
     v = channel_view(x, per_channel, axis)
     return v.amin(dim=2), v.amax(dim=2)
 
@@ -116,7 +116,7 @@ def test_token_features_quantize_per_hidden_channel() -> None:
 
 
 @pytest.mark.parametrize("threshold", ["mean", "median", 0.5])
-def test_binarize_uses_threshold_and_conditional_means(threshold) -> None:
+def test_binarize_uses_threshold_and_conditional_means(threshold: str) -> None:
     x = _features(relu=False)
     chain = parse_chain([{"binarize": {"threshold": threshold}}])
     y = chain.decode_batch(chain.encode(x))
@@ -159,7 +159,7 @@ def test_bit_order_is_little_endian() -> None:
 
 @pytest.mark.parametrize("bits", range(1, 9))
 @pytest.mark.parametrize("shape", [(2, 64, 7, 7), (2, 3, 5, 11), (2, 197, 12)])
-def test_payload_size_is_packed_bits_plus_header(bits: int, shape) -> None:
+def test_payload_size_is_packed_bits_plus_header(bits: int, shape: tuple[int, ...]) -> None:
     x = _features(shape, relu=False)
     elements = int(np.prod(shape[1:]))
     chain = parse_chain({"quantize": {"bits": bits}})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -38,6 +38,6 @@ def task() -> SplitTask:
 
 
 @pytest.fixture
-def task_factory():
+def task_factory() -> Callable[..., SplitTask]:
     """``make_task`` itself, for tests that need several identical tasks."""
     return make_task

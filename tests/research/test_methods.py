@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from testbed.research.common import load_checkpoint
 from testbed.research.methods.autoencoder import AutoencoderConfig, tcl_loss, tcl_weight, train_autoencoder
 from testbed.research.methods.qcnet import QCNetConfig, train_qat_tail, train_qcnet
 from testbed.research.methods.softquant import SoftBitQuantizer, SoftQuantConfig, train_softquant
+from testbed.research.nets import SplitTask
 from testbed.split.codecs import decode_payload, parse_chain, read_frame
 from testbed.split.codecs.chain import decode_payloads
 
@@ -27,7 +29,7 @@ def _same_state(a: Path, b: Path) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_autoencoder_roundtrip_deterministic_and_loss_falls(tmp_path: Path, task_factory) -> None:
+def test_autoencoder_roundtrip_deterministic_and_loss_falls(tmp_path: Path, task_factory: Callable[..., SplitTask]) -> None:
     cfg = AutoencoderConfig(bits=2, code_channels=4, epochs=6, tcl_max=5.0, batch_size=16, seed=3)
     paths = [tmp_path / "ae_a.pt", tmp_path / "ae_b.pt"]
     hist = None
@@ -59,7 +61,7 @@ def test_tcl_pulls_to_levels_and_weight_grows() -> None:
         tcl_weight(0, 10, 1.0, "cosine")
 
 
-def test_qcnet_roundtrip_adds_nothing_on_node(tmp_path: Path, task, task_factory) -> None:
+def test_qcnet_roundtrip_adds_nothing_on_node(tmp_path: Path, task: SplitTask, task_factory: Callable[..., SplitTask]) -> None:
     cfg = QCNetConfig(epochs=6, batch_size=16, seed=1, hidden=8, blocks=1)
     p1, p2 = tmp_path / "qc1.pt", tmp_path / "qc2.pt"
     _, _, hist = train_qcnet(task, cfg, out=str(p1))
@@ -96,7 +98,7 @@ def test_softquant_hard_codes_use_exactly_declared_bits(bits: int) -> None:
     assert torch.allclose(q(x).detach()[away], q.dequantize(codes)[away], atol=1e-3)
 
 
-def test_softquant_training_chain_and_bit_budget(tmp_path: Path, task) -> None:
+def test_softquant_training_chain_and_bit_budget(tmp_path: Path, task: SplitTask) -> None:
     full = torch.nn.Sequential(task.head, task.tail)
     cfg = SoftQuantConfig(bits=2, epochs=5, batch_size=16, seed=0)
     p1, p2 = tmp_path / "sq1.pt", tmp_path / "sq2.pt"
@@ -130,7 +132,7 @@ def test_softquant_tabular_vectors(tmp_path: Path) -> None:
     assert decode_payloads(chain.encode(x)).shape == (64, 5)
 
 
-def test_checkpoints_are_weights_only_and_method_checked(tmp_path: Path, task) -> None:
+def test_checkpoints_are_weights_only_and_method_checked(tmp_path: Path, task: SplitTask) -> None:
     p = tmp_path / "ae.pt"
     train_autoencoder(task, AutoencoderConfig(epochs=1, batch_size=32), out=str(p))
     blob = torch.load(p, weights_only=True)

@@ -21,6 +21,7 @@ from testbed.research.methods.augq import (
     uniform_quantize_module,
 )
 from testbed.research.methods.nestquant import NestQuantConfig, build_nestquant, load_nestquant
+from testbed.research.nets import SplitTask
 from testbed.split.codecs import parse_chain, read_frame
 from testbed.split.codecs.chain import decode_payloads
 
@@ -37,7 +38,7 @@ def test_augq_beats_uniform_on_skewed_data(bits: int) -> None:
     assert bool((level_mse(held, levels) < level_mse(held, uni)).all())
 
 
-def test_augq_stage_roundtrip_and_weights(tmp_path: Path, task) -> None:
+def test_augq_stage_roundtrip_and_weights(tmp_path: Path, task: SplitTask) -> None:
     feats = task.features(task.x_train)
     cfg = AuGQConfig(bits=2, intervals=8, samples=16)
     path = tmp_path / "augq.pt"
@@ -59,7 +60,7 @@ def test_augq_stage_roundtrip_and_weights(tmp_path: Path, task) -> None:
     assert size > 0 and uniform_quantize_module(task.head, 4)[1] > 0
 
 
-def test_nestquant_part_bits_are_the_high_bits(tmp_path: Path, task) -> None:
+def test_nestquant_part_bits_are_the_high_bits(tmp_path: Path, task: SplitTask) -> None:
     cfg = NestQuantConfig(part_bits=4, iters=40, samples=16)
     nq = build_nestquant(task.head, task.x_train, cfg)
     total = 0
