@@ -13,15 +13,17 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from testbed import __version__
 from testbed.cli import commands
 from testbed.errors import TestbedError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="testbed", description="Simulate and emulate split DNN inference in IoT fleets.")
+    parser.add_argument("--version", action="version", version=f"testbed {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
