@@ -3,6 +3,8 @@ FIFO and processor-sharing channels, and an unknown model name listing what is a
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 import simpy
@@ -32,8 +34,9 @@ def _send(ctx: LinkContext, link: Link, seconds: list[float]) -> None:
         link.uplink.submit(rid, s)
 
 
-def test_registered_models() -> None:
+def test_registered_models_are_the_ones_the_schema_accepts() -> None:
     assert LINKS.names() == ("csma", "fair_share", "shared_fifo")
+    assert set(get_args(LinkSpec.model_fields["model"].annotation)) == set(LINKS.names())
 
 
 def test_unknown_model_lists_the_known_ones() -> None:

@@ -41,21 +41,10 @@ _Plan = list[tuple["_Station", float, float, float, int, int]]
 
 
 class _Station:
-    __slots__ = (
-        "airtime",
-        "end_col",
-        "in_station",
-        "index",
-        "left",
-        "on_done",
-        "queue",
-        "retries",
-        "rid",
-        "since",
-        "stage",
-        "start_col",
-        "up",
-    )
+    """One contender: a node's radio (uplink) or the access point (downlink), with its queue."""
+
+    __slots__ = ("airtime", "end_col", "in_station", "index", "left", "on_done", "queue", "retries", "rid",
+                 "since", "stage", "start_col", "up")
 
     def __init__(self, index: int, up: bool, in_station: Level, start_col: array[float], end_col: array[float],
                  on_done: Callable[[int], None]) -> None:
