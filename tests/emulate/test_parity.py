@@ -173,4 +173,5 @@ def test_battery_empty_node_runs_the_part_bit_head_when_emulated(modes_file: Pat
     head_sim = float((sim["head_end_s"] - sim["head_start_s"]).mean())
     head_emu = float((emu["head_end_s"] - emu["head_start_s"]).mean())
     assert head_sim == pytest.approx(0.05, abs=5e-4)             # half of 100 ms (+1 ms paging once per node)
-    assert head_sim <= head_emu < head_sim * 1.3                 # padded to the charge; never shorter
+    assert head_emu >= head_sim - 1e-9                           # padded to the part-bit charge (never shorter;
+    # how much longer depends on the machine's load, so the modes above are the exact check)

@@ -5,6 +5,7 @@ tail on the decoded payloads here. Plus the whole ``testbed emulate`` / ``compar
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -65,20 +66,32 @@ def test_emulate_and_compare_commands(tmp_path: Path, capsys: pytest.CaptureFixt
 
     sim_df, emu_df = pd.read_parquet(sim / "requests.parquet"), pd.read_parquet(emu / "requests.parquet")
     assert set(FLOAT_COLUMNS) | {n for n, _ in INT_COLUMNS} <= set(emu_df.columns)
-    # the same seeds: the same frames, created at the same (scenario) times, with the same payloads
+    # conservation: the same seeds give the same frames, created at the same (scenario) times with the
+    # same draws and node decisions, and every one is answered (the drain leaves slack for a loaded machine)
     assert len(emu_df) == len(sim_df)
-    assert (emu_df["created_s"].to_numpy() == sim_df["created_s"].to_numpy()).all()
+    for col in ("created_s", "image", "payload_bytes", "mode", "node", "frame"):
+        assert (emu_df[col].to_numpy() == sim_df[col].to_numpy()).all(), col
     assert (emu_df["status"].astype(str) == "ok").all()
     ok = emu_df
-    assert (ok["tx_end_s"] - ok["tx_start_s"] >= 10_016 / 200_000 * 0.98).all()   # 10 kB + header at 200 kB/s
-    assert (ok["finished_s"] >= ok["batch_end_s"]).all() and (ok["batch_start_s"] >= ok["queued_s"]).all()
+    # what holds however late the event loops run: every wait is padded to its charge, never shorter,
+    # and each request passes its stations in order
+    assert (ok["tx_end_s"] - ok["tx_start_s"] >= 10_016 / 200_000 - 1e-9).all()   # 10 kB + header at 200 kB/s
+    head = (ok["head_end_s"] - ok["head_start_s"]).to_numpy()
+    assert (head >= (sim_df["head_end_s"] - sim_df["head_start_s"]).to_numpy() - 1e-9).all()
+    order = ["created_s", "head_start_s", "head_end_s", "encode_end_s", "tx_start_s"]
+    for a, b in itertools.pairwise(order):
+        assert (ok[b] >= ok[a] - 1e-9).all(), (a, b)
+    assert (ok["finished_s"] >= ok["batch_end_s"]).all() and (ok["batch_end_s"] >= ok["batch_start_s"]).all()
+    assert (ok["batch_start_s"] >= ok["queued_s"]).all() and (ok["batch_size"] <= 4).all()
     summary = json.loads((emu / "summary.json").read_text())
     assert summary["completed"] > 0 and summary["mode"] == "emulation"
     assert main(["compare", str(sim), str(emu), "--out", str(cmp_)]) == 0
     r = json.loads((cmp_ / "comparison.json").read_text())
     assert (cmp_ / "latency_cdf.png").stat().st_size > 10_000
     assert r["most_divergent_stage"] in r["stages"] and 0 <= r["ks_statistic"] <= 1
-    assert abs(r["percentiles"]["p50"]["rel"]) < 0.5            # same scenario, same ballpark
+    # agreement with the simulation: the emulated median is never more than 10% below the simulated one
+    # (charges are padded, the link is shaped); a busy machine only makes it later, so no upper bound
+    assert r["percentiles"]["p50"]["rel"] > -0.1
     assert "stage diverging most" in capsys.readouterr().out
 
 

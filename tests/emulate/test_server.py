@@ -32,10 +32,12 @@ def test_batching_follows_the_simulator_rule() -> None:
     assert {r.batch_size for r in full} == {4}
     assert len({r.stamps[3] for r in full}) == 1               # one batch start for all four
     (r,) = single
-    _arrival, queued, _ready, start, end, _ = r.stamps
+    _arrival, queued, ready, start, end, _ = r.stamps
     assert r.batch_size == 1
-    assert 0.05 - 1e-6 <= start - queued <= 0.07                # held for max_delay (50 ms)
-    assert 0.003 - 1e-6 <= end - start <= 0.02                  # padded to the 3 ms charge
+    assert ready == queued                                      # a free GPU waited from its arrival
+    assert start - queued >= 0.05 - 1e-9                        # held for max_delay (50 ms), never less
+    assert end - start >= 0.003 - 1e-9                          # padded to the 3 ms charge
+    # (how much later is up to the machine's load: no upper bounds on wall-clock waits)
 
 
 async def _attack(host: str, port: int, kind: str, rng: random.Random) -> None:
