@@ -42,6 +42,8 @@ INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
                ("batch_size", "h"), ("gpu", "b"), ("status", "b"), ("mode", "b"))
 
 _NAN = float("nan")
+_INT_FILL = {"image": -1, "gpu": -1}
+"""Integer columns whose unset value is not 0 (filled ahead, so starting a row writes fewer cells)."""
 
 
 class Records:
@@ -90,21 +92,22 @@ class Records:
             setattr(self, name, icol)
         self._chunk = chunk
         self._nan_block = array("d", [_NAN]) * chunk
-        self._int_blocks = {code: array(code, [0]) * chunk for _, code in INT_COLUMNS}
+        self._int_blocks = {(code, _INT_FILL.get(name, 0)): array(code, [_INT_FILL.get(name, 0)]) * chunk
+                            for name, code in INT_COLUMNS}
         self.capacity = 0
         self.n = 0
         if expected > 0:  # one allocation when the row count is known in advance
             for col in self.f.values():
                 col.extend(array("d", [_NAN]) * expected)
             for name, code in INT_COLUMNS:
-                self.i[name].extend(array(code, [0]) * expected)
+                self.i[name].extend(array(code, [_INT_FILL.get(name, 0)]) * expected)
             self.capacity = expected
 
     def _grow(self) -> None:
         for col in self.f.values():
             col.extend(self._nan_block)
         for name, code in INT_COLUMNS:
-            self.i[name].extend(self._int_blocks[code])
+            self.i[name].extend(self._int_blocks[code, _INT_FILL.get(name, 0)])
         self.capacity += self._chunk
 
     def new(self, node: int, group: int, frame: int, created_s: float) -> int:
@@ -117,8 +120,6 @@ class Records:
         self.node[rid] = node
         self.group[rid] = group
         self.frame[rid] = frame
-        self.image[rid] = -1
-        self.gpu[rid] = -1
         return rid
 
     def nbytes(self) -> int:

@@ -93,6 +93,7 @@ class Simulation:
         self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
         self.node_rates = [g.datarate or sc.link.datarate for g in sc.fleet for _ in range(g.count)]
+        self._down_rates = [min(rate, self._down_rate) for rate in self.node_rates]  # results' rates
         self.link = self._build_link()
         self.uplink, self.downlink = self.link.uplink, self.link.downlink
         self.server = self._build_server()
@@ -149,8 +150,9 @@ class Simulation:
         rec, now = self.rec, self.env.now
         latency, decode = self._up_latency(), self._decode()
         rec.server_arrival_s[rid] = now + latency
-        if latency + decode > 0.0:
-            self._timeout(latency + decode, rid).callbacks.append(self._on_decoded)
+        delay = latency + decode
+        if delay > 0.0:
+            self._timeout(delay, rid).callbacks.append(self._on_decoded)
         else:
             self.server.arrive(rid)
 
@@ -160,8 +162,7 @@ class Simulation:
     def _served(self, rid: int) -> None:
         size = self._result_size()
         self.rec.result_bytes[rid] = size
-        rate = self.node_rates[self.rec.node[rid]]
-        self.downlink.submit(rid, size / min(rate, self._down_rate) if size > 0 else 0.0)
+        self.downlink.submit(rid, size / self._down_rates[self.rec.node[rid]] if size > 0 else 0.0)
 
     def _returned(self, rid: int) -> None:
         self.rec.finished_s[rid] = self.env.now + self._down_latency()

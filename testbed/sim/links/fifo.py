@@ -31,17 +31,18 @@ class FifoChannel:
         self._timeout, self._on_end = env.timeout, self._end  # bound once (hot path)
 
     def submit(self, rid: int, seconds: float) -> None:
-        self.in_station.change(self.env.now, 1)
+        now = self.env.now
+        self.in_station.change(now, 1)
         if self.active:
             self.queue.append((rid, seconds))
         else:
             self.active = True
-            self.busy.change(self.env.now, 1)
-            self._start(rid, seconds)
+            self.busy.change(now, 1)
+            self._start(rid, seconds, now)
 
-    def _start(self, rid: int, seconds: float) -> None:
+    def _start(self, rid: int, seconds: float, now: float) -> None:
         self.current = rid
-        self.start_col[rid] = self.env.now
+        self.start_col[rid] = now
         self._timeout(seconds).callbacks.append(self._on_end)
 
     def _end(self, _event: simpy.Event) -> None:
@@ -49,7 +50,8 @@ class FifoChannel:
         self.end_col[rid] = now
         self.in_station.change(now, -1)
         if self.queue:
-            self._start(*self.queue.popleft())
+            nxt, seconds = self.queue.popleft()
+            self._start(nxt, seconds, now)
         else:
             self.active = False
             self.busy.change(now, -1)
