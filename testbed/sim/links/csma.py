@@ -185,22 +185,16 @@ class CsmaCell:
         r = self.rates[self.rec.node[st.rid]]
         return r if st.up else min(r, self.down_rate)
 
-    def _senders(self) -> tuple[int, list[_Station]]:
-        """Pop every station whose backoff expires in the earliest slot."""
-        heap = self.heap
-        fire = heap[0][0]
+    def _start(self, event: simpy.Event) -> None:
+        if event is not self.pending:
+            return  # superseded by an earlier expiry
+        now, heap, dcf = self.env.now, self.heap, self.dcf
+        fire = heap[0][0]  # every station whose backoff expires in this slot sends
         n_nodes = len(self.stations)
         senders: list[_Station] = []
         while heap and heap[0][0] == fire:
             i = heapq.heappop(heap)[1]
             senders.append(self.stations[i] if i < n_nodes else self.ap)
-        return fire, senders
-
-    def _start(self, event: simpy.Event) -> None:
-        if event is not self.pending:
-            return  # superseded by an earlier expiry
-        now, dcf = self.env.now, self.dcf
-        fire, senders = self._senders()
         collided = len(senders) > 1
         fer = dcf.frame_error_rate
         plan: _Plan = []
@@ -246,7 +240,7 @@ class CsmaCell:
         done: list[tuple[_Station, int, bool]] = []
         for st, ppdu, ack, data, k, lost in plan:
             rid = st.rid
-            ok = self._settle(st, ppdu, ack, data, k, lost)
+            ok = self._settle(st, ppdu, ack, data, k, lost, now)
             if ok is not None:
                 done.append((st, rid, ok))
                 self._next(st, now)
@@ -263,10 +257,11 @@ class CsmaCell:
             elif self.on_dropped is not None:
                 self.on_dropped(rid)
 
-    def _settle(self, st: _Station, ppdu: float, ack: float, data: float, k: int, lost: int) -> bool | None:
+    def _settle(self, st: _Station, ppdu: float, ack: float, data: float, k: int, lost: int,
+                now: float) -> bool | None:
         """Account one sender's access: True when its payload is complete, False when dropped after
         ``retry_limit`` retries, None while it goes on."""
-        dcf, rec, rid, now = self.dcf, self.rec, st.rid, self.env.now
+        dcf, rec, rid = self.dcf, self.rec, st.rid
         ok = lost < k
         heard = ack if ok else 0.0
         # the node sends its payload PPDU and hears the ACK; for a result it hears the PPDU and
