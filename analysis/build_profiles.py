@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -70,7 +71,7 @@ def _ms(x: float) -> str:
     return f"{x:.6g} ms"
 
 
-def host_codecs(cpu_profile: Path, key: str) -> tuple[dict, dict] | None:
+def host_codecs(cpu_profile: Path, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Codec costs of the server's host CPU: this machine's measured costs as a stand-in."""
     from testbed.config.profiles import load_profile
 
@@ -90,7 +91,7 @@ def host_codecs(cpu_profile: Path, key: str) -> tuple[dict, dict] | None:
     return codecs, prov
 
 
-def h100_eager(csv_path: Path) -> dict:
+def h100_eager(csv_path: Path) -> dict[str, Any]:
     tails: dict[str, dict[str, dict[int, str]]] = {}
     with csv_path.open() as f:
         rows = list(csv.reader(f))
@@ -116,7 +117,7 @@ def h100_eager(csv_path: Path) -> dict:
                        for m, t in tails.items()}}
 
 
-def h100_cudagraphs() -> dict:
+def h100_cudagraphs() -> dict[str, Any]:
     whole = {1: 0.91, 8: 1.16, 32: 2.65, 128: 9.4, 256: 18.2}
     tails = {"stem": (0.86, 1.08, 2.34), "layer1": (0.71, 0.84, 1.50), "layer2": (0.51, 0.57, 0.88),
              "layer3": (0.19, 0.21, 0.29)}
@@ -131,7 +132,7 @@ def h100_cudagraphs() -> dict:
             "models": {"resnet50": {"tail": table}}}
 
 
-def pi4b(cpu_profile: Path) -> dict:
+def pi4b(cpu_profile: Path) -> dict[str, Any]:
     from testbed.config.profiles import load_profile
 
     cpu = load_profile(cpu_profile)

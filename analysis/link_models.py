@@ -21,11 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from testbed.core.metrics import summarize
 from testbed.config.load import scenario_from_dict
+from testbed.core.metrics import summarize
 from testbed.sim import simulate
 
-__all__ = ["scenario", "measure", "main"]
+__all__ = ["main", "measure", "scenario"]
 
 MODELS = ("shared_fifo", "fair_share", "csma")
 NODES = (1, 5, 10, 20, 30, 40, 50, 60, 80, 100, 120)

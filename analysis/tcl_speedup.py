@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "stem 1-bit+LZMA": {"model.split": "stem", "codec": [{"quantize": {"bits": 1}}, {"lzma": {"preset": 6}}]},
     "stem 2-bit+LZMA": {"model.split": "stem", "codec": [{"quantize": {"bits": 2}}, {"lzma": {"preset": 6}}]},
     "stem 3-bit+LZMA": {"model.split": "stem", "codec": [{"quantize": {"bits": 3}}, {"lzma": {"preset": 6}}]},
@@ -29,8 +30,8 @@ RATES = ["1 MB/s", "2 MB/s", "5 MB/s", "10 MB/s"]
 
 
 def run(scenario: Path, rates: list[str]) -> pd.DataFrame:
-    from testbed.run.runner import run_scenario
     from testbed.config.load import apply_overrides, read_yaml, scenario_from_dict
+    from testbed.run.runner import run_scenario
 
     raw = {k: v for k, v in read_yaml(scenario).items() if k not in ("sweep", "replications")}
     rows = []

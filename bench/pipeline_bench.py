@@ -17,16 +17,14 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from testbed.split.codecs import decode_payloads, parse_chain  # noqa: E402
-from testbed.split.models import load_model, split_loaded  # noqa: E402
-from testbed.split.data import load_dataset, preprocess_for  # noqa: E402
-from testbed.split.pipeline import default_device  # noqa: E402
+from testbed.split.codecs import CodecChain, decode_payloads, parse_chain
+from testbed.split.data import load_dataset, preprocess_for
+from testbed.split.models import load_model, split_loaded
+from testbed.split.pipeline import default_device
 
 
 def _sync(device: torch.device) -> None:
@@ -34,7 +32,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench(model: str, split: str, codecs: list[str], batch: int, repeats: int, threads: int | None) -> dict:
+def bench(model: str, split: str, codecs: list[str], batch: int, repeats: int, threads: int | None) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     device = default_device()
@@ -50,14 +48,14 @@ def bench(model: str, split: str, codecs: list[str], batch: int, repeats: int, t
         tail(f.to(device))
         _sync(device)
 
-    def piped(chain) -> None:
+    def piped(chain: CodecChain) -> None:
         f = head(x)
         payloads = chain.encode(f)
         rec = torch.cat([decode_payloads([p], chain) for p in payloads])
         tail(rec.to(device))
         _sync(device)
 
-    out: dict = {"model": model, "split": split, "batch": batch, "repeats": repeats, "device": str(device),
+    out: dict[str, Any] = {"model": model, "split": split, "batch": batch, "repeats": repeats, "device": str(device),
                  "threads": torch.get_num_threads(), "codecs": []}
     with torch.inference_mode():
         plain()  # warm-up (allocators, oneDNN primitives)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from testbed.split.data import IMAGENET_MEAN, Preprocess, load_dataset, parse_dataset, preprocess_for
 from testbed.errors import ConfigError
+from testbed.split.data import IMAGENET_MEAN, Preprocess, load_dataset, parse_dataset, preprocess_for
 
 
 def test_sample_photos_are_real_and_normalized() -> None:
@@ -31,7 +33,8 @@ def test_digits_have_labels_and_three_channels() -> None:
     assert d.classes == [str(i) for i in range(10)]
 
 
-def _tree(root, classes=("cat", "ant", "bee"), per_class=3, size=(40, 30)) -> None:
+def _tree(root: Path, classes: tuple[str, ...] = ("cat", "ant", "bee"), per_class: int = 3,
+          size: tuple[int, int] = (40, 30)) -> None:
     rng = np.random.default_rng(0)
     for c in classes:
         (root / c).mkdir(parents=True)
@@ -41,14 +44,15 @@ def _tree(root, classes=("cat", "ant", "bee"), per_class=3, size=(40, 30)) -> No
     (root / "ant" / "notes.txt").write_text("not an image")
 
 
-def test_imagefolder_labels_follow_sorted_folders(tmp_path) -> None:
+def test_imagefolder_labels_follow_sorted_folders(tmp_path: Path) -> None:
     _tree(tmp_path)
     d = load_dataset(f"imagefolder:{tmp_path}", Preprocess(crop=32, resize=36))
     assert d.classes == ["ant", "bee", "cat"] and len(d) == 9
     assert d.images.shape == (9, 3, 32, 32)
+    assert d.classes is not None and d.labels is not None
     assert [n.split("/")[0] for n in d.names] == [d.classes[i] for i in d.labels.tolist()]
     small = load_dataset({"name": "imagefolder", "path": str(tmp_path), "limit": 4}, Preprocess(crop=32, resize=36))
-    assert small.labels.tolist() == [0, 1, 2, 0]  # round-robin over classes
+    assert small.labels is not None and small.labels.tolist() == [0, 1, 2, 0]  # round-robin over classes
     assert len(load_dataset(str(tmp_path), Preprocess(crop=32, resize=36))) == 9  # a bare directory path
 
 
@@ -70,18 +74,22 @@ def test_preprocessing_per_model_and_weights() -> None:
     ("imagefolder:/no/such/dir", "dataset.path", "existing directory"),
     ("imagefolder", "dataset.path", "root directory"),
 ])
-def test_bad_dataset_specs(value, path: str, allowed: str) -> None:
+def test_bad_dataset_specs(value: object, path: str, allowed: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_dataset(value)
     assert info.value.path == path and allowed in str(info.value)
 
 
 def test_limit_must_be_positive() -> None:
-    with pytest.raises(ConfigError, match="dataset.limit"):
+    for bad in (0, -3, "5", 2.5, True):
+        with pytest.raises(ConfigError, match=r"dataset\.limit"):
+            parse_dataset({"name": "digits", "limit": bad})
+    with pytest.raises(ConfigError, match=r"dataset\.limit: got 0"):
         parse_dataset("digits", limit=0)
+    assert parse_dataset({"name": "digits", "limit": 3}, limit=5).limit == 5  # the argument wins
 
 
-def test_empty_imagefolder_is_rejected(tmp_path) -> None:
+def test_empty_imagefolder_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     with pytest.raises(ConfigError, match="class folders holding images"):
         load_dataset(f"imagefolder:{tmp_path}")

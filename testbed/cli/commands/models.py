@@ -8,7 +8,7 @@ import json
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("models", help="list splittable models, split points and feature shapes",
                               description="List registered models with the per-image feature shape, element "
                                           "count and float32 size at every split point.")

@@ -17,7 +17,7 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plot", help="plot a sweep directory: CDFs, percentiles, heatmap, breakdown, utilisation")
     p.add_argument("dir")
     p.set_defaults(func=_plot)

@@ -1,6 +1,7 @@
 """Image datasets and per-model preprocessing for the split pipeline."""
 
 from testbed.split.data.datasets import (
+    DATASETS,
     IMAGE_EXTENSIONS,
     SAMPLE_PHOTOS,
     Dataset,
@@ -11,5 +12,17 @@ from testbed.split.data.datasets import (
 )
 from testbed.split.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, preprocess_for
 
-__all__ = ["IMAGE_EXTENSIONS", "SAMPLE_PHOTOS", "Dataset", "DatasetSpec", "dataset_names", "load_dataset",
-           "parse_dataset", "IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "preprocess_for"]
+__all__ = [
+    "DATASETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "SAMPLE_PHOTOS",
+    "Dataset",
+    "DatasetSpec",
+    "Preprocess",
+    "dataset_names",
+    "load_dataset",
+    "parse_dataset",
+    "preprocess_for",
+]

@@ -1,7 +1,7 @@
 """Datasets of real images: scikit-image/scikit-learn sample photos, sklearn digits, ImageFolder trees.
 
 Each loader returns uint8 ``[3, H, W]`` images (sizes may differ) and integer labels or None;
-:func:`load_dataset` applies a model's :class:`~testbed.data.preprocess.Preprocess` and stacks.
+:func:`load_dataset` applies a model's :class:`~testbed.split.data.preprocess.Preprocess` and stacks.
 """
 
 from __future__ import annotations
@@ -16,10 +16,19 @@ import torch
 from torch import Tensor
 
 from testbed.errors import ConfigError
+from testbed.registry import Registry
 from testbed.split.data.preprocess import Preprocess
 
-__all__ = ["Dataset", "DatasetSpec", "load_dataset", "parse_dataset", "dataset_names", "SAMPLE_PHOTOS",
-           "IMAGE_EXTENSIONS"]
+__all__ = [
+    "DATASETS",
+    "IMAGE_EXTENSIONS",
+    "SAMPLE_PHOTOS",
+    "Dataset",
+    "DatasetSpec",
+    "dataset_names",
+    "load_dataset",
+    "parse_dataset",
+]
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -82,7 +91,7 @@ def _sklearn_sample_files() -> list[Path]:
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         return []
-    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "images"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "images"
     return sorted(folder.glob("*.jpg"))
 
 
@@ -137,13 +146,27 @@ def _spread(files: list[tuple[Path, int]], limit: int) -> list[tuple[Path, int]]
     return out
 
 
-_LOADERS: dict[str, Callable[[DatasetSpec], Raw]] = {
-    "samples": _samples, "digits": _digits, "imagefolder": _imagefolder,
-}
+DATASETS: Registry[Callable[[DatasetSpec], Raw]] = Registry("dataset")
+"""Dataset loaders by name; a loader returns uint8 images, labels or None, names and class names."""
+DATASETS.add("samples", _samples)
+DATASETS.add("digits", _digits)
+DATASETS.add("imagefolder", _imagefolder)
 
 
 def dataset_names() -> list[str]:
-    return list(_LOADERS)
+    """Registered dataset names, in registration order."""
+    return [name for name, _ in DATASETS.items()]
+
+
+def _known() -> str:
+    return f"one of {', '.join(dataset_names())} (imagefolder:/path for a folder tree)"
+
+
+def _limit(value: object, path: str) -> int | None:
+    """A positive integer count (or None), whatever the YAML held."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{path}.limit", value, "a positive integer")
+    return value
 
 
 def parse_dataset(value: Any, limit: int | None = None, path: str = "dataset") -> DatasetSpec:
@@ -155,7 +178,7 @@ def parse_dataset(value: Any, limit: int | None = None, path: str = "dataset") -
         unknown = set(value) - {"name", "path", "limit"}
         if unknown:
             raise ConfigError(f"{path}.{sorted(unknown)[0]}", value[sorted(unknown)[0]], "keys name, path, limit")
-        spec = DatasetSpec(str(value.get("name", "")), value.get("path"), value.get("limit"))
+        spec = DatasetSpec(str(value.get("name", "")), value.get("path"), _limit(value.get("limit"), path))
     elif isinstance(value, str):
         name, sep, rest = value.partition(":")
         if not sep and Path(value).is_dir():
@@ -163,14 +186,12 @@ def parse_dataset(value: Any, limit: int | None = None, path: str = "dataset") -
         else:
             spec = DatasetSpec(name, rest or None)
     else:
-        raise ConfigError(path, value, f"one of {', '.join(_LOADERS)} (imagefolder:/path for a folder tree)")
-    if spec.name not in _LOADERS:
-        raise ConfigError(f"{path}.name" if isinstance(value, dict) else path, spec.name,
-                          f"one of {', '.join(_LOADERS)} (imagefolder:/path for a folder tree)")
+        raise ConfigError(path, value, _known())
+    if spec.name not in DATASETS:
+        raise ConfigError(f"{path}.name" if isinstance(value, dict) else path, spec.name, _known())
     if limit is not None:
-        spec = DatasetSpec(spec.name, spec.path, limit)
-    if spec.limit is not None and (not isinstance(spec.limit, int) or spec.limit < 1):
-        raise ConfigError(f"{path}.limit", spec.limit, "a positive integer")
+        spec = DatasetSpec(spec.name, spec.path, _limit(limit, path))
+    _limit(spec.limit, path)
     return spec
 
 
@@ -181,7 +202,7 @@ def load_dataset(value: Any, preprocess: Preprocess | None = None, limit: int | 
     only measure accuracy for models whose output classes match, e.g. a checkpoint trained on it.
     """
     spec = parse_dataset(value, limit)
-    images, labels, names, classes = _LOADERS[spec.name](spec)
+    images, labels, names, classes = DATASETS.get(spec.name, "dataset.name")(spec)
     if spec.limit is not None:
         images, names = images[:spec.limit], names[:spec.limit]
         labels = labels[:spec.limit] if labels is not None else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "preprocess_for"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "preprocess_for"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

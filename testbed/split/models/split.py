@@ -33,7 +33,7 @@ def split_loaded(name: str, model: nn.Module, point: str) -> tuple[nn.Module, nn
 
 
 def split_model(name: str, point: str, weights: str = "random", seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """Build ``name`` (see :func:`~testbed.models.weights.load_model`) and split it at ``point``.
+    """Build ``name`` (see :func:`~testbed.split.models.weights.load_model`) and split it at ``point``.
 
     ``tail(head(x))`` equals ``model(x)`` for inputs of the model's preprocessing size.
     """
