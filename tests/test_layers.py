@@ -81,3 +81,14 @@ def test_version_comes_from_the_package_metadata(tmp_path: Path) -> None:
     proc = subprocess.run([*cmd, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"testbed {version('testbed')}\n"
+
+
+def test_every_top_level_package_sits_in_a_layer() -> None:
+    import pkgutil
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in config["contracts"] if c["type"] == "layers"]
+    placed = {name.strip() for layer in layers for name in layer.split("|")}
+    present = {f"testbed.{m.name}" for m in pkgutil.iter_modules(testbed.__path__)}
+    assert present == placed, "add new top-level modules to the layers contract in pyproject.toml"
