@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-__all__ = ["encode_image", "decode_image", "IMAGE_FORMATS"]
+__all__ = ["IMAGE_FORMATS", "decode_image", "encode_image"]
 
 IMAGE_FORMATS = ("raw", "png", "jpeg")
 
