@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stream", "node_stream", "link_stream", "server_stream", "NODE", "LINK", "SERVER", "EMULATION"]
+__all__ = ["EMULATION", "LINK", "NODE", "SERVER", "link_stream", "node_stream", "server_stream", "stream"]
 
 NODE = 0        # (0, group, node_in_group): arrivals, then the workload's frame drawer
 LINK = 1        # (1,): uplink latency; (1, 1): downlink latency; (1, 2): the 802.11 cell

@@ -30,8 +30,16 @@ from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
 from testbed.io import write_json, write_parquet
 
-__all__ = ["CACHE_VERSION", "IMAGE_FORMATS", "cache_dir", "image_codec", "dataset_arg", "pipeline_key",
-           "PipelineTable", "pipeline_table"]
+__all__ = [
+    "CACHE_VERSION",
+    "IMAGE_FORMATS",
+    "PipelineTable",
+    "cache_dir",
+    "dataset_arg",
+    "image_codec",
+    "pipeline_key",
+    "pipeline_table",
+]
 
 CACHE_VERSION = 3  # 3: meta.json holds typed stage costs ("costs") instead of cost_keys + stage_macs
 IMAGE_FORMATS = ("raw", "png", "jpeg")

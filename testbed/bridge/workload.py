@@ -15,7 +15,7 @@ from testbed.core.charges import codec_time, head_figure, spread_dist, tail_tabl
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.dists import Deterministic, Dist
 
-__all__ = ["PipelineWorkload", "workload_for", "make_workload"]
+__all__ = ["PipelineWorkload", "make_workload", "workload_for"]
 
 
 def _split_points(model: str) -> tuple[str, ...]:
@@ -89,10 +89,11 @@ class PipelineWorkload:
 
 
 class _IntSampler:
-    __slots__ = ("_rng", "_n", "_buf", "_i")
+    __slots__ = ("_buf", "_i", "_n", "_rng")
 
     def __init__(self, rng: np.random.Generator, n: int) -> None:
-        self._rng, self._n, self._buf, self._i = rng, n, [], 0
+        self._rng, self._n, self._i = rng, n, 0
+        self._buf: list[int] = []
 
     def __call__(self) -> int:
         if self._i >= len(self._buf):

@@ -49,6 +49,7 @@ class NodeCompute:
     def __init__(self, res: Resolved) -> None:
         import torch
 
+        import testbed.research  # noqa: F401  (registers the learned codec stages)
         from testbed.split.codecs import parse_chain
         from testbed.split.models import load_model, split_loaded
 
@@ -77,6 +78,7 @@ class ServerCompute:
 
         import torch
 
+        import testbed.research  # noqa: F401  (registers the learned codec stages)
         from testbed.split.codecs import parse_chain
         from testbed.split.data import preprocess_for
         from testbed.split.models import load_model, split_loaded

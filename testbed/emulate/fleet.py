@@ -94,6 +94,7 @@ class Fleet:
         self.stats: dict[str, Any] = {"head_overruns": 0, "encode_overruns": 0, "late_arrivals": 0,
                                       "max_arrival_lag_s": 0.0, "payload_size_mismatch": 0, "connection_errors": 0}
         self.t0 = 0.0
+        self._sends: set[asyncio.Task[None]] = set()  # strong references until each send is done
         self.meta_end = 0.0
         self.shaper: LinkShaper | None = None
         kernel = None if cfg.shape_uplink else (cfg.uplink_latency or 0.0)
@@ -175,7 +176,9 @@ class Fleet:
         while (job := await node.jobs.get()) is not None:
             rid, charge = job
             payload = await self._compute(node, rid, charge)
-            asyncio.get_running_loop().create_task(self._send(node, rid, payload))
+            task = asyncio.get_running_loop().create_task(self._send(node, rid, payload))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
 
     async def _compute(self, node: _Node, rid: int, c: Charge) -> bytes:
         loop, rec, k = asyncio.get_running_loop(), self.rec, self.k

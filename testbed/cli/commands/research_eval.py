@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from testbed.research import METHODS
-    from testbed.research.evaluate import EvalSettings, run_eval, write_results
+    from testbed.research.evaluate import run_eval, write_results
+    from testbed.research.measure import EvalSettings
 
     methods = [METHODS.get(m, "--method").name for m in (args.method or METHODS.names())]
     t0 = time.perf_counter()

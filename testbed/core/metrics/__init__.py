@@ -19,5 +19,17 @@ from testbed.core.metrics.stages import STAGES, batch_table, in_window, overlap,
 from testbed.core.metrics.summary import summarize
 from testbed.core.metrics.tables import format_summary, percentile_ci, queue_table
 
-__all__ = ["STAGES", "with_stages", "in_window", "summarize", "queue_table", "format_summary", "batch_table",
-           "percentile_ci", "overlap", "SUMMARY_METRICS", "SummaryInput", "SummaryMetric"]
+__all__ = [
+           "STAGES",
+           "SUMMARY_METRICS",
+           "SummaryInput",
+           "SummaryMetric",
+           "batch_table",
+           "format_summary",
+           "in_window",
+           "overlap",
+           "percentile_ci",
+           "queue_table",
+           "summarize",
+           "with_stages",
+]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from testbed.registry import Registry
 
-__all__ = ["SummaryInput", "SummaryMetric", "SUMMARY_METRICS"]
+__all__ = ["SUMMARY_METRICS", "SummaryInput", "SummaryMetric"]
 
 
 @dataclass(frozen=True)

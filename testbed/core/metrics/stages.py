@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["STAGES", "with_stages", "in_window", "batch_table", "overlap"]
+__all__ = ["STAGES", "batch_table", "in_window", "overlap", "with_stages"]
 
 STAGES = ("node_queue_s", "head_s", "encode_s", "link_wait_s", "tx_s", "propagation_s", "decode_s",
           "server_queue_s", "batch_wait_s", "tail_s", "downlink_s")

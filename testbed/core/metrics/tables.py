@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["queue_table", "percentile_ci", "format_summary"]
+__all__ = ["format_summary", "percentile_ci", "queue_table"]
 
 
 def queue_table(levels: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
