@@ -6,13 +6,16 @@ stations; :meth:`Records.to_frame` turns them into one immutable DataFrame row p
 
 from __future__ import annotations
 
+import math
 from array import array
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records"]
+from testbed.config.schema import Scenario
+
+__all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "expected_requests"]
 
 STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link")
 """Status codes; ``in_flight`` rows were still inside the system when the run ended."""
@@ -44,6 +47,19 @@ INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
 _NAN = float("nan")
 _INT_FILL = {"image": -1, "gpu": -1}
 """Integer columns whose unset value is not 0 (filled ahead, so starting a row writes fewer cells)."""
+
+
+def expected_requests(sc: Scenario) -> int:
+    """Frames the fleet will generate (mean), to size the record arrays once."""
+    total = 0.0
+    for g in sc.fleet:
+        a = g.arrivals
+        if a.kind == "trace":
+            per_node = len(a.trace_times) if not a.trace_nodes else len(a.trace_times) / max(1, g.count)
+        else:
+            per_node = (a.rate or 0.0) * sc.duration
+        total += g.count * per_node
+    return int(total * 1.01 + 4 * math.sqrt(total) + 64)
 
 
 class Records:

@@ -8,7 +8,6 @@ link registry (:mod:`testbed.sim.links`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -21,30 +20,17 @@ from testbed.core.arrivals import arrival_times
 from testbed.core.monitor import Level
 from testbed.core.nestquant import controller_for
 from testbed.core.policy import Batcher, NodePolicy
-from testbed.core.records import STATUS, Records
+from testbed.core.records import STATUS, Records, expected_requests
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
 from testbed.streams import link_stream, node_stream, server_stream
 
-__all__ = ["STATION_NAMES", "SimResult", "Simulation", "simulate"]
+__all__ = ["STATION_NAMES", "SimResult", "Simulation", "expected_requests", "simulate"]
 
 _OK = STATUS.index("ok")
 STATION_NAMES = ("node", "uplink", "server", "downlink")
-
-
-def expected_requests(sc: Scenario) -> int:
-    """Frames the fleet will generate (mean), to size the record arrays once."""
-    total = 0.0
-    for g in sc.fleet:
-        a = g.arrivals
-        if a.kind == "trace":
-            per_node = len(a.trace_times) if not a.trace_nodes else len(a.trace_times) / max(1, g.count)
-        else:
-            per_node = (a.rate or 0.0) * sc.duration
-        total += g.count * per_node
-    return int(total * 1.01 + 4 * math.sqrt(total) + 64)
 
 
 def _station_levels(t0: float, t1: float) -> dict[str, dict[str, Level]]:

@@ -44,3 +44,13 @@ def test_frame_columns_order_and_types() -> None:
     assert list(df["status"].cat.categories) == list(STATUS)
     assert list(df["group_name"]) == ["cams", "drones", "cams"]
     assert df["node"].dtype == np.int32 and df["gpu"].dtype == np.int8 and df["created_s"].dtype == np.float64
+
+
+def test_expected_requests_covers_the_mean_frame_count() -> None:
+    from testbed.config.load import scenario_from_dict
+    from testbed.core.records import expected_requests
+    from tests.conftest import base_scenario
+
+    sc = scenario_from_dict(base_scenario(duration="100 s"))  # 20 nodes at 1/s
+    mean = 20 * 1 * 100
+    assert mean * 1.01 + 4 * mean**0.5 <= expected_requests(sc) <= mean * 1.01 + 4 * mean**0.5 + 64
