@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["NodePower", "add_energy", "ENERGY_COLUMNS"]
+__all__ = ["ENERGY_COLUMNS", "NodePower", "add_energy"]
 
 ENERGY_COLUMNS = ("energy_compute_j", "energy_radio_j", "energy_idle_j", "energy_j")
 

@@ -56,7 +56,7 @@ class FleetConfig:
 
 def expected_requests(res: Resolved) -> int:
     """Rows to allocate (the simulator's estimate)."""
-    from testbed.sim.world import expected_requests as estimate
+    from testbed.core.records import expected_requests as estimate
 
     return estimate(res.scenario)
 
