@@ -98,6 +98,12 @@ class Deterministic(Dist):
         return Deterministic(self.value * factor)
 
 
+def constant_of(dist: Dist) -> float | None:
+    """The value of a constant distribution (None otherwise): a caller may skip sampling it, which
+    draws no random numbers, so the other draws are unchanged."""
+    return float(dist.value) if isinstance(dist, Deterministic) else None
+
+
 @dataclass(frozen=True)
 class Exponential(Dist):
     mean_value: float

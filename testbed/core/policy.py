@@ -40,6 +40,10 @@ class Admission(Enum):
     REJECTED = "rejected"  # queue full, drop_newest: the arriving frame itself is dropped
 
 
+_SERVE, _QUEUED, _REPLACED, _REJECTED = Admission.SERVE, Admission.QUEUED, Admission.REPLACED, Admission.REJECTED
+# (module constants: an Enum member lookup costs more than the rest of arrive())
+
+
 class NodeQueue:
     """One CPU and a FIFO of at most ``capacity`` waiting frames (None: unbounded)."""
 
@@ -54,16 +58,16 @@ class NodeQueue:
         """The decision for frame ``rid`` and the id of the frame dropped (-1 when none)."""
         if not self.busy:
             self.busy = True
-            return Admission.SERVE, -1
+            return _SERVE, -1
         waiting = self.waiting
         if self.capacity is None or len(waiting) < self.capacity:
             waiting.append(rid)
-            return Admission.QUEUED, -1
+            return _QUEUED, -1
         if self.drop_oldest and waiting:
             oldest = waiting.popleft()
             waiting.append(rid)
-            return Admission.REPLACED, oldest
-        return Admission.REJECTED, rid
+            return _REPLACED, oldest
+        return _REJECTED, rid
 
     def next(self) -> int | None:
         """The CPU finished a frame: the next frame to serve, or None (the CPU goes idle)."""
@@ -98,13 +102,17 @@ class NodePolicy(NodeQueue):
         super().__init__(capacity, drop_oldest)
         self.draw, self.controller = draw, controller
 
-    def begin(self, now: float) -> Charge:
-        """Charges of the frame the CPU starts at ``now`` (after :meth:`arrive` or :meth:`next`)."""
+    def charges(self, now: float) -> tuple[int, float, float, float, int]:
+        """The fields of :meth:`begin` as a plain tuple (the simulator's hot path)."""
         image, payload, head, encode = self.draw()
         if self.controller is None:
-            return Charge(image, payload, head, encode, 0)
+            return image, payload, head, encode, 0
         head, mode = self.controller.charge(now, len(self.waiting), head, encode)
-        return Charge(image, payload, head, encode, mode)
+        return image, payload, head, encode, mode
+
+    def begin(self, now: float) -> Charge:
+        """Charges of the frame the CPU starts at ``now`` (after :meth:`arrive` or :meth:`next`)."""
+        return Charge._make(self.charges(now))
 
 
 class Batch(NamedTuple):
@@ -118,9 +126,9 @@ class Batch(NamedTuple):
 class Batcher:
     """Dynamic batching over ``gpus`` GPUs (see the module docstring).
 
-    Drive it with :meth:`arrive`, :meth:`expire` (a request's timeout), :meth:`next_batch` until
-    None after any change, :meth:`finish` when a GPU is done and :meth:`timer_fired`; after
-    :meth:`next_batch` returns None, :meth:`take_timer` says whether to set a timer (and when).
+    Drive it with :meth:`arrive`, :meth:`expire` (a request's timeout), :meth:`finish` when a GPU
+    is done and :meth:`timer_fired`; after each, :meth:`dispatch` returns the batches to start now
+    and whether to set a timer (and for when).
     """
 
     def __init__(self, *, gpus: int = 1, max_batch: int = 1, max_delay: float = 0.0,
@@ -152,31 +160,33 @@ class Batcher:
         """``rid``'s timeout passed: True when it was still waiting (it is removed: timed out)."""
         return self.queued_at.pop(rid, None) is not None
 
-    def _oldest(self) -> int | None:
-        """The oldest waiting request, discarding timed-out ones at the front."""
-        queue, waiting = self.queue, self.queued_at
-        while queue and queue[0] not in waiting:
-            queue.popleft()
-        return queue[0] if queue else None
+    def dispatch(self, now: float) -> tuple[list[Batch], float | None]:
+        """Everything free GPUs start at ``now``, and a deadline to set a timer for (or None).
 
-    def next_batch(self, now: float) -> Batch | None:
-        """The batch a free GPU starts at ``now``, or None (no GPU free, nothing queued, or waiting)."""
-        if not self.free_gpus:
-            return None
-        oldest = self._oldest()
-        if oldest is None:
-            self.hold = None
-            return None
-        queued_at = self.queued_at[oldest]
-        take = batch_decision(len(self.queued_at), self.max_batch, self.max_delay, now - queued_at)
-        if take == 0:
-            if self.hold is None:
-                self.hold = now
-            deadline = queued_at + self.max_delay
-            if self.timer_at is None or self.timer_at < now or deadline < self.timer_at:
-                self.timer_at = self._new_timer = deadline
-            return None
-        return self._take(take, now)
+        Call it after any change (an arrival, a timeout, a finished batch, a fired timer); the
+        driver starts each batch and, when a deadline is returned, calls :meth:`timer_fired` then
+        :meth:`dispatch` again at that time.
+        """
+        batches: list[Batch] = []
+        free, queue, waiting = self.free_gpus, self.queue, self.queued_at
+        while free:
+            while queue and queue[0] not in waiting:  # timed-out requests at the front
+                queue.popleft()
+            if not queue:
+                self.hold = None
+                break
+            queued_at = waiting[queue[0]]
+            take = batch_decision(len(waiting), self.max_batch, self.max_delay, now - queued_at)
+            if take == 0:
+                if self.hold is None:
+                    self.hold = now
+                deadline = queued_at + self.max_delay
+                if self.timer_at is None or self.timer_at < now or deadline < self.timer_at:
+                    self.timer_at = self._new_timer = deadline
+                break
+            batches.append(self._take(take, now))
+        at, self._new_timer = self._new_timer, None  # as take_timer(), inlined (hot path)
+        return batches, at
 
     def _take(self, take: int, now: float) -> Batch:
         ready = self.hold if self.hold is not None else now
@@ -191,12 +201,12 @@ class Batcher:
         return Batch(self.free_gpus.pop(), rids, ready)
 
     def take_timer(self) -> float | None:
-        """A deadline the driver must set a timer for (once), or None."""
+        """A deadline the driver must set a timer for (once), or None (:meth:`dispatch` calls it)."""
         at, self._new_timer = self._new_timer, None
         return at
 
     def timer_fired(self) -> None:
-        """A timer set from :meth:`take_timer` went off (then call :meth:`next_batch`)."""
+        """A timer set from :meth:`dispatch` went off (then call :meth:`dispatch`)."""
         self.timer_at = None
 
     def finish(self, gpu: int) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from testbed.config.schema import Scenario
 from testbed.core.calc import batch_time_fn
-from testbed.dists import Deterministic, Dist
+from testbed.dists import Deterministic, Dist, constant_of
 
 __all__ = ["Frame", "SyntheticWorkload", "Workload"]
 
@@ -45,8 +45,11 @@ class SyntheticWorkload:
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(
             int(rng.integers(2**63))).spawn(3)]
         payload = (spec.payload or self.scenario.workload.payload).sampler(streams[0])
-        head = (spec.head or Deterministic(0.0)).sampler(streams[1])
-        encode = (spec.encode or Deterministic(0.0)).sampler(streams[2])
+        head_dist, encode_dist = spec.head or Deterministic(0.0), spec.encode or Deterministic(0.0)
+        head_s, encode_s = constant_of(head_dist), constant_of(encode_dist)
+        if head_s is not None and encode_s is not None:  # constants are not sampled (no draws skipped)
+            return lambda: (-1, payload(), head_s, encode_s)
+        head, encode = head_dist.sampler(streams[1]), encode_dist.sampler(streams[2])
         return lambda: (-1, payload(), head(), encode())
 
     def result_drawer(self, rng: np.random.Generator) -> Callable[[], float]:

@@ -42,10 +42,9 @@ class LiveBatcher:
         self.dispatch(self.clock())
 
     def dispatch(self, now: float) -> None:
-        batcher = self.batcher
-        while (batch := batcher.next_batch(now)) is not None:
+        batches, at = self.batcher.dispatch(now)
+        for batch in batches:
             self.start(batch, now)
-        at = batcher.take_timer()
         if at is not None:
             self.call_at(at, lambda: self._timer(at))
 

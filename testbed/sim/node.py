@@ -30,18 +30,19 @@ class NodeLevels:
 class Node:
     """Frames arrive, the policy admits, queues or drops them, and the CPU computes one at a time.
 
-    After head and encode the payload goes to ``send(rid, node)``; ``rate`` is the node's uplink
-    rate (bytes/s) for the link to charge.
+    After head and encode the payload goes to ``send(rid, seconds)``, ``seconds`` being its time on
+    the air alone at the node's uplink ``rate`` (bytes/s).
     """
 
     def __init__(self, env: simpy.Environment, rec: Records, *, index: int, group: int, policy: NodePolicy,
                  arrivals: Iterator[float], stop_at: float, rate: float,
-                 send: Callable[[int, Node], None], levels: NodeLevels) -> None:
+                 send: Callable[[int, float], None], levels: NodeLevels) -> None:
         self.env, self.rec, self.index, self.group = env, rec, index, group
         self.policy, self.arrivals, self.stop_at = policy, arrivals, stop_at
         self.rate, self.send = rate, send
         self.in_station, self.waiting, self.busy_cpus = levels.in_station, levels.waiting, levels.busy
         self.frames = 0
+        self._serving = -1  # the frame on the CPU (one CPU: at most one completion pending)
 
     @property
     def controller(self) -> object:
@@ -59,8 +60,11 @@ class Node:
         self.env.timeout(t - now if t > now else 0.0).callbacks.append(self._arrive)
 
     def _arrive(self, _event: simpy.Event) -> None:
-        self._next_arrival()
-        now, rec = self.env.now, self.rec
+        env, now = self.env, self.env.now
+        t = next(self.arrivals, None)  # schedule the next arrival first (as _next_arrival does)
+        if t is not None and t < self.stop_at:
+            env.timeout(t - now if t > now else 0.0).callbacks.append(self._arrive)
+        rec = self.rec
         rid = rec.new(self.index, self.group, self.frames, now)
         self.frames += 1
         decision, dropped = self.policy.arrive(rid)
@@ -76,17 +80,18 @@ class Node:
             rec.finished_s[dropped] = now
 
     def _serve(self, rid: int, now: float) -> None:
-        c = self.policy.begin(now)
+        image, payload, head, encode, mode = self.policy.charges(now)
         rec = self.rec
-        rec.mode[rid] = c.mode
-        rec.image[rid] = c.image
-        rec.payload_bytes[rid] = c.payload
+        rec.mode[rid] = mode
+        rec.image[rid] = image
+        rec.payload_bytes[rid] = payload
         rec.head_start_s[rid] = now
-        rec.head_end_s[rid] = now + c.head
-        self.env.timeout(c.head + c.encode).callbacks.append(lambda _e: self._done(rid))
+        rec.head_end_s[rid] = now + head
+        self._serving = rid
+        self.env.timeout(head + encode).callbacks.append(self._done)
 
-    def _done(self, rid: int) -> None:
-        now = self.env.now
+    def _done(self, _event: simpy.Event) -> None:
+        rid, now = self._serving, self.env.now
         self.rec.encode_end_s[rid] = now
         self.in_station.change(now, -1)
         nxt = self.policy.next()
@@ -95,4 +100,4 @@ class Node:
             self._serve(nxt, now)
         else:
             self.busy_cpus.change(now, -1)
-        self.send(rid, self)
+        self.send(rid, self.rec.payload_bytes[rid] / self.rate)

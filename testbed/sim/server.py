@@ -66,12 +66,10 @@ class Server:
         self.waiting.change(now, -1)
 
     def _dispatch(self) -> None:
-        now, batcher = self.env.now, self.batcher
-        batch = batcher.next_batch(now)
-        while batch is not None:
+        now = self.env.now
+        batches, at = self.batcher.dispatch(now)
+        for batch in batches:
             self._start(batch, now)
-            batch = batcher.next_batch(now)
-        at = batcher.take_timer()
         if at is not None:
             self.env.timeout(at - now).callbacks.append(self._on_timer)
 

@@ -9,7 +9,6 @@ link registry (:mod:`testbed.sim.links`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
 
 import pandas as pd
 import simpy
@@ -22,6 +21,7 @@ from testbed.core.nestquant import controller_for
 from testbed.core.policy import Batcher, NodePolicy
 from testbed.core.records import STATUS, Records, expected_requests
 from testbed.core.workload import SyntheticWorkload, Workload
+from testbed.dists import constant_of
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
@@ -70,12 +70,17 @@ class Simulation:
         self.workload = workload or SyntheticWorkload(sc)
         self.offload = bool(getattr(self.workload, "offload", True))
         self.env = simpy.Environment()
-        self._timeout, self._on_decoded = self.env.timeout, self._decoded  # bound once (hot path)
+        self._timeout = self.env.timeout  # bound once (hot path)
         self.rec = Records(expected_requests(sc))
         self.levels = _station_levels(sc.warmup, sc.duration)
         self._up_latency = sc.link.latency.sampler(link_stream(sc.seed))
         self._down_latency = sc.link.downlink_latency.sampler(link_stream(sc.seed, 1))
-        self._decode = self.workload.decode().sampler(server_stream(sc.seed, 1))
+        decode = self.workload.decode()
+        self._decode = decode.sampler(server_stream(sc.seed, 1))
+        # constants are not sampled (they draw no random numbers, so the other draws are unchanged)
+        up, dec, down = constant_of(sc.link.latency), constant_of(decode), constant_of(sc.link.downlink_latency)
+        self._fixed_up = (up, dec) if up is not None and dec is not None else None
+        self._fixed_down = down
         self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
         self.node_rates = [g.datarate or sc.link.datarate for g in sc.fleet for _ in range(g.count)]
@@ -109,6 +114,7 @@ class Simulation:
     def _build_nodes(self) -> list[Node]:
         """One node per fleet member; arrivals and frame draws from its stream (0, g, i)."""
         sc, res, env, rec, lv = self.sc, self.resolved, self.env, self.rec, self.levels
+        send = self.uplink.submit if self.offload else self._answered_on_node
         nodes: list[Node] = []
         for g, group in enumerate(sc.fleet):
             rate = group.datarate or sc.link.datarate
@@ -120,30 +126,27 @@ class Simulation:
                                     controller=controller_for(group.nestquant, res.nestquant[g],
                                                               res.node_profiles[g]))
                 node = Node(env, rec, index=len(nodes), group=g, policy=policy, arrivals=arrivals,
-                            stop_at=sc.duration, rate=rate, send=self._send, levels=NodeLevels(**lv["node"]))
+                            stop_at=sc.duration, rate=rate, send=send, levels=NodeLevels(**lv["node"]))
                 nodes.append(node)
         return nodes
 
     # -- hand-offs between stations (events are the only coupling) --------------------------
-    def _send(self, rid: int, node: Node) -> None:
-        if not self.offload:  # split 'none': the answer is ready on the node
-            self.rec.finished_s[rid] = self.env.now
-            self.rec.status[rid] = _OK
-            return
-        self.uplink.submit(rid, self.rec.payload_bytes[rid] / node.rate)
+    def _answered_on_node(self, rid: int, _seconds: float) -> None:
+        """Split ``none``: the answer is ready on the node, nothing is sent."""
+        self.rec.finished_s[rid] = self.env.now
+        self.rec.status[rid] = _OK
 
     def _delivered(self, rid: int) -> None:
         rec, now = self.rec, self.env.now
-        latency, decode = self._up_latency(), self._decode()
+        fixed = self._fixed_up
+        latency, decode = fixed if fixed is not None else (self._up_latency(), self._decode())
         rec.server_arrival_s[rid] = now + latency
         delay = latency + decode
         if delay > 0.0:
-            self._timeout(delay, rid).callbacks.append(self._on_decoded)
+            arrive = self.server.arrive
+            self._timeout(delay).callbacks.append(lambda _event: arrive(rid))
         else:
             self.server.arrive(rid)
-
-    def _decoded(self, event: simpy.Event) -> None:
-        self.server.arrive(cast(int, event.value))
 
     def _served(self, rid: int) -> None:
         size = self._result_size()
@@ -151,7 +154,8 @@ class Simulation:
         self.downlink.submit(rid, size / self._down_rates[self.rec.node[rid]] if size > 0 else 0.0)
 
     def _returned(self, rid: int) -> None:
-        self.rec.finished_s[rid] = self.env.now + self._down_latency()
+        down = self._fixed_down
+        self.rec.finished_s[rid] = self.env.now + (down if down is not None else self._down_latency())
         self.rec.status[rid] = _OK
 
     # -- running ------------------------------------------------------------------------------

@@ -58,28 +58,27 @@ def test_node_policy_draws_one_frame_per_service_and_passes_the_queue_length() -
     assert NodePolicy(lambda: (7, 1.0, 0.2, 0.0)).begin(0.0).mode == 0
 
 
-def _drain(b: Batcher, now: float) -> list[tuple[int, list[int], float]]:
-    out = []
-    while (batch := b.next_batch(now)) is not None:
-        out.append((batch.gpu, batch.rids, batch.ready))
-    return out
+def _drain(b: Batcher, now: float, timer: float | None = None) -> list[tuple[int, list[int], float]]:
+    """The batches started at ``now``; asserts the timer deadline the dispatch asks for."""
+    batches, at = b.dispatch(now)
+    assert at == pytest.approx(timer) if timer is not None else at is None
+    return [(batch.gpu, batch.rids, batch.ready) for batch in batches]
 
 
 def test_full_batch_goes_at_once_and_partial_waits_for_max_delay() -> None:
     b = Batcher(gpus=1, max_batch=3, max_delay=0.5)
-    for rid, t in enumerate((0.0, 0.1)):
-        assert b.arrive(rid, t)
-        assert _drain(b, t) == []
-    assert b.take_timer() == 0.5            # the oldest's deadline, set once
-    assert b.take_timer() is None
+    assert b.arrive(0, 0.0)
+    assert _drain(b, 0.0, timer=0.5) == []  # the oldest's deadline, set once
+    assert b.arrive(1, 0.1)
+    assert _drain(b, 0.1) == []
     b.arrive(2, 0.2)
     assert _drain(b, 0.2) == [(0, [0, 1, 2], 0.0)]   # full: ready since the GPU started waiting
     b.arrive(3, 0.3)
-    assert _drain(b, 0.3) == [] and b.take_timer() is None  # the GPU is busy: no timer
+    assert _drain(b, 0.3) == []  # the GPU is busy: no timer
     b.finish(0)
-    assert _drain(b, 0.4) == [] and b.take_timer() is None  # the timer for 0.5 is still pending
+    assert _drain(b, 0.4) == []  # the timer for 0.5 is still pending
     b.timer_fired()
-    assert _drain(b, 0.5) == [] and b.take_timer() == pytest.approx(0.8)
+    assert _drain(b, 0.5, timer=0.8) == []
     b.timer_fired()
     assert _drain(b, 0.8) == [(0, [3], 0.4)]
 

@@ -38,12 +38,9 @@ class FifoChannel:
         else:
             self.active = True
             self.busy.change(now, 1)
-            self._start(rid, seconds, now)
-
-    def _start(self, rid: int, seconds: float, now: float) -> None:
-        self.current = rid
-        self.start_col[rid] = now
-        self._timeout(seconds).callbacks.append(self._on_end)
+            self.current = rid  # starts on the air now (inlined in _end too: the hot path)
+            self.start_col[rid] = now
+            self._timeout(seconds).callbacks.append(self._on_end)
 
     def _end(self, _event: simpy.Event) -> None:
         rid, now = self.current, self.env.now
@@ -51,7 +48,9 @@ class FifoChannel:
         self.in_station.change(now, -1)
         if self.queue:
             nxt, seconds = self.queue.popleft()
-            self._start(nxt, seconds, now)
+            self.current = nxt
+            self.start_col[nxt] = now
+            self._timeout(seconds).callbacks.append(self._on_end)
         else:
             self.active = False
             self.busy.change(now, -1)
