@@ -31,7 +31,7 @@ def test_default_scenario_is_valid():
 @pytest.mark.parametrize("path,value,needle", [
     ("link.datarate", "-5 MB/s", "link.datarate"),
     ("link.datarate", 0, "link.datarate"),
-    ("link.model", "token_ring", "link.model"),
+    ("link.model", "", "link.model"),
     ("fleet.0.count", 0, "fleet.0.count"),
     ("fleet.0.arrivals.rate", "-2/s", "fleet.0.arrivals.rate"),
     ("server.batching.max_batch", "many", "server.batching.max_batch"),

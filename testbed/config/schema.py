@@ -184,7 +184,8 @@ class DownlinkSpec(_Frozen):
 
 
 class CsmaSpec(_Frozen):
-    """802.11 DCF parameters for ``link.model: csma`` (see :mod:`testbed.sim.wifi` for the sources).
+    """802.11 DCF parameters for ``link.model: csma`` (see :mod:`testbed.sim.links.csma` and
+    :mod:`testbed.sim.links.phy` for the sources).
 
     ``standard`` picks the PHY preamble and aggregation (802.11a: 20 us, no A-MPDU; 802.11n: 36 us,
     A-MPDU of 64; 802.11ac: 40 us); the rest default to IEEE 802.11-2016 values for 5 GHz OFDM.
@@ -235,9 +236,11 @@ class LinkSpec(_Frozen):
     ``fair_share``: processor sharing; active transmissions split the rate equally.
     ``csma``: an 802.11 DCF cell (section ``csma``); ``datarate`` (and a group's ``datarate``) is
     then the PHY rate, and the access point contends for the results on the same air.
+    ``model`` names a registered link model (:data:`testbed.sim.links.LINKS`); the name is checked
+    against the registry when the scenario is prepared (the schema sits below the simulator).
     """
 
-    model: Literal["shared_fifo", "fair_share", "csma"] = "shared_fifo"
+    model: Annotated[str, Field(min_length=1, max_length=64)] = "shared_fifo"
     datarate: DataRate
     latency: DurationDist = Deterministic(0.0)
     downlink: DownlinkSpec = DownlinkSpec()

@@ -16,6 +16,7 @@ from typing import Any
 from testbed.bridge.check import check
 from testbed.config.load import load_scenario, scenario_from_dict
 from testbed.config.resolve import Resolved, resolve
+from testbed.sim.links import LINKS
 
 __all__ = ["prepare", "prepare_dict", "scenario_dir"]
 
@@ -31,12 +32,19 @@ def prepare(path: Path | str | None = None, overrides: Mapping[str, Any] | list[
     file's directory and check it. Returns it with the raw mapping after overrides."""
     scenario, raw = load_scenario(path, overrides)
     resolved = resolve(scenario, scenario_dir(path))
-    check(resolved)
+    _check(resolved)
     return resolved, raw
 
 
 def prepare_dict(data: Mapping[str, Any], base_dir: Path | str | None = None) -> Resolved:
     """:func:`prepare` for a mapping (relative paths against ``base_dir``)."""
     resolved = resolve(scenario_from_dict(data), base_dir)
-    check(resolved)
+    _check(resolved)
     return resolved
+
+
+def _check(resolved: Resolved) -> None:
+    """What the schema cannot know: the link model's name (the simulator's registry), then the
+    model side and the profiles' figures (:func:`testbed.bridge.check.check`)."""
+    LINKS.get(resolved.scenario.link.model, "link.model")
+    check(resolved)

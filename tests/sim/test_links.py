@@ -3,8 +3,6 @@ FIFO and processor-sharing channels, and an unknown model name listing what is a
 
 from __future__ import annotations
 
-from typing import get_args
-
 import numpy as np
 import pytest
 import simpy
@@ -34,9 +32,16 @@ def _send(ctx: LinkContext, link: Link, seconds: list[float]) -> None:
         link.uplink.submit(rid, s)
 
 
-def test_registered_models_are_the_ones_the_schema_accepts() -> None:
+def test_every_registered_model_prepares_and_an_unknown_one_is_refused() -> None:
+    from testbed.run.prepare import prepare_dict
+    from tests.conftest import base_scenario
+
     assert LINKS.names() == ("csma", "fair_share", "shared_fifo")
-    assert set(get_args(LinkSpec.model_fields["model"].annotation)) == set(LINKS.names())
+    for name in LINKS.names():
+        link = {"model": name, "datarate": "1 MB/s", "latency": "1 ms"}
+        assert prepare_dict(base_scenario(link=link)).scenario.link.model == name
+    with pytest.raises(ConfigError, match=r"link\.model.*csma, fair_share, shared_fifo"):
+        prepare_dict(base_scenario(link={"model": "token_ring", "datarate": "1 MB/s"}))
 
 
 def test_unknown_model_lists_the_known_ones() -> None:
