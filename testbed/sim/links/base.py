@@ -11,6 +11,7 @@ Adding a link model is one new module in this package with a factory decorated w
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,7 +24,8 @@ from testbed.core.monitor import Level
 from testbed.core.records import Records
 from testbed.registry import Registry
 
-__all__ = ["LINKS", "Channel", "Link", "LinkContext", "LinkModel", "StationLevels"]
+__all__ = ["LINKS", "Channel", "ChannelClass", "Link", "LinkContext", "LinkModel", "StationLevels",
+           "one_channel_per_direction"]
 
 
 class Channel(Protocol):
@@ -81,6 +83,24 @@ class Link:
 
 
 LinkModel = Callable[[LinkContext], Link]
+
+
+class ChannelClass(Protocol):
+    """A one-direction channel class built from the record columns it stamps and its hand-off."""
+
+    def __call__(self, env: simpy.Environment, *, start_col: array[float], end_col: array[float],
+                 on_done: Callable[[int], None], in_station: Level, busy: Level) -> Channel: ...
+
+
+def one_channel_per_direction(ctx: LinkContext, channel: ChannelClass, *, one_on_air: bool) -> Link:
+    """A link of two independent channels of one class: the uplink stamps ``tx_*`` and hands over to
+    ``on_delivered``, the downlink stamps ``downlink_*`` and hands over to ``on_returned``."""
+    rec = ctx.rec
+    up = channel(ctx.env, start_col=rec.tx_start_s, end_col=rec.tx_end_s, on_done=ctx.on_delivered,
+                 in_station=ctx.up.in_station, busy=ctx.up.busy)
+    down = channel(ctx.env, start_col=rec.downlink_start_s, end_col=rec.downlink_end_s,
+                   on_done=ctx.on_returned, in_station=ctx.down.in_station, busy=ctx.down.busy)
+    return Link(up, down, one_on_air=one_on_air)
 """A link factory."""
 
 LINKS: Registry[LinkModel] = Registry("link model")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import simpy
 
 from testbed.core.monitor import Level
-from testbed.sim.links.base import LINKS, Link, LinkContext
+from testbed.sim.links.base import LINKS, Link, LinkContext, one_channel_per_direction
 
 __all__ = ["FifoChannel", "build"]
 
@@ -60,9 +60,4 @@ class FifoChannel:
 @LINKS.register("shared_fifo")
 def build(ctx: LinkContext) -> Link:
     """One FIFO channel per direction."""
-    rec = ctx.rec
-    up = FifoChannel(ctx.env, start_col=rec.tx_start_s, end_col=rec.tx_end_s, on_done=ctx.on_delivered,
-                     in_station=ctx.up.in_station, busy=ctx.up.busy)
-    down = FifoChannel(ctx.env, start_col=rec.downlink_start_s, end_col=rec.downlink_end_s,
-                       on_done=ctx.on_returned, in_station=ctx.down.in_station, busy=ctx.down.busy)
-    return Link(up, down, one_on_air=True)
+    return one_channel_per_direction(ctx, FifoChannel, one_on_air=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import simpy
 
 from testbed.core.monitor import Level
-from testbed.sim.links.base import LINKS, Link, LinkContext
+from testbed.sim.links.base import LINKS, Link, LinkContext, one_channel_per_direction
 
 __all__ = ["SharingChannel", "build"]
 
@@ -76,9 +76,4 @@ class SharingChannel:
 @LINKS.register("fair_share")
 def build(ctx: LinkContext) -> Link:
     """One processor-sharing channel per direction; every active transmission is in service."""
-    rec = ctx.rec
-    up = SharingChannel(ctx.env, start_col=rec.tx_start_s, end_col=rec.tx_end_s, on_done=ctx.on_delivered,
-                        in_station=ctx.up.in_station, busy=ctx.up.busy)
-    down = SharingChannel(ctx.env, start_col=rec.downlink_start_s, end_col=rec.downlink_end_s,
-                          on_done=ctx.on_returned, in_station=ctx.down.in_station, busy=ctx.down.busy)
-    return Link(up, down, one_on_air=False)
+    return one_channel_per_direction(ctx, SharingChannel, one_on_air=False)
