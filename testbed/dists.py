@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from testbed.errors import ConfigError
+from testbed.registry import Registry
 from testbed.units import parse_duration, parse_rate, parse_size
 
 __all__ = [
+    "DISTS",
     "DIST_KINDS",
     "Deterministic",
     "Dist",
@@ -235,7 +237,6 @@ class EmpiricalFile(Dist):
         return Empirical(values, self.file)
 
 
-DIST_KINDS = ("deterministic", "exponential", "uniform", "lognormal", "normal", "empirical")
 
 _PARSERS: dict[str, Callable[[object], float]] = {
     "duration": parse_duration, "size": parse_size, "interval": parse_duration,
@@ -257,9 +258,9 @@ def parse_dist(raw: Any, kind: str = "duration") -> Dist:
         return Deterministic(value)
     spec = dict(raw)
     name = spec.pop("dist", None)
-    if name not in _KINDS:
+    if not isinstance(name, str) or name not in DISTS:
         raise ValueError(f"dist must be one of {', '.join(DIST_KINDS)} (got {name!r})")
-    allowed, build = _KINDS[name]
+    allowed, build = DISTS.get(name)
     unknown = set(spec) - allowed
     if unknown:
         raise ValueError(f"unknown key(s) {sorted(unknown)} for dist {name}; allowed: {sorted(allowed)}")
@@ -335,12 +336,15 @@ def _empirical(s: _Spec) -> Dist:
     return Empirical(values, "inline")
 
 
-_KINDS: dict[str, tuple[set[str], Callable[[_Spec], Dist]]] = {
-    "deterministic": ({"value"}, lambda s: Deterministic(s.get("value"))),
-    "exponential": ({"mean", "rate"}, _exponential),
-    "uniform": ({"low", "high"}, _uniform),
-    "lognormal": ({"median", "sigma", "mean"}, _lognormal),
-    "normal": ({"mean", "std"}, _normal),
-    "empirical": ({"file", "column", "values", "unit"}, _empirical),
-}
-"""Each ``dist`` name's allowed keys and builder (a new distribution: a class and one entry)."""
+DistKind = tuple[frozenset[str], Callable[[_Spec], Dist]]
+"""A ``dist`` name's allowed keys and its builder."""
+
+DISTS: Registry[DistKind] = Registry("distribution")
+"""The ``{dist: NAME, ...}`` kinds (a new distribution: a :class:`Dist` class and one registration)."""
+DISTS.add("deterministic", (frozenset({"value"}), lambda s: Deterministic(s.get("value"))))
+DISTS.add("exponential", (frozenset({"mean", "rate"}), _exponential))
+DISTS.add("uniform", (frozenset({"low", "high"}), _uniform))
+DISTS.add("lognormal", (frozenset({"median", "sigma", "mean"}), _lognormal))
+DISTS.add("normal", (frozenset({"mean", "std"}), _normal))
+DISTS.add("empirical", (frozenset({"file", "column", "values", "unit"}), _empirical))
+DIST_KINDS = tuple(name for name, _ in DISTS.items())

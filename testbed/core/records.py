@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from testbed.config.schema import Scenario
+from testbed.core.arrivals import expected_frames
 
 __all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "expected_requests"]
 
@@ -53,12 +54,7 @@ def expected_requests(sc: Scenario) -> int:
     """Frames the fleet will generate (mean), to size the record arrays once."""
     total = 0.0
     for g in sc.fleet:
-        a = g.arrivals
-        if a.kind == "trace":
-            per_node = len(a.trace_times) if not a.trace_nodes else len(a.trace_times) / max(1, g.count)
-        else:
-            per_node = (a.rate or 0.0) * sc.duration
-        total += g.count * per_node
+        total += g.count * expected_frames(g.arrivals, g.count, sc.duration)
     return int(total * 1.01 + 4 * math.sqrt(total) + 64)
 
 
