@@ -30,7 +30,8 @@ RATES = ["1 MB/s", "2 MB/s", "5 MB/s", "10 MB/s"]
 
 
 def run(scenario: Path, rates: list[str]) -> pd.DataFrame:
-    from testbed.config.load import apply_overrides, read_yaml, scenario_from_dict
+    from testbed.config.load import apply_overrides, read_yaml
+    from testbed.run.prepare import prepare_dict
     from testbed.run.runner import run_scenario
 
     raw = {k: v for k, v in read_yaml(scenario).items() if k not in ("sweep", "replications")}
@@ -38,7 +39,7 @@ def run(scenario: Path, rates: list[str]) -> pd.DataFrame:
     for rate in rates:
         for name, over in CONFIGS.items():
             cell = apply_overrides(raw, {**over, "link.datarate": rate, "fleet.0.count": 1})
-            res = run_scenario(scenario_from_dict(cell, scenario.parent), base_dir=scenario.parent)
+            res = run_scenario(prepare_dict(cell, scenario.parent))
             s = res.summary
             rows.append({"datarate": rate, "config": name, "latency_ms": s["latency_mean_s"] * 1e3,
                          "payload_bytes": s["mean_payload_bytes"], "head_ms": s["mean_head_s"] * 1e3,

@@ -68,12 +68,10 @@ def _first_error(exc: ValidationError) -> ConfigError:
     return ConfigError(path, err.get("input"), msg)
 
 
-def scenario_from_dict(data: Mapping[str, Any], base_dir: Path | str | None = None) -> Scenario:
-    """Validate a mapping (as read from YAML) into a :class:`Scenario`; no file is opened.
-
-    ``base_dir`` is accepted for older callers and unused: the files a scenario names are read by
-    :func:`testbed.config.resolve.resolve` (use :func:`testbed.run.prepare.prepare_dict`).
-    """
+def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
+    """Validate a mapping (as read from YAML) into a :class:`Scenario`; no file is opened (the files
+    a scenario names are read by :func:`testbed.config.resolve.resolve`; to load, resolve and check
+    in one call use :func:`testbed.run.prepare.prepare_dict`)."""
     if not isinstance(data, Mapping):
         raise ConfigError("", data, "a scenario must be a mapping of fields")
     try:
