@@ -78,6 +78,8 @@ def dataset_arg(sc: Scenario) -> dict[str, Any]:
         out["path"] = ds.path
     if ds.limit is not None:
         out["limit"] = ds.limit
+    if ds.seed:
+        out["seed"] = ds.seed  # (absent when 0: cache keys of existing scenarios are unchanged)
     return out
 
 

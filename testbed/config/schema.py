@@ -324,9 +324,14 @@ class ModelSpec(_Frozen):
 
 
 class DatasetSpec(_Frozen):
+    """The images frames are drawn from: ``kind`` a registered dataset (``samples``, ``photos``,
+    ``digits``, ``imagefolder``), ``path`` its folder, ``limit`` how many images (``photos``: frames),
+    ``seed`` the variations ``photos`` draws."""
+
     kind: str = "samples"
     path: str | None = None
     limit: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
 
 
 class Scenario(_Frozen):

@@ -1,5 +1,6 @@
 """Image datasets and per-model preprocessing for the split pipeline."""
 
+from testbed.split.data import photos  # noqa: F401  (registers the photos dataset)
 from testbed.split.data.datasets import (
     DATASETS,
     IMAGE_EXTENSIONS,

@@ -25,9 +25,11 @@ __all__ = [
     "SAMPLE_PHOTOS",
     "Dataset",
     "DatasetSpec",
+    "Raw",
     "dataset_names",
     "load_dataset",
     "parse_dataset",
+    "to_chw",
 ]
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
@@ -36,11 +38,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """``name`` is ``samples``, ``digits`` or ``imagefolder`` (with ``path``); ``limit`` caps the count."""
+    """``name`` is a registered dataset (``samples``, ``digits``, ``imagefolder`` with ``path``,
+    ``photos``); ``limit`` caps the count (for ``photos``: the number of frames); ``seed`` draws the
+    variations of datasets that make frames (``photos``)."""
 
     name: str
     path: str | None = None
     limit: int | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,13 +78,13 @@ def _samples(spec: DatasetSpec) -> Raw:
             arr = loader()
         except Exception:  # a photo that needs a download (pooch) is skipped offline
             continue
-        images.append(_to_chw(arr))
+        images.append(to_chw(arr))
         names.append(f"skimage:{name}")
     for path in _sklearn_sample_files():
         from PIL import Image
 
         with Image.open(path) as im:
-            images.append(_to_chw(np.asarray(im.convert("RGB"))))
+            images.append(to_chw(np.asarray(im.convert("RGB"))))
         names.append(f"sklearn:{path.stem}")
     return images, None, names, None
 
@@ -101,7 +106,7 @@ def _digits(spec: DatasetSpec) -> Raw:
 
     d = load_digits()
     n = len(d.images) if spec.limit is None else min(spec.limit, len(d.images))
-    images = [_to_chw(np.round(d.images[i] * (255.0 / 16.0)).astype(np.uint8)) for i in range(n)]
+    images = [to_chw(np.round(d.images[i] * (255.0 / 16.0)).astype(np.uint8)) for i in range(n)]
     return images, [int(t) for t in d.target[:n]], [f"digits:{i}" for i in range(n)], [str(c) for c in d.target_names]
 
 
@@ -127,7 +132,7 @@ def _imagefolder(spec: DatasetSpec) -> Raw:
     images = []
     for f, _ in files:
         with Image.open(f) as im:
-            images.append(_to_chw(np.asarray(im.convert("RGB"))))
+            images.append(to_chw(np.asarray(im.convert("RGB"))))
     return images, [lab for _, lab in files], [str(f.relative_to(root)) for f, _ in files], classes
 
 
@@ -175,10 +180,13 @@ def parse_dataset(value: Any, limit: int | None = None, path: str = "dataset") -
     if isinstance(value, DatasetSpec):
         spec = value
     elif isinstance(value, dict):
-        unknown = set(value) - {"name", "path", "limit"}
+        unknown = set(value) - {"name", "path", "limit", "seed"}
         if unknown:
-            raise ConfigError(f"{path}.{sorted(unknown)[0]}", value[sorted(unknown)[0]], "keys name, path, limit")
-        spec = DatasetSpec(str(value.get("name", "")), value.get("path"), _limit(value.get("limit"), path))
+            raise ConfigError(f"{path}.{sorted(unknown)[0]}", value[sorted(unknown)[0]], "keys name, path, limit, seed")
+        seed = value.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"{path}.seed", seed, "an integer >= 0")
+        spec = DatasetSpec(str(value.get("name", "")), value.get("path"), _limit(value.get("limit"), path), seed)
     elif isinstance(value, str):
         name, sep, rest = value.partition(":")
         if not sep and Path(value).is_dir():
@@ -190,7 +198,7 @@ def parse_dataset(value: Any, limit: int | None = None, path: str = "dataset") -
     if spec.name not in DATASETS:
         raise ConfigError(f"{path}.name" if isinstance(value, dict) else path, spec.name, _known())
     if limit is not None:
-        spec = DatasetSpec(spec.name, spec.path, _limit(limit, path))
+        spec = DatasetSpec(spec.name, spec.path, _limit(limit, path), spec.seed)
     _limit(spec.limit, path)
     return spec
 
@@ -211,7 +219,7 @@ def load_dataset(value: Any, preprocess: Preprocess | None = None, limit: int | 
     return Dataset(batch, torch.tensor(labels, dtype=torch.int64) if labels is not None else None, names, classes)
 
 
-def _to_chw(arr: np.ndarray) -> Tensor:
+def to_chw(arr: np.ndarray) -> Tensor:
     """HxW, HxWx3 or HxWx4 (alpha dropped) uint8 -> uint8 [3, H, W]."""
     a = np.asarray(arr)
     if a.dtype != np.uint8:
