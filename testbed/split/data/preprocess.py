@@ -51,15 +51,17 @@ class Preprocess:
 
 def preprocess_for(model: str, weights: str = "random") -> Preprocess:
     """The preprocessing of ``model``: the named torchvision weights' transforms, else the ImageNet
-    defaults at the model's crop size (random weights or a checkpoint)."""
+    defaults at the model's crop size (random weights or a checkpoint), or the model's own scaling
+    where it declares one (``ModelSpec.mean``/``std``, e.g. EfficientNet-Lite's TensorFlow scaling)."""
     from testbed.split.models.registry import get_spec
     from testbed.split.models.weights import is_checkpoint_path, weights_enum
 
     spec = get_spec(model)
     if spec.task == "detection":  # SSD normalizes inside the model; feed a fixed-size [0, 1] image
         return Preprocess(crop=spec.crop, resize=spec.resize, mean=None, std=None)
-    if weights == "random" or is_checkpoint_path(weights):
-        return Preprocess(crop=spec.crop, resize=spec.resize)
+    if spec.pretrained is not None or weights == "random" or is_checkpoint_path(weights):
+        return Preprocess(crop=spec.crop, resize=spec.resize, mean=spec.mean or IMAGENET_MEAN,
+                          std=spec.std or IMAGENET_STD, interpolation=spec.interpolation)
     t = weights_enum(spec, weights).transforms()
     return Preprocess(crop=int(t.crop_size[0]), resize=int(t.resize_size[0]), mean=tuple(t.mean),
                       std=tuple(t.std), interpolation=t.interpolation.value)

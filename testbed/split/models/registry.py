@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from torch import nn
@@ -33,6 +34,11 @@ class ModelSpec:
     ``decompose`` maps a built model to its named stages (the last stage's name is the output and
     is not a split point). ``resize``/``crop`` are the preprocessing used with random weights or a
     checkpoint (the ImageNet defaults); named torchvision weights bring their own transforms.
+
+    A model that torchvision does not have gives ``build`` (called with ``build_kwargs``, returns the
+    randomly initialised model), ``pretrained`` (returns the path of its pretrained state dict, for
+    ``weights: pretrained`` or ``DEFAULT``) and its own input scaling ``mean``/``std`` and
+    ``interpolation`` (used with any weights; ``None`` means the ImageNet mean/std).
     """
 
     name: str
@@ -43,6 +49,21 @@ class ModelSpec:
     resize: int = 256
     fixed_input: bool = False  # True where the model only accepts ``crop x crop`` inputs
     build_kwargs: dict[str, object] = field(default_factory=dict)
+    build: Callable[..., nn.Module] | None = None
+    pretrained: Callable[[], Path] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str = "bilinear"
+
+    def build_model(self, **kwargs: object) -> nn.Module:
+        """The model with random weights: ``build`` where given, else torchvision's ``get_model``."""
+        kw = {**self.build_kwargs, **kwargs}
+        if self.build is not None:
+            return self.build(**kw)
+        from torchvision.models import get_model
+
+        model: nn.Module = get_model(self.name, weights=None, **kw)
+        return model
 
     @property
     def split_points(self) -> tuple[str, ...]:

@@ -68,14 +68,12 @@ def feature_table(names: list[str] | None = None, size: int | None = None) -> li
     ``size`` overrides the input side (default: each model's crop size, 224 or 320). The
     ``none`` point reports the output: logits for classifiers, nothing for detectors.
     """
-    from torchvision.models import get_model
-
     out: list[FeatureInfo] = []
     for name in names or _all_names():
         spec = get_spec(name)
         side = spec.crop if (size is None or spec.fixed_input) else size
         with torch.device("meta"):
-            model = get_model(name, weights=None, **spec.build_kwargs).eval()
+            model = spec.build_model().eval()
             x = torch.empty(1, 3, side, side)
         out.append(FeatureInfo(name, INPUT, tuple(x.shape[1:])))
         with torch.no_grad():

@@ -15,7 +15,10 @@ from testbed.split.models.registry import ModelSpec, get_spec
 if TYPE_CHECKING:  # torchvision ships no type information (Any to mypy)
     from torchvision.models import WeightsEnum
 
-__all__ = ["WeightsError", "is_checkpoint_path", "load_model", "weights_enum"]
+__all__ = ["PRETRAINED", "WeightsError", "is_checkpoint_path", "load_model", "packaged_weights", "weights_enum"]
+
+PRETRAINED = ("pretrained", "DEFAULT")
+"""Weights names that select a model's pretrained weights (``DEFAULT`` also for torchvision enums)."""
 
 
 class WeightsError(TestbedError):
@@ -27,13 +30,34 @@ def is_checkpoint_path(weights: str) -> bool:
     return os.sep in weights or weights.endswith((".pt", ".pth", ".ckpt", ".bin")) or Path(weights).is_file()
 
 
+def packaged_weights(spec: ModelSpec, weights: str, path: str = "weights") -> Path:
+    """The state dict behind ``weights: pretrained`` (or ``DEFAULT``) of a model that brings its own
+    (``spec.pretrained``): a file inside an installed package."""
+    if spec.pretrained is None:
+        raise ConfigError(path, weights, f"{spec.name} has no packaged weights")
+    if weights not in PRETRAINED:
+        raise ConfigError(path, weights, "one of random, pretrained, DEFAULT, <checkpoint path>")
+    try:
+        file = spec.pretrained()
+    except ModuleNotFoundError as exc:
+        raise WeightsError(str(exc)) from None
+    if not file.is_file():
+        raise WeightsError(f"the pretrained weights of {spec.name} are missing: {file}")
+    return file
+
+
 def weights_enum(spec: ModelSpec, weights: str, path: str = "weights") -> WeightsEnum:
-    """Resolve a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V2``, or the full enum name)."""
+    """Resolve a torchvision weights name (``DEFAULT`` or ``pretrained``, ``IMAGENET1K_V2``, or the full
+    enum name). For a model with packaged weights (``spec.pretrained``) this only checks the name and
+    that the weights are installed, and returns None."""
     from torchvision.models import get_model_weights
 
+    if spec.pretrained is not None:
+        packaged_weights(spec, weights, path)
+        return None
     enum = get_model_weights(spec.name)
     key = weights.split(".")[-1]
-    if key == "DEFAULT":
+    if key in PRETRAINED:
         return enum.DEFAULT
     try:
         return enum[key]
@@ -49,18 +73,21 @@ def load_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
     inside a forked RNG, so the global RNG is untouched), a torchvision weights name (loaded by
     torchvision from the hub cache, downloading where reachable) or a checkpoint path, read with
     ``torch.load(..., weights_only=True)`` (a state dict, or a dict holding one under
-    ``state_dict``/``model``).
+    ``state_dict``/``model``). A model with packaged weights (``spec.pretrained``, e.g.
+    ``efficientnet_lite0``) takes ``pretrained``/``DEFAULT``, read the same way, strictly.
     """
     from torchvision.models import get_model
 
     spec = get_spec(name)
     kwargs = dict(spec.build_kwargs)
-    if weights == "random" or is_checkpoint_path(weights):
+    packaged = spec.pretrained is not None and weights != "random" and not is_checkpoint_path(weights)
+    if weights == "random" or is_checkpoint_path(weights) or packaged:
+        file = packaged_weights(spec, weights) if packaged else Path(weights)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = get_model(name, weights=None, **kwargs)
+            model = spec.build_model()
         if weights != "random":
-            _load_checkpoint(model, Path(weights))
+            _load_checkpoint(model, file)
     else:
         enum = weights_enum(spec, weights)
         kwargs.pop("weights_backbone", None)
