@@ -44,7 +44,7 @@ def test_variation_stays_inside_the_photo_and_keeps_exposure_bounded() -> None:
     for _ in range(200):
         v = Variation.draw(300, 400, rng)
         x, y, w, h = v.box
-        assert 0 <= x and 0 <= y and x + w <= 400 and y + h <= 300
+        assert x >= 0 and y >= 0 and x + w <= 400 and y + h <= 300
         assert 0.35 * 0.99 <= w * h / (300 * 400) <= 1.0 and 0.8 <= v.gain <= 1.25
     v = Variation((10, 20, 100, 50), flip=True, gain=1.2)
     frame = vary(photo, v)
