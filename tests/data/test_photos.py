@@ -61,7 +61,7 @@ def test_a_folder_of_unlabelled_photos_flat_or_nested(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not an image")
     d = load_dataset({"name": "photos", "path": str(tmp_path), "limit": 6})
     assert [n.split("#")[0] for n in d.names] == ["a.png", "day/b.jpg", "day/cam1/c.bmp"] * 2
-    with pytest.raises(ConfigError, match="dataset.path"):
+    with pytest.raises(ConfigError, match=r"dataset\.path"):
         load_dataset({"name": "photos", "path": str(tmp_path / "missing")})
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holding images"):
