@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from testbed.research.common import Compute, count_compute
-from testbed.research.nets import TINY_MODEL, SplitTask, evaluate_logits, load_split_task
+from testbed.research.nets import SplitTask, evaluate_logits, load_split_task
+from testbed.research.options import TrainOptions
 from testbed.split.codecs import parse_chain, read_frame
 from testbed.split.codecs.chain import decode_payloads
 
@@ -29,19 +30,11 @@ Log = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
-class EvalSettings:
-    """Options of ``testbed research-eval`` (``tabular``: a scikit-learn table, empty to skip)."""
+class EvalSettings(TrainOptions):
+    """Options of ``testbed research-eval``: those of ``testbed train`` plus ``epochs`` and ``tabular``
+    (a scikit-learn table, None to skip)."""
 
-    out: str
-    model: str = TINY_MODEL
-    weights: str = ""
-    split: str = "layer1"
-    dataset: str = "digits"
-    limit: int | None = None
-    seed: int = 0
     epochs: int = 10
-    device: str | None = None
-    threads: int | None = 1
     tabular: str | None = "breast_cancer"
 
 

@@ -15,29 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from testbed.errors import ConfigError
 from testbed.registry import Registry
+from testbed.research.options import TrainOptions
 
 if TYPE_CHECKING:
     from testbed.research.measure import EvalContext, Row
     from testbed.split.codecs import Stage
 
 __all__ = ["METHODS", "Method", "Option", "TrainOptions", "register_method"]
-
-TINY_MODEL = "tiny_resnet"
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """``testbed train`` options shared by all methods (method-specific ones are the method's :class:`Option`)."""
-
-    out: str
-    model: str = TINY_MODEL
-    weights: str = ""
-    split: str = "layer1"
-    dataset: str = "digits"
-    limit: int | None = None
-    seed: int = 0
-    device: str | None = None
-    threads: int | None = 1
 
 _TYPES: tuple[type, ...] = (bool, int, float, str)
 

@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
     methods = [METHODS.get(m, "--method").name for m in (args.method or METHODS.names())]
     t0 = time.perf_counter()
-    settings = EvalSettings(args.out, args.model, args.weights, args.split, args.dataset, args.limit, args.seed,
-                            args.epochs, args.device, args.threads, args.tabular or None)
+    settings = EvalSettings(out=args.out, model=args.model, weights=args.weights, split=args.split,
+                            dataset=args.dataset, limit=args.limit, seed=args.seed, epochs=args.epochs,
+                            device=args.device, threads=args.threads, tabular=args.tabular or None)
     text = write_results(run_eval(settings, methods), args.out)
     print(text)
     print(f"total {time.perf_counter() - t0:.0f} s; results in {args.out}/results.json and {args.out}/table.md")
