@@ -41,7 +41,7 @@ __all__ = [
     "pipeline_table",
 ]
 
-CACHE_VERSION = 3  # 3: meta.json holds typed stage costs ("costs") instead of cost_keys + stage_macs
+CACHE_VERSION = 4  # 4: images.parquet holds top5_0..top5_4 and reference_confidence; 3: typed stage costs
 IMAGE_FORMATS = ("raw", "png", "jpeg")
 
 
@@ -124,7 +124,7 @@ def pipeline_key(sc: Scenario) -> tuple[str, dict[str, Any]]:
 class PipelineTable:
     """Per-image results of one (model, split, codec, dataset) and what the charges need."""
 
-    images: pd.DataFrame          # image, payload_bytes, prediction, reference, label
+    images: pd.DataFrame          # image, payload_bytes, prediction, top5_0..4, reference, reference_confidence, label
     elements: int                 # elements of one feature map (pixels x channels for input)
     serialized_bytes: int         # bytes entering the first lossless coder
     costs: tuple[StageCost, ...]  # how each codec stage is charged (empty: nothing to charge)
@@ -171,14 +171,29 @@ def _run_image_baseline(sc: Scenario, params: dict[str, Any]) -> PipelineTable:
     mean, std = getattr(prep, "mean", IMAGENET_MEAN), getattr(prep, "std", IMAGENET_STD)
     payloads, restored = _image_payloads(data.images, params["format"], params["quality"], mean, std)
     with torch.inference_mode():
-        ref = torch.cat([model(data.images[i:i + 8]).argmax(1) for i in range(0, len(data), 8)]).numpy()
-        pred = torch.cat([model(restored[i:i + 8]).argmax(1) for i in range(0, len(data), 8)]).numpy()
+        ref_logits = torch.cat([model(data.images[i:i + 8]) for i in range(0, len(data), 8)])
+        logits = torch.cat([model(restored[i:i + 8]) for i in range(0, len(data), 8)])
+    ref = ref_logits.argmax(1).numpy()
+    confidence = torch.softmax(ref_logits, dim=1).amax(dim=1).numpy()
+    k = min(5, int(logits.shape[1]))
+    top5 = np.full((len(data), 5), -1)
+    top5[:, :k] = logits.topk(k, dim=1).indices.numpy()
     label = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
     elements = int(np.prod(data.images.shape[1:]))
     costs = () if params["format"] == "raw" else (StageCost("element", params["format"]),)
-    table = pd.DataFrame({"image": np.arange(len(data)), "payload_bytes": [len(p) for p in payloads],
-                          "prediction": pred, "reference": ref, "label": label})
+    table = _images_table([len(p) for p in payloads], logits.argmax(1).numpy(), top5, ref, confidence, label)
     return PipelineTable(table, elements, elements, costs, {"codec": f"image:{params['format']}"})
+
+
+def _images_table(payload_bytes: Any, prediction: np.ndarray, top5: np.ndarray, reference: np.ndarray,
+                  confidence: np.ndarray, label: np.ndarray) -> pd.DataFrame:
+    """One row per image: payload bytes, the split model's top-1 and top-5, the unsplit model's
+    top-1 and its confidence, the label (-1: none)."""
+    cols: dict[str, Any] = {"image": np.arange(len(prediction)), "payload_bytes": payload_bytes,
+                            "prediction": prediction}
+    cols.update({f"top5_{j}": top5[:, j] for j in range(5)})
+    cols.update({"reference": reference, "reference_confidence": confidence, "label": label})
+    return pd.DataFrame(cols)
 
 
 def _run_split(sc: Scenario) -> PipelineTable:
@@ -194,8 +209,8 @@ def _run_split(sc: Scenario) -> PipelineTable:
     bits = chain.bits or (16 if any(s.name == "float16" for s in chain.tensor_stages) else 32)
     charged = bool(sc.codec) and sc.model.split != "none"
     costs = tuple(stage_charges(chain, res.feature_shape)) if charged else ()
-    table = pd.DataFrame({"image": np.arange(len(res.payload_bytes)), "payload_bytes": res.payload_bytes,
-                          "prediction": res.prediction, "reference": res.reference, "label": res.label})
+    table = _images_table(res.payload_bytes, res.prediction, res.top5, res.reference, res.reference_confidence,
+                          res.label)
     return PipelineTable(table, elements, -(-elements * bits // 8), costs, res.summary())
 
 

@@ -9,25 +9,42 @@ import numpy as np
 import pandas as pd
 
 from testbed.bridge.cache import PipelineTable
+from testbed.core.metrics.outcomes import CONFIDENT
 
 __all__ = ["add_live_outcomes", "add_outcomes"]
 
 
-def add_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
-    """Records with ``correct`` (prediction equals label; NaN where unlabelled) and ``agree``
-    (prediction equals the unsplit model's) per request, joined on the image index."""
-    img = table.images.set_index("image")
+def _column(img: pd.DataFrame, name: str, idx: np.ndarray, valid: np.ndarray, fill: float) -> np.ndarray:
+    out = np.full(len(idx), fill, dtype=float)
+    out[valid] = img[name].to_numpy(dtype=float)[idx[valid]]
+    return out
+
+
+def _answers(df: pd.DataFrame, img: pd.DataFrame, pred: np.ndarray, valid: np.ndarray) -> pd.DataFrame:
+    """``correct``, ``agree`` (top-1 equals the unsplit model's) and ``confident`` (the unsplit
+    model's top-1 probability is at least 0.5) per request."""
     idx = df["image"].to_numpy()
-    valid = idx >= 0
-    pred = np.full(len(df), -1)
-    ref = np.full(len(df), -1)
-    lab = np.full(len(df), -1)
-    pred[valid] = img["prediction"].to_numpy()[idx[valid]]
-    ref[valid] = img["reference"].to_numpy()[idx[valid]]
-    lab[valid] = img["label"].to_numpy()[idx[valid]]
+    ref, lab = _column(img, "reference", idx, valid, -1), _column(img, "label", idx, valid, -1)
+    conf = _column(img, "reference_confidence", idx, valid, math.nan)
     out = df.copy()
     out["correct"] = np.where(valid & (lab >= 0), (pred == lab).astype(float), math.nan)
     out["agree"] = np.where(valid, (pred == ref).astype(float), math.nan)
+    out["confident"] = np.where(valid & ~np.isnan(conf), (conf >= CONFIDENT).astype(float), math.nan)
+    return out
+
+
+def add_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
+    """Records with ``correct`` (prediction equals label; NaN where unlabelled), ``agree`` (prediction
+    equals the unsplit model's), ``agree_top5`` (the unsplit model's answer among the split model's
+    five best) and ``confident`` per request, joined on the image index."""
+    img = table.images.set_index("image")
+    idx = df["image"].to_numpy()
+    valid = idx >= 0
+    pred = _column(img, "prediction", idx, valid, -1)
+    out = _answers(df, img, pred, valid)
+    ref = _column(img, "reference", idx, valid, -1)
+    top5 = np.stack([_column(img, f"top5_{j}", idx, valid, -2) for j in range(5)], axis=1)
+    out["agree_top5"] = np.where(valid, (top5 == ref[:, None]).any(axis=1).astype(float), math.nan)
     return out
 
 
@@ -39,12 +56,7 @@ def add_live_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
     idx = df["image"].to_numpy()
     pred = df["prediction"].to_numpy()
     valid = (idx >= 0) & (pred >= 0)
-    ref = np.full(len(df), -1)
-    lab = np.full(len(df), -1)
-    ref[valid] = img["reference"].to_numpy()[idx[valid]]
-    lab[valid] = img["label"].to_numpy()[idx[valid]]
-    out = df.copy()
-    out["correct"] = np.where(valid & (lab >= 0), (pred == lab).astype(float), math.nan)
-    out["agree"] = np.where(valid, (pred == ref).astype(float), math.nan)
+    out = _answers(df, img, pred.astype(float), valid)
+    out["agree_top5"] = math.nan  # the live server returns its top-1 answer only
     out["cached_prediction"] = np.where(idx >= 0, img["prediction"].to_numpy()[np.clip(idx, 0, None)], -1)
     return out

@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from testbed.core.metrics.outcomes import CONFIDENT
 from testbed.errors import ConfigError
 from testbed.split.codecs import CodecChain, decode_payloads, parse_chain, read_frame
 from testbed.split.data import Dataset, load_dataset, preprocess_for
 from testbed.split.models import NONE, get_spec, load_model, split_loaded
 
-__all__ = ["PipelineResult", "SplitPipeline", "default_device", "finetuned_tail", "run_pipeline"]
+__all__ = ["CONFIDENT", "PipelineResult", "SplitPipeline", "agreement", "default_device", "finetuned_tail", "run_pipeline"]
 
 
 def default_device() -> torch.device:
@@ -60,6 +61,8 @@ class PipelineResult:
     tail_s: np.ndarray
     snr_db: np.ndarray
     cosine: np.ndarray
+    top5: np.ndarray                  # [N, 5] the split model's five best classes (-1: none)
+    reference_confidence: np.ndarray  # [N] the unsplit model's top-1 softmax probability (NaN: none)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -96,7 +99,7 @@ class PipelineResult:
             "tail_ms_mean": 1e3 * float(self.tail_s.mean()),
             "snr_db_mean": float(np.mean(self.snr_db)),
             "cosine_mean": float(np.mean(self.cosine)),
-            "top1_agreement": float(np.mean(self.prediction == self.reference)),
+            **agreement(self.prediction, self.top5, self.reference, self.reference_confidence),
             "accuracy": float(np.mean(self.prediction[labelled] == self.label[labelled])) if labelled.any() else None,
             "reference_accuracy": (float(np.mean(self.reference[labelled] == self.label[labelled]))
                                    if labelled.any() else None),
@@ -117,7 +120,7 @@ class SplitPipeline:
         self.model = load_model(model, weights, seed)
         self.preprocess = preprocess_for(model, weights)
         self.device = torch.device(device) if device is not None else default_device()
-        self._reference: dict[int, tuple[Tensor, np.ndarray]] = {}
+        self._reference: dict[int, tuple[Tensor, np.ndarray, np.ndarray]] = {}
 
     def dataset(self, spec: Any = "samples", limit: int | None = None) -> Dataset:
         """Load ``spec`` with this model's preprocessing."""
@@ -129,17 +132,39 @@ class SplitPipeline:
             return np.array([int(d["labels"][int(d["scores"].argmax())]) if len(d["scores"]) else -1 for d in out])
         return out.argmax(dim=1).cpu().numpy()
 
+    def answers(self, out: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-1 class, the five best classes ``[N, 5]`` (-1 past the number of classes) and the top-1
+        softmax probability per image (detectors: top-5 all -1 and confidence NaN)."""
+        top1 = self.predict(out)
+        n = len(top1)
+        if self.spec.task == "detection":
+            return top1, np.full((n, 5), -1), np.full(n, np.nan)
+        k = min(5, int(out.shape[1]))
+        top5 = np.full((n, 5), -1)
+        top5[:, :k] = out.topk(k, dim=1).indices.cpu().numpy()
+        confidence = torch.softmax(out.float(), dim=1).amax(dim=1).cpu().numpy()
+        return top1, top5, confidence
+
     def reference(self, data: Dataset, batch_size: int = 8) -> np.ndarray:
         """Predictions of the unsplit model (cached per dataset object)."""
+        return self._reference_answers(data, batch_size)[0]
+
+    def reference_confidence(self, data: Dataset, batch_size: int = 8) -> np.ndarray:
+        """The unsplit model's top-1 softmax probability per image (cached with :meth:`reference`)."""
+        return self._reference_answers(data, batch_size)[1]
+
+    def _reference_answers(self, data: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         key = id(data.images)
         cached = self._reference.get(key)
         if cached is None or cached[0] is not data.images:
-            preds = []
+            preds, confs = [], []
             with torch.inference_mode():
                 for start in range(0, len(data), batch_size):
-                    preds.append(self.predict(self.model(data.images[start:start + batch_size])))
-            cached = self._reference[key] = (data.images, np.concatenate(preds))
-        return cached[1]
+                    top1, _, conf = self.answers(self.model(data.images[start:start + batch_size]))
+                    preds.append(top1)
+                    confs.append(conf)
+            cached = self._reference[key] = (data.images, np.concatenate(preds), np.concatenate(confs))
+        return cached[1], cached[2]
 
     def run(self, split: str, codec: Any, data: Dataset, batch_size: int = 8) -> PipelineResult:
         """Evaluate one split point and codec chain over ``data``."""
@@ -159,8 +184,8 @@ class SplitPipeline:
         tails = [finetuned_tail(chain, self.name, split, tail) for chain in chains]
         if self.device.type != "cpu":
             tails = [copy.deepcopy(t).to(self.device) for t in tails]
-        reference = self.reference(data, batch_size)
-        keys = ("payload", "header", "pred", "enc", "dec", "head", "tail", "snr", "cos")
+        reference, confidence = self._reference_answers(data, batch_size)
+        keys = ("payload", "header", "pred", "top5", "enc", "dec", "head", "tail", "snr", "cos")
         cols: list[dict[str, list[np.ndarray]]] = [{k: [] for k in keys} for _ in chains]
         timings: list[dict[tuple[str, str], float]] = [{} for _ in chains]
         shape: tuple[int, ...] = ()
@@ -186,7 +211,7 @@ class SplitPipeline:
                 bits=chain.bits, payload_bytes=cat["payload"], header_bytes=cat["header"],
                 prediction=cat["pred"], reference=reference, label=label, encode_s=cat["enc"],
                 decode_s=cat["dec"], head_s=cat["head"], tail_s=cat["tail"], snr_db=cat["snr"],
-                cosine=cat["cos"], stage_seconds={f"{d}:{name}": s for (d, name), s in timing.items()}))
+                cosine=cat["cos"], top5=cat["top5"], reference_confidence=confidence, stage_seconds={f"{d}:{name}": s for (d, name), s in timing.items()}))
         return results
 
     def _batch(self, chain: CodecChain, feats: Tensor, tail: torch.nn.Module,
@@ -205,7 +230,9 @@ class SplitPipeline:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         col["tail"].append(np.full(n, (time.perf_counter() - t0) / n))
-        col["pred"].append(self.predict(out))
+        top1, top5, _ = self.answers(out)
+        col["pred"].append(top1)
+        col["top5"].append(top5)
         col["payload"].append(np.array([len(p) for p in enc.payloads]))
         col["header"].append(np.array([read_frame(p).header_size for p in enc.payloads]))
         col["enc"].append(enc.seconds)
@@ -240,6 +267,19 @@ def finetuned_tail(chain: CodecChain, model: str, split: str, tail: torch.nn.Mod
         if tuned is not None:
             tail = tuned
     return tail
+
+
+def agreement(prediction: np.ndarray, top5: np.ndarray, reference: np.ndarray,
+              reference_confidence: np.ndarray) -> dict[str, float | int | None]:
+    """Top-1 agreement with the unsplit model, top-5 agreement (the unsplit top-1 among the split
+    model's five best) and top-1 agreement on the frames the unsplit model is confident about."""
+    top1 = prediction == reference
+    confident = reference_confidence >= CONFIDENT
+    in_top5 = (top5 == reference[:, None]).any(axis=1) if top5.size else np.zeros(len(reference), bool)
+    return {"top1_agreement": float(np.mean(top1)) if top1.size else None,
+            "top5_agreement": float(np.mean(in_top5)) if top5.size and (top5 >= 0).any() else None,
+            "confident_frames": int(confident.sum()),
+            "confident_agreement": float(np.mean(top1[confident])) if confident.any() else None}
 
 
 def fidelity(x: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,7 @@
-"""Answers: accuracy against labels and top-1 agreement with the unsplit model (completed requests),
-and the share of NestQuant part-bit heads (Xie et al., arXiv:2506.17870)."""
+"""Answers over completed requests: accuracy against labels, top-1 agreement with the unsplit model,
+top-5 agreement (the unsplit model's answer among the split model's five best) and top-1 agreement on
+the frames the unsplit model is confident about; and the share of NestQuant part-bit heads (Xie et
+al., arXiv:2506.17870)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from typing import Any
 
 from testbed.core.metrics.registry import SUMMARY_METRICS, SummaryInput
 
-__all__ = ["answers", "nestquant_modes"]
+__all__ = ["CONFIDENT", "answers", "nestquant_modes"]
+
+CONFIDENT = 0.5
+"""Frames the unsplit model answers with at least this top-1 probability count as confident."""
 
 
 @SUMMARY_METRICS.register("answers")
@@ -17,8 +22,15 @@ def answers(s: SummaryInput) -> dict[str, Any]:
     if "correct" not in s.window_rows:
         return {}
     ok = s.ok
-    return {"accuracy": float(ok["correct"].mean()) if ok["correct"].notna().any() else math.nan,
-            "agreement": float(ok["agree"].mean()) if len(ok) else math.nan}
+    out = {"accuracy": float(ok["correct"].mean()) if ok["correct"].notna().any() else math.nan,
+           "agreement": float(ok["agree"].mean()) if len(ok) else math.nan}
+    if "agree_top5" in ok:  # the unsplit model's answer among the split model's five best
+        out["agreement_top5"] = float(ok["agree_top5"].mean()) if ok["agree_top5"].notna().any() else math.nan
+    if "confident" in ok:  # frames the unsplit model answers with probability >= CONFIDENT
+        confident = ok[ok["confident"] == 1.0]
+        out["confident_share"] = float(ok["confident"].mean()) if ok["confident"].notna().any() else math.nan
+        out["agreement_confident"] = float(confident["agree"].mean()) if len(confident) else math.nan
+    return out
 
 
 @SUMMARY_METRICS.register("nestquant_modes")

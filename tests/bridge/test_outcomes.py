@@ -1,0 +1,57 @@
+"""Agreement per request: top-1, top-5 and on confident frames, from the pipeline table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from testbed.bridge.cache import PipelineTable
+from testbed.bridge.outcomes import add_live_outcomes, add_outcomes
+from testbed.core.metrics.outcomes import answers
+from testbed.core.metrics.registry import SummaryInput
+from testbed.split.pipeline import agreement
+
+
+def _table() -> PipelineTable:
+    """Three images: the split model is right, right only in its top 5, wrong; the unsplit model
+    is confident about the first two."""
+    images = pd.DataFrame({
+        "image": [0, 1, 2], "payload_bytes": [10, 20, 30], "prediction": [7, 3, 9],
+        "top5_0": [7, 3, 9], "top5_1": [1, 5, 8], "top5_2": [2, 6, 1], "top5_3": [4, 0, 2], "top5_4": [5, 2, 4],
+        "reference": [7, 5, 3], "reference_confidence": [0.9, 0.6, 0.2], "label": [-1, -1, -1]})
+    return PipelineTable(images, 1, 1, (), {})
+
+
+def test_per_request_agreement_columns() -> None:
+    df = pd.DataFrame({"image": [0, 1, 2, 1, -1]})
+    out = add_outcomes(df, _table())
+    assert out["agree"].tolist()[:4] == [1.0, 0.0, 0.0, 0.0] and math.isnan(out["agree"].iloc[4])
+    assert out["agree_top5"].tolist()[:4] == [1.0, 1.0, 0.0, 1.0]
+    assert out["confident"].tolist()[:4] == [1.0, 1.0, 0.0, 1.0] and math.isnan(out["confident"].iloc[4])
+    assert out["correct"].isna().all()  # unlabelled
+
+
+def test_live_answers_keep_top1_and_confidence_not_top5() -> None:
+    df = pd.DataFrame({"image": [0, 1], "prediction": [7, 5]})
+    out = add_live_outcomes(df, _table())
+    assert out["agree"].tolist() == [1.0, 1.0] and out["confident"].tolist() == [1.0, 1.0]
+    assert out["agree_top5"].isna().all() and out["cached_prediction"].tolist() == [7, 3]
+
+
+def test_summary_agreement_figures() -> None:
+    rows = add_outcomes(pd.DataFrame({"image": [0, 1, 2, 1]}), _table())
+    s = SummaryInput(rows, rows, rows, (0.0, 1.0), None, 1, None)
+    out = answers(s)
+    assert out["agreement"] == pytest.approx(0.25) and out["agreement_top5"] == pytest.approx(0.75)
+    assert out["confident_share"] == pytest.approx(0.75)
+    assert out["agreement_confident"] == pytest.approx(1 / 3)
+
+
+def test_pipeline_agreement_summary() -> None:
+    top5 = np.array([[7, 1, 2, 4, 5], [3, 5, 6, 0, 2], [9, 8, 1, 2, 4]])
+    got = agreement(np.array([7, 3, 9]), top5, np.array([7, 5, 3]), np.array([0.9, 0.6, 0.2]))
+    assert got == {"top1_agreement": pytest.approx(1 / 3), "top5_agreement": pytest.approx(2 / 3),
+                   "confident_frames": 2, "confident_agreement": pytest.approx(0.5)}
