@@ -44,6 +44,12 @@ def test_cache_reused_for_fleet_link_server_changes_and_invalidated_otherwise(mo
     run_scenario(scenario_from_dict(split_raw(**{"codec": [{"quantize": {"bits": 4}}, {"zlib": {}}]})))
     assert len(calls) == 2
     assert first.summary["agreement"] >= 0.0
+    assert first.summary["note"].startswith("random weights: accuracy, agreement and compressed sizes are not")
+    assert "agreement_top5" in first.summary and first.records["agree_top5"].notna().any()
+
+
+def test_timing_only_runs_carry_no_random_weights_note():
+    assert "note" not in run_scenario(scenario_from_dict(base_scenario(duration="5 s", warmup="1 s"))).summary
 
 
 def test_requests_carry_real_payloads_and_charges():

@@ -14,6 +14,7 @@ from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
 from testbed.core.energy import NodePower, add_energy
 from testbed.core.metrics import in_window, queue_table, summarize, with_stages
+from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
 from testbed.sim.world import SimResult, simulate
@@ -94,6 +95,8 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
     if any(m is not None for m in res.nestquant):
         summary["nestquant_accuracy"] = nestquant_accuracy(records, res)
     summary = {"scenario": sc.name, "seed": sc.seed, **summary}
+    if sc.model is not None and sc.model.weights == "random":
+        summary["note"] = RANDOM_WEIGHTS_NOTE
     return RunResult(sc, sim, summary, queue_table(sim.levels), pipeline_s)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from typing import Any
 
 __all__ = ["expand_codecs", "register"]
@@ -94,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     pipe = SplitPipeline(args.model, args.weights, args.seed, args.device)
     data = pipe.dataset(args.dataset, args.limit)
     results = [r.summary() for r in pipe.sweep(splits, chains, data, args.batch_size)]
+    if args.weights == "random":
+        from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
+
+        print(f"note: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
+        results = [{**r, "note": RANDOM_WEIGHTS_NOTE} for r in results]
     if args.json:
         print(json.dumps([_jsonable(r) for r in results], indent=2, allow_nan=False))
     elif args.pivot:

@@ -10,10 +10,14 @@ from typing import Any
 
 from testbed.core.metrics.registry import SUMMARY_METRICS, SummaryInput
 
-__all__ = ["CONFIDENT", "answers", "nestquant_modes"]
+__all__ = ["CONFIDENT", "RANDOM_WEIGHTS_NOTE", "answers", "nestquant_modes"]
 
 CONFIDENT = 0.5
 """Frames the unsplit model answers with at least this top-1 probability count as confident."""
+
+RANDOM_WEIGHTS_NOTE = ("random weights: accuracy, agreement and compressed sizes are not meaningful "
+                       "(a random network gives nearly every image the same class); use weights: pretrained")
+"""The one line every output made with seeded random weights carries."""
 
 
 @SUMMARY_METRICS.register("answers")
