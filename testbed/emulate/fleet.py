@@ -25,7 +25,7 @@ from testbed.config.resolve import Resolved
 from testbed.core.arrivals import arrival_times
 from testbed.core.nestquant import controller_for
 from testbed.core.policy import Charge, NodePolicy
-from testbed.core.records import STATUS, Records
+from testbed.core.records import STATUS, Records, expected_requests
 from testbed.emulate.clock import sleep_until
 from testbed.emulate.nominal import Kind, NodeEvent, node_events
 from testbed.emulate.responses import ResponseReader
@@ -33,7 +33,7 @@ from testbed.emulate.shaper import LinkShaper
 from testbed.emulate.wire import pack_request
 from testbed.streams import EMULATION, link_stream, node_stream, stream
 
-__all__ = ["Fleet", "FleetConfig", "expected_requests"]
+__all__ = ["Fleet", "FleetConfig"]
 
 _DROPPED_AT_NODE = STATUS.index("dropped_at_node")
 
@@ -52,13 +52,6 @@ class FleetConfig:
     drain_cap: float = 30.0          # scenario seconds to wait for requests in flight
     start_delay: float = 0.3         # wall seconds between connecting and the first arrival
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def expected_requests(res: Resolved) -> int:
-    """Rows to allocate (the simulator's estimate)."""
-    from testbed.core.records import expected_requests as estimate
-
-    return estimate(res.scenario)
 
 
 @dataclass(eq=False)
@@ -82,7 +75,7 @@ class Fleet:
         sc = self.sc
         self.k = cfg.time_scale
         self.workload = make_workload(res)
-        self.rec = Records(expected_requests(res))
+        self.rec = Records(expected_requests(res.scenario))  # the simulator's estimate
         self.nodes = [self._node(g, i) for g, group in enumerate(sc.fleet) for i in range(group.count)]
         self.up_latency = sc.link.latency.sampler(link_stream(sc.seed))
         self.compute = None
