@@ -63,6 +63,11 @@ def _check_dataset(sc: Scenario) -> None:
     spec = parse_dataset(dataset_arg(sc), path="dataset")
     if spec.name == "imagefolder" and not spec.path:
         raise ConfigError("dataset.path", None, "a folder of class folders for kind imagefolder")
+    if spec.name == "photos":
+        from testbed.split.data.photos import MAX_FRAMES
+
+        if spec.limit is not None and spec.limit > MAX_FRAMES:
+            raise ConfigError("dataset.limit", spec.limit, f"at most {MAX_FRAMES} frames (each held in memory)")
 
 
 def _codec_costs(sc: Scenario) -> tuple[StageCost, ...]:

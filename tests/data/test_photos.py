@@ -73,3 +73,12 @@ def test_bad_counts_and_seeds_name_the_field() -> None:
         load_dataset({"name": "photos", "limit": 10**6})
     with pytest.raises(ConfigError, match=r"dataset\.seed"):
         parse_dataset({"name": "photos", "seed": -1})
+
+
+def test_validate_refuses_more_frames_than_the_loader_takes() -> None:
+    from testbed.run.prepare import prepare_dict
+    from tests.test_pipeline_workload import split_raw
+
+    raw = split_raw(**{"dataset": {"kind": "photos", "limit": 10**6}})
+    with pytest.raises(ConfigError, match=r"dataset\.limit.*at most 4096"):
+        prepare_dict(raw)
