@@ -33,6 +33,9 @@ PI_WHOLE_MS = {
     "efficientnet_v2_s": (460.0, "by-compute", "estimated"),
     "convnext_tiny": (250.0, "by-compute", "estimated"),
     "vit_b_16": (1000.0, "by-compute", "estimated"),
+    "efficientnet_lite0": (49.0, "tflite-lite0", "published"),
+    "efficientnet_lite1": (49.0 * 631 / 407, "by-compute-lite", "estimated"),
+    "efficientnet_lite2": (49.0 * 899 / 407, "by-compute-lite", "estimated"),
 }
 PI_PROVENANCE = {
     "pytorch-tutorial": {
@@ -50,6 +53,15 @@ PI_PROVENANCE = {
         "4.09 GMAC in 225 ms (~18 GMAC/s): ConvNeXt-T ~250 ms, EfficientNetV2-S ~460 ms, ViT-B/16 ~1.0 s",
         "method": "whole-model time by MAC count at the ResNet-50 rate, distributed over blocks by "
         "cpu-x86 per-block shares; depthwise and attention layers usually run slower than that rate"},
+    "tflite-lite0": {
+        "kind": "published", "source": "TildAlice, 'MobileNet vs EfficientNet-Lite: Pi 4': EfficientNet-Lite0 49 ms "
+        "with TFLite on a Raspberry Pi 4 B CPU (a single source), via ../shared/reference/real-models.md",
+        "method": "the published whole-model time distributed over blocks by the per-block shares measured on the "
+        "cpu-x86 profile; PyTorch on the Pi is likely slower than TFLite"},
+    "by-compute-lite": {
+        "kind": "estimated", "source": "no Pi 4 measurement; Lite0's published 49 ms (TFLite) for 407 M multiply-adds",
+        "method": "whole-model time by multiply-add count at Lite0's rate (Lite1 631 M, Lite2 899 M, from the "
+        "TensorFlow efficientnet/lite README), distributed over blocks by cpu-x86 per-block shares"},
     "codec-scaled": {
         "kind": "estimated", "source": "codec costs measured on this machine (nodes/cpu-x86.yaml)",
         "method": "scaled by the one-thread ResNet-50 time ratio pi4b / cpu-x86: 225.2 ms x 636.0/335.3 (ncnn's "
@@ -109,12 +121,46 @@ def h100_eager(csv_path: Path) -> dict[str, Any]:
     whole_b1 = float(tails["resnet50"]["input"][1].split()[0]) * 1e-3
     prov["eager-rate"] = {"kind": "estimated", "source": "resnet50 whole-model eager latency at batch 1 in the same file",
                           "method": "4.09 GMAC / batch-1 latency: a launch-bound lower bound on the MAC rate"}
+    prov["eager-by-layers"] = {
+        "kind": "estimated", "source": "mobilenet_v3_large whole-model eager latency by batch in the same file",
+        "method": "EfficientNet-Lite tails: MobileNetV3-Large's latency x (conv/linear layers in the tail / "
+                  "MobileNetV3-Large's layers), since small depthwise networks run launch-bound on an eager "
+                  "H100; ignores Lite's larger multiply-add count (Lite0 407 M vs 217 M), which matters only at "
+                  "large batches. Replace with `testbed profile --device cuda --role server` where a GPU is at hand"}
+    models = {m: {"tail": {s: {"batches": b, "provenance": "eager"} for s, b in t.items()}} for m, t in tails.items()}
+    for lite in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        models[lite] = {"tail": lite_tails_by_layers(tails["mobilenet_v3_large"]["input"], lite)}
     return {"name": "h100", "role": "server", "mac_rate": {"ops_per_s": macs / whole_b1, "provenance": "eager-rate"},
             "description": "NVIDIA H100 80GB HBM3, eager PyTorch float32: tail latency by batch size; at small "
                            "batch bounded by kernel-launch overhead",
-            "provenance": prov,
-            "models": {m: {"tail": {s: {"batches": b, "provenance": "eager"} for s, b in t.items()}}
-                       for m, t in tails.items()}}
+            "provenance": prov, "models": models}
+
+
+def _convs(module: Any) -> int:
+    import torch
+
+    return sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in module.modules())
+
+
+def lite_tails_by_layers(whole: dict[int, str], model: str = "efficientnet_lite0") -> dict[str, Any]:
+    """An EfficientNet-Lite tail per split point and batch, from MobileNetV3-Large's measured whole-model eager
+    latency (same file) scaled by the share of convolution/linear layers in the tail: at the batch sizes of
+    an edge server an eager H100 runs these small depthwise networks launch-bound, one kernel sequence per
+    layer, so time follows the layer count, not the multiply-adds."""
+    from torchvision.models import mobilenet_v3_large
+
+    from testbed.split.models import get_spec, split_model
+
+    ref_layers = _convs(mobilenet_v3_large())
+    out = {}
+    for point in get_spec(model).split_points:
+        if point == "none":
+            continue
+        _, tail = split_model(model, point)
+        share = _convs(tail) / ref_layers
+        out[point] = {"batches": {b: _ms(float(v.split()[0]) * share) for b, v in whole.items()},
+                      "provenance": "eager-by-layers"}
+    return out
 
 
 def h100_cudagraphs() -> dict[str, Any]:

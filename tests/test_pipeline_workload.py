@@ -23,7 +23,7 @@ def split_raw(**over) -> dict:
             g.pop(k, None)
     raw["fleet"][0]["count"] = 4
     raw["server"].pop("service")
-    raw.update(model={"name": "resnet18", "split": "stem"}, codec=[{"quantize": {"bits": 2}}, {"zlib": {}}],
+    raw.update(model={"name": "resnet18", "weights": "random", "split": "stem"}, codec=[{"quantize": {"bits": 2}}, {"zlib": {}}],
                dataset={"kind": "samples", "limit": 4})
     return apply_overrides(raw, over)
 
@@ -146,8 +146,9 @@ def test_fine_tuned_tail_of_a_learned_codec_is_used(tmp_path):
     config = {"channels": 64, "code_channels": 8, "bits": 2, "model": "resnet18", "split": "stem"}
     save_checkpoint(str(ckpt), "autoencoder", config, state, {})
     codec = [{"autoencoder": {"checkpoint": str(ckpt)}}, {"quantize": {"bits": 2}}]
-    res = run_pipeline("resnet18", "stem", codec, {"name": "samples", "limit": 2})
+    res = run_pipeline("resnet18", "stem", codec, {"name": "samples", "limit": 2}, weights="random")
     assert (res.prediction == 7).all()
     assert not (res.reference == 7).all()  # the unsplit model keeps its own tail
-    other = run_pipeline("resnet18", "layer1", [{"quantize": {"bits": 2}}], {"name": "samples", "limit": 2})
+    other = run_pipeline("resnet18", "layer1", [{"quantize": {"bits": 2}}], {"name": "samples", "limit": 2},
+                         weights="random")
     assert not (other.prediction == 7).all()

@@ -72,7 +72,7 @@ def image_codec(codec: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 def dataset_arg(sc: Scenario) -> dict[str, Any]:
     ds = sc.dataset
     if ds is None:
-        return {"name": "samples"}
+        return {"name": "photos"}
     out: dict[str, Any] = {"name": ds.kind}
     if ds.path is not None:
         out["path"] = ds.path
@@ -142,46 +142,17 @@ class PipelineTable:
                    tuple(StageCost.from_dict(c) for c in meta["costs"]), meta["summary"])
 
 
-def _image_payloads(images: Any, fmt: str, quality: int, mean: Any, std: Any) -> tuple[list[bytes], Any]:
-    """Encode preprocessed images back to uint8 pixels (raw/PNG/JPEG); returns payloads and the
-    normalised tensors the server would decode."""
-    import torch
-
-    from testbed.split.imagecodec import decode_image, encode_image
-
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
-    pixels = ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    payloads = [encode_image(px, fmt, quality) for px in pixels]
-    decoded = np.stack([decode_image(p, fmt, px.shape) for p, px in zip(payloads, pixels)])
-    x = torch.from_numpy(decoded).float() / 255
-    return payloads, (x - m) / s
-
-
 def _run_image_baseline(sc: Scenario, params: dict[str, Any]) -> PipelineTable:
-    import torch
-
-    from testbed.split.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset, preprocess_for
-    from testbed.split.models import load_model
+    """The 'send the image' baseline through :meth:`SplitPipeline.run_image` (on the CPU)."""
+    from testbed.split.pipeline import SplitPipeline
 
     assert sc.model is not None
-    model = load_model(sc.model.name, sc.model.weights, sc.model.seed).eval()
-    data = load_dataset(dataset_arg(sc), preprocess_for(sc.model.name, sc.model.weights))
-    prep = preprocess_for(sc.model.name, sc.model.weights)
-    mean, std = getattr(prep, "mean", IMAGENET_MEAN), getattr(prep, "std", IMAGENET_STD)
-    payloads, restored = _image_payloads(data.images, params["format"], params["quality"], mean, std)
-    with torch.inference_mode():
-        ref_logits = torch.cat([model(data.images[i:i + 8]) for i in range(0, len(data), 8)])
-        logits = torch.cat([model(restored[i:i + 8]) for i in range(0, len(data), 8)])
-    ref = ref_logits.argmax(1).numpy()
-    confidence = torch.softmax(ref_logits, dim=1).amax(dim=1).numpy()
-    k = min(5, int(logits.shape[1]))
-    top5 = np.full((len(data), 5), -1)
-    top5[:, :k] = logits.topk(k, dim=1).indices.numpy()
-    label = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
+    pipe = SplitPipeline(sc.model.name, sc.model.weights, sc.model.seed, "cpu")
+    data = pipe.dataset(dataset_arg(sc))
+    r = pipe.run_image(data, params["format"], params["quality"])
     elements = int(np.prod(data.images.shape[1:]))
     costs = () if params["format"] == "raw" else (StageCost("element", params["format"]),)
-    table = _images_table([len(p) for p in payloads], logits.argmax(1).numpy(), top5, ref, confidence, label)
+    table = _images_table(r.payload_bytes, r.prediction, r.top5, r.reference, r.reference_confidence, r.label)
     return PipelineTable(table, elements, elements, costs, {"codec": f"image:{params['format']}"})
 
 

@@ -312,12 +312,13 @@ class Workload(_Frozen):
 
 
 class ModelSpec(_Frozen):
-    """The split model: ``weights`` is ``random`` (seeded by ``seed``), a torchvision weights name or a
-    checkpoint path. ``spread: true`` charges the profile's measured spread (lognormal) instead of
+    """The split model: ``weights`` is ``pretrained`` (the default: the model's ImageNet weights, packaged
+    or torchvision's), ``random`` (seeded by ``seed``; accuracy and compressed sizes then mean nothing),
+    a torchvision weights name or a checkpoint path. ``spread: true`` charges the profile's measured spread (lognormal) instead of
     its median."""
 
     name: str
-    weights: str = "random"
+    weights: str = "pretrained"
     split: str
     seed: Annotated[int, Field(ge=0)] = 0
     spread: bool = False
@@ -328,7 +329,7 @@ class DatasetSpec(_Frozen):
     ``digits``, ``imagefolder``), ``path`` its folder, ``limit`` how many images (``photos``: frames),
     ``seed`` the variations ``photos`` draws."""
 
-    kind: str = "samples"
+    kind: str = "photos"
     path: str | None = None
     limit: Annotated[int, Field(ge=1)] | None = None
     seed: Annotated[int, Field(ge=0)] = 0

@@ -113,7 +113,7 @@ class SplitPipeline:
     Reference predictions of the unsplit model are computed once per dataset, on the CPU.
     """
 
-    def __init__(self, model: str, weights: str = "random", seed: int = 0,
+    def __init__(self, model: str, weights: str = "pretrained", seed: int = 0,
                  device: str | torch.device | None = None) -> None:
         self.spec = get_spec(model)
         self.name, self.weights = model, weights
@@ -122,7 +122,7 @@ class SplitPipeline:
         self.device = torch.device(device) if device is not None else default_device()
         self._reference: dict[int, tuple[Tensor, np.ndarray, np.ndarray]] = {}
 
-    def dataset(self, spec: Any = "samples", limit: int | None = None) -> Dataset:
+    def dataset(self, spec: Any = "photos", limit: int | None = None) -> Dataset:
         """Load ``spec`` with this model's preprocessing."""
         return load_dataset(spec, self.preprocess, limit)
 
@@ -241,14 +241,58 @@ class SplitPipeline:
         col["snr"].append(snr)
         col["cos"].append(cos)
 
+    def run_image(self, data: Dataset, fmt: str, quality: int = 90, batch_size: int = 8) -> PipelineResult:
+        """The 'send the image' baseline: each preprocessed frame back to uint8 pixels, encoded as
+        ``raw``, ``png`` or ``jpeg`` (at ``quality``), decoded as a server would and run through the
+        whole model. Split ``input``; codec ``image:<fmt>``; fidelity compares the model inputs."""
+        from testbed.split.imagecodec import IMAGE_FORMATS, decode_image, encode_image
+
+        if fmt not in IMAGE_FORMATS:
+            raise ConfigError("image", fmt, f"one of {', '.join(IMAGE_FORMATS)}")
+        if not 1 <= quality <= 100:
+            raise ConfigError("image.quality", quality, "an integer from 1 to 100")
+        reference, confidence = self._reference_answers(data, batch_size)
+        prep = self.preprocess
+        pixels = (prep.denormalize(data.images).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        payloads, enc_s, dec_s, decoded = [], [], [], []
+        for px in pixels:
+            t0 = time.perf_counter()
+            payloads.append(encode_image(px, fmt, quality))
+            t1 = time.perf_counter()
+            decoded.append(decode_image(payloads[-1], fmt, px.shape))
+            enc_s.append(t1 - t0)
+            dec_s.append(time.perf_counter() - t1)
+        x = torch.from_numpy(np.stack(decoded)).float() / 255
+        if prep.mean is not None and prep.std is not None:
+            x = (x - torch.tensor(prep.mean).view(1, 3, 1, 1)) / torch.tensor(prep.std).view(1, 3, 1, 1)
+        answers, tail_s = [], []
+        model = self.model if self.device.type == "cpu" else copy.deepcopy(self.model).to(self.device)
+        with torch.inference_mode():
+            for start in range(0, len(data), batch_size):
+                t0 = time.perf_counter()
+                out = model(x[start:start + batch_size].to(self.device))
+                answers.append(self.answers(out))
+                tail_s.append(np.full(len(answers[-1][0]), (time.perf_counter() - t0) / len(answers[-1][0])))
+        snr, cos = fidelity(data.images, x)
+        n = len(data)
+        label = data.labels.numpy() if data.labels is not None else np.full(n, -1)
+        return PipelineResult(
+            model=self.name, split="input", codec=f"image:{fmt}" + (f"(q={quality})" if fmt == "jpeg" else ""),
+            weights=self.weights, device=str(self.device), feature_shape=tuple(data.images.shape[1:]),
+            input_shape=tuple(data.images.shape[1:]), bits=8, payload_bytes=np.array([len(b) for b in payloads]),
+            header_bytes=np.zeros(n, dtype=np.int64), prediction=np.concatenate([a[0] for a in answers]),
+            reference=reference, label=label, encode_s=np.array(enc_s), decode_s=np.array(dec_s),
+            head_s=np.zeros(n), tail_s=np.concatenate(tail_s), snr_db=snr, cosine=cos,
+            top5=np.concatenate([a[1] for a in answers]), reference_confidence=confidence)
+
     def sweep(self, splits: Sequence[str], codecs: Sequence[Any], data: Dataset,
               batch_size: int = 8) -> list[PipelineResult]:
         """Every split point x codec chain, reusing the model, the dataset and the head outputs."""
         return [r for s in splits for r in self.run_codecs(s, codecs, data, batch_size)]
 
 
-def run_pipeline(model: str, split: str, codec_spec: Any = None, dataset_spec: Any = "samples",
-                 weights: str = "random", seed: int = 0, batch_size: int = 8, limit: int | None = None,
+def run_pipeline(model: str, split: str, codec_spec: Any = None, dataset_spec: Any = "photos",
+                 weights: str = "pretrained", seed: int = 0, batch_size: int = 8, limit: int | None = None,
                  device: str | torch.device | None = None) -> PipelineResult:
     """One-call API: build ``model``, load ``dataset_spec`` and evaluate ``split`` with ``codec_spec``.
 

@@ -18,7 +18,8 @@ def _json(capsys, argv: list[str]) -> list[dict]:
 
 
 def test_payloads_json_on_bundled_photos(capsys) -> None:
-    rows = _json(capsys, ["payloads", "--model", "resnet18", "--split", "layer2,layer4", "--split", "input",
+    rows = _json(capsys, ["payloads", "--model", "resnet18", "--weights", "random", "--split", "layer2,layer4",
+                          "--split", "input",
                           "--codec", "float32", "--codec", "quantize:bits=8,lzma:preset=1", "--bits", "1", "8",
                           "--limit", "2", "--batch-size", "2", "--device", "cpu", "--json"])
     assert [(r["split"], r["codec"]) for r in rows] == [
@@ -45,20 +46,51 @@ def test_payloads_json_on_bundled_photos(capsys) -> None:
     assert by[("input", 8)]["payload_bytes_mean"] == pytest.approx(3 * 224 * 224 / 0.25 / 4, rel=0.5)
 
 
+@pytest.mark.zoo
+def test_payloads_defaults_are_the_pretrained_lite0_on_the_photos(capsys) -> None:
+    """The issue's command with no --weights/--dataset: real weights, real photos. float32 keeps every
+    answer, 8 bits nearly all, 1 bit most of them lost; payload bytes come from the real feature maps."""
+    rows = _json(capsys, ["payloads", "--model", "efficientnet_lite0", "--split", "stem", "--codec", "float32",
+                          "--codec", "quantize,lzma", "--bits", "1", "8", "--limit", "16", "--json"])
+    by = {r["bits"]: r for r in rows}
+    assert all(r["weights"] == "pretrained" and r["images"] == 16 and "note" not in r for r in rows)
+    assert by[None]["top1_agreement"] == 1.0 and by[None]["top5_agreement"] == 1.0
+    assert by[8]["top1_agreement"] >= 0.9 and by[8]["top5_agreement"] >= 0.95
+    assert by[1]["top1_agreement"] <= 0.5
+    # the 1-bit map of real features does not collapse the way a random network's does
+    assert 32 * 112 * 112 / 8 / 4 < by[1]["payload_bytes_mean"] < by[8]["payload_bytes_mean"] / 4
+
+
+@pytest.mark.zoo
+def test_payloads_images_and_smallest_payload_per_floor(capsys) -> None:
+    out = _json(capsys, ["payloads", "--split", "stage6", "--codec", "float16", "--codec", "quantize", "--bits", "1",
+                         "8", "--image", "raw", "--image", "jpeg:quality=75", "--limit", "8", "--floor", "0.9",
+                         "--json"])
+    rows = {r["codec"]: r for r in out["rows"]}
+    assert rows["image:raw"]["payload_bytes_mean"] == 3 * 224 * 224 and rows["image:raw"]["top1_agreement"] == 1.0
+    assert rows["image:jpeg(q=75)"]["payload_bytes_mean"] < 3 * 224 * 224 / 4
+    picks = {e["split"]: e["0.9"] for e in out["smallest_keeping"]}
+    stage6 = [r for r in out["rows"] if r["split"] == "stage6" and r["top1_agreement"] >= 0.9]
+    assert picks["stage6"]["payload_bytes_mean"] == min(r["payload_bytes_mean"] for r in stage6)
+    assert picks["input"]["codec"] in {"image:raw", "image:jpeg(q=75)"}
+
+
 def test_payloads_table_and_pivot(capsys) -> None:
-    assert main(["payloads", "--model", "resnet18", "--split", "layer4", "--codec", "quantize,zstd",
+    assert main(["payloads", "--model", "resnet18", "--weights", "random",
+                 "--split", "layer4", "--codec", "quantize,zstd",
                  "--bits", "2", "4", "--limit", "2", "--pivot"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| split | shape | quantize:bits=2,zstd:level=3 | quantize:bits=4,zstd:level=3 |"
     assert out[2].startswith("| layer4 | 512x7x7 | ")
-    assert main(["payloads", "--model", "resnet18", "--split", "layer3", "--codec", "binarize,lzma",
+    assert main(["payloads", "--model", "resnet18", "--weights", "random",
+                 "--split", "layer3", "--codec", "binarize,lzma",
                  "--dataset", "digits", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "binarize,lzma:preset=6" in out and "256x14x14" in out
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--split", "layer9"], "split: got 'layer9'; split points of resnet18"),
+    (["--split", "layer9"], "split: got 'layer9'; split points of efficientnet_lite0"),
     (["--codec", "quantize:bits=12"], "codec.0.quantize.bits: got 12"),
     (["--codec", "quantize", "--bits", "9"], "bits: got 9"),
     (["--dataset", "cifar"], "dataset: got 'cifar'"),

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a dataset through head -> codec -> decode -> tail for each split point and codec "
                     "chain and report payload bytes (mean, p95), compression ratios, encode/decode time, "
                     "feature SNR and cosine, top-1 agreement with the unsplit model and accuracy.")
-    p.add_argument("--model", default="resnet18", help="registered model (see `testbed models`)")
+    p.add_argument("--model", default="efficientnet_lite0", help="registered model (see `testbed models`; "
+                   "default efficientnet_lite0, whose ImageNet weights install with the project)")
     p.add_argument("--split", action="append", metavar="POINT",
                    help="split point (repeatable, comma lists allowed; 'all' = every point; default all)")
     p.add_argument("--codec", action="append", metavar="SPEC",
@@ -25,10 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "YAML/JSON list (repeatable; default float32)")
     p.add_argument("--bits", type=int, nargs="+", metavar="B",
                    help="run each codec that has a quantize stage once per bit width")
-    p.add_argument("--dataset", default="samples", help="samples, digits, imagefolder:PATH (default samples)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many images")
-    p.add_argument("--weights", default="random",
-                   help="random (seeded), a torchvision weights name (DEFAULT, IMAGENET1K_V2) or a checkpoint path")
+    p.add_argument("--image", action="append", metavar="FORMAT",
+                   help="also send the whole image: raw, png or jpeg[:quality=Q] (repeatable; split 'input')")
+    p.add_argument("--dataset", default="photos",
+                   help="photos (the bundled photographs with camera-like variation), photos:DIR, samples, digits, "
+                        "imagefolder:PATH (default photos)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images (photos: frames, default 64)")
+    p.add_argument("--weights", default="pretrained",
+                   help="pretrained (default), random (seeded; agreement and sizes then mean nothing), a "
+                        "torchvision weights name (IMAGENET1K_V2) or a checkpoint path")
+    p.add_argument("--floor", type=float, nargs="+", metavar="F",
+                   help="also print, per split point, the smallest payload keeping at least F top-1 agreement "
+                        "(e.g. --floor 0.9 0.95 0.99)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default=None, help="device of the tail (default: cuda if available, else cpu)")
@@ -94,20 +103,78 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("device", args.device, "cpu (CUDA is not available here)")
     pipe = SplitPipeline(args.model, args.weights, args.seed, args.device)
     data = pipe.dataset(args.dataset, args.limit)
-    results = [r.summary() for r in pipe.sweep(splits, chains, data, args.batch_size)]
+    floors = _floors(args.floor)
+    images = [_image_arg(v) for v in args.image or []]
+    results = [pipe.run_image(data, fmt, q, args.batch_size).summary() for fmt, q in images]
+    results += [r.summary() for r in pipe.sweep(splits, chains, data, args.batch_size)]
     if args.weights == "random":
         from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 
         print(f"note: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
         results = [{**r, "note": RANDOM_WEIGHTS_NOTE} for r in results]
     if args.json:
-        print(json.dumps([_jsonable(r) for r in results], indent=2, allow_nan=False))
+        out: Any = [_jsonable(r) for r in results]
+        if floors:
+            out = {"rows": out, "smallest_keeping": _floor_json(results, floors)}
+        print(json.dumps(out, indent=2, allow_nan=False))
+        return 0
     elif args.pivot:
         print(_pivot(results))
     else:
         print(_table(results, markdown=args.markdown, images=len(data), model=args.model,
                      weights=args.weights, dataset=args.dataset, device=str(pipe.device)))
+    if floors:
+        print()
+        print(_floor_table(results, floors, markdown=args.markdown or args.pivot))
     return 0
+
+
+def _floors(given: list[float] | None) -> list[float]:
+    from testbed.errors import ConfigError
+
+    for f in given or []:
+        if not (math.isfinite(f) and 0.0 < f <= 1.0):
+            raise ConfigError("floor", f, "an agreement share in (0, 1], e.g. 0.9")
+    return sorted(set(given or []))
+
+
+def _image_arg(text: str) -> tuple[str, int]:
+    from testbed.errors import ConfigError
+    from testbed.split.imagecodec import IMAGE_FORMATS
+
+    fmt, _, rest = text.partition(":")
+    quality = 90
+    if rest:
+        key, _, value = rest.partition("=")
+        if key != "quality" or not value.isdigit() or not 1 <= int(value) <= 100:
+            raise ConfigError("image", text, "raw, png or jpeg[:quality=Q] with Q from 1 to 100")
+        quality = int(value)
+    if fmt not in IMAGE_FORMATS or (rest and fmt != "jpeg"):
+        raise ConfigError("image", text, "raw, png or jpeg[:quality=Q] with Q from 1 to 100")
+    return fmt, quality
+
+
+def _floor_json(rows: list[dict[str, Any]], floors: list[float]) -> list[dict[str, Any]]:
+    from testbed.split.frontier import smallest_keeping
+
+    return [{"split": e["split"], **{f"{f:g}": (None if e[f] is None else {
+        "codec": e[f]["codec"], "payload_bytes_mean": e[f]["payload_bytes_mean"],
+        "top1_agreement": e[f]["top1_agreement"]}) for f in floors}} for e in smallest_keeping(rows, floors)]
+
+
+def _floor_table(rows: list[dict[str, Any]], floors: list[float], markdown: bool) -> str:
+    from testbed.split.frontier import smallest_keeping
+
+    head = ["split", *(f">= {f:.0%} top-1 agreement" for f in floors)]
+    body = [[e["split"], *("none" if e[f] is None else
+                           f"{_fmt_bytes(e[f]['payload_bytes_mean'])} B {e[f]['codec']} ({e[f]['top1_agreement']:.3f})"
+                           for f in floors)] for e in smallest_keeping(rows, floors)]
+    title = "# smallest mean payload keeping each top-1 agreement floor (bytes, codec, agreement)"
+    if markdown:
+        return "\n".join([title, "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|",
+                          *("| " + " | ".join(b) + " |" for b in body)])
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    return "\n".join([title, *("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in [head, *body])])
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +197,9 @@ def _table(rows: list[dict[str, Any]], markdown: bool, **meta: Any) -> str:
         ("SNR dB", lambda r: "inf" if math.isinf(r["snr_db_mean"]) else f"{r['snr_db_mean']:.1f}"),
         ("cosine", lambda r: f"{r['cosine_mean']:.4f}"),
         ("top1 agree", lambda r: f"{r['top1_agreement']:.3f}"),
+        ("top5 agree", lambda r: "-" if r["top5_agreement"] is None else f"{r['top5_agreement']:.3f}"),
+        ("confident", lambda r: "-" if r["confident_agreement"] is None else
+         f"{r['confident_agreement']:.3f} ({r['confident_frames']})"),
         ("acc", lambda r: "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"),
     ]
     head = [c for c, _ in cols]

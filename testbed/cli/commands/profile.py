@@ -9,6 +9,7 @@ from pathlib import Path
 
 __all__ = ["register"]
 
+CODEC_MODEL = "efficientnet_lite0"
 DEFAULT_CHAINS = ("quantize:bits=1,lzma:preset=6", "quantize:bits=2,lzma:preset=6", "quantize:bits=3,lzma:preset=6",
                   "quantize:bits=4,zlib:level=6",
                   "quantize:bits=8,zstd:level=3", "quantize:bits=1,zlib:level=6", "quantize:bits=1,zstd:level=3",
@@ -36,14 +37,16 @@ def _profile(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     feats = pixels = None
     if not args.no_codecs:
-        from testbed.split.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
+        from testbed.split.data import load_dataset, preprocess_for
 
-        head, _ = split_model("resnet50", "stem")
-        images = load_dataset("samples", limit=8).images
+        # codec speed depends on the data (LZMA most of all): time it on real feature maps, the
+        # pretrained Lite0 stem on the bundled photos, not on random weights
+        prep = preprocess_for(CODEC_MODEL, "pretrained")
+        head, _ = split_model(CODEC_MODEL, "stem", "pretrained")
+        images = load_dataset("photos", prep, limit=8).images
         with torch.inference_mode():
             feats = head(images)
-        m, s = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        pixels = ((images * s + m).clamp(0, 1) * 255).round().to(torch.uint8)
+        pixels = (prep.denormalize(images).clamp(0, 1) * 255).round().to(torch.uint8)
     name = args.name or out.stem
     command = "testbed " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     batches = [int(b) for b in args.batches.split(",")]
