@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,8 +71,9 @@ def load_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
     """Build model ``name`` in eval mode.
 
     ``weights`` is ``"random"`` (torchvision's initialisation under ``torch.manual_seed(seed)``
-    inside a forked RNG, so the global RNG is untouched), a torchvision weights name (loaded by
-    torchvision from the hub cache, downloading where reachable) or a checkpoint path, read with
+    inside a forked RNG, so the global RNG is untouched), a torchvision weights name (the model built
+    with ``weights=None`` and the enum's file in the hub cache, downloaded where reachable, checked
+    against the hash in its name and read with ``weights_only=True``) or a checkpoint path, read with
     ``torch.load(..., weights_only=True)`` (a state dict, or a dict holding one under
     ``state_dict``/``model``). A model with packaged weights (``spec.pretrained``, e.g.
     ``efficientnet_lite0``) takes ``pretrained``/``DEFAULT``, read the same way, strictly.
@@ -91,15 +93,61 @@ def load_model(name: str, weights: str = "random", seed: int = 0) -> nn.Module:
     else:
         enum = weights_enum(spec, weights)
         kwargs.pop("weights_backbone", None)
+        kwargs.update(_enum_kwargs(name, enum))
+        file = _hub_weights(name, enum)
+        model = get_model(name, weights=None, **kwargs)
+        _load_checkpoint(model, file)
+    return model.eval()
+
+
+def _enum_kwargs(name: str, enum: WeightsEnum) -> dict[str, object]:
+    """The builder arguments torchvision derives from a weights enum (it is not passed to the builder)."""
+    meta = enum.meta
+    out: dict[str, object] = {}
+    if "categories" in meta and meta["categories"] is not None:
+        out["num_classes"] = len(meta["categories"])
+    if name.startswith("vit_") and "min_size" in meta:
+        out["image_size"] = int(meta["min_size"][0])
+    return out
+
+
+def _hub_weights(name: str, enum: WeightsEnum) -> Path:
+    """The torchvision weights file of ``enum`` in the hub cache, downloaded where missing (checked
+    against the hash prefix in its name, as ``torch.hub`` does): a cached file that does not match is a
+    :class:`WeightsError` naming it; nothing is unpickled here."""
+    url = str(enum.url)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    match = torch.hub.HASH_REGEX.search(cached.name)
+    prefix = match.group(1) if match else ""
+    if not cached.exists():
         try:
-            model = get_model(name, weights=enum, **kwargs)
-        except Exception as exc:  # network errors, corrupt cache files, hash mismatches
-            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), prefix or None, progress=False)
+        except Exception as exc:  # no network, refused, hash mismatch of the download: all one message
+            first = str(exc).splitlines()[0] if str(exc) else ""
             raise WeightsError(
                 f"weights {name}.{enum.name} are not cached at {cached} and could not be fetched "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                f"use --weights random or a checkpoint path") from None
-    return model.eval()
+                f"({type(exc).__name__}: {_clip(first)}); use --weights random or a checkpoint path") from None
+    if not cached.is_file():
+        raise WeightsError(f"weights {name}.{enum.name}: {cached} is not a file; delete it")
+    if prefix:
+        digest = _sha256(cached)
+        if not digest.startswith(prefix):
+            raise WeightsError(f"weights file {cached} is corrupt or was replaced (sha256 {digest[:len(prefix)]}..., "
+                               f"its name expects {prefix}...); delete it to download it again")
+    return cached
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _load_checkpoint(model: nn.Module, path: Path) -> None:
@@ -108,7 +156,9 @@ def _load_checkpoint(model: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise WeightsError(f"cannot read weights file {path} as a plain state dict (weights_only): "
+                           f"{type(exc).__name__}: {_clip(first)}") from None
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):
