@@ -143,8 +143,11 @@ def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, 
     from testbed.config.load import read_yaml
     from testbed.run.sweep import plan, run_sweep
 
-    path = Path(scenario_path) if scenario_path else Path(__file__).resolve().parents[2] / "scenarios" / "tcl_resnet50_stem.yaml"
+    path = Path(scenario_path) if scenario_path else Path(__file__).resolve().parents[2] / "scenarios" / "tcl_setting.yaml"
     raw = read_yaml(path)
+    if scenario_path is None:  # a later split whose payloads (about 14 kB) a 1-10 MB/s link can carry
+        raw["model"] = dict(raw["model"], split="stage4")
+        raw["codec"] = [{"quantize": {"bits": 8}}, {"zstd": {"level": 3}}]
     raw["sweep"] = {"fleet.0.count": [20, 40, 80, 160], "link.datarate": ["1 MB/s", "2 MB/s", "5 MB/s", "10 MB/s"]}
     raw["replications"] = max(1, cells // 16)
     raw["duration"] = "2 min"
