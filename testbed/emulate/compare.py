@@ -22,11 +22,19 @@ PERCENTILES = (50, 90, 95, 99)
 def load_run(folder: Path | str) -> tuple[pd.DataFrame, dict[str, Any], tuple[float, float]]:
     """Records, summary and measurement window of a ``testbed run``/``emulate`` output folder."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise TestbedError(f"{str(folder)!r}: not a directory (give the --out folder of testbed run or emulate)")
     for name in ("requests.parquet", "summary.json"):
-        if not (folder / name).exists():
-            raise TestbedError(f"{folder}: no {name} (not the --out folder of testbed run or emulate)")
-    df = pd.read_parquet(folder / "requests.parquet")
-    summary = json.loads((folder / "summary.json").read_text())
+        if not (folder / name).is_file():
+            raise TestbedError(f"{str(folder)!r}: no file {name} (not the --out folder of testbed run or emulate)")
+    df = _read_records(folder / "requests.parquet")
+    try:
+        summary = json.loads((folder / "summary.json").read_bytes())
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as exc:
+        raise TestbedError(f"{str(folder / 'summary.json')!r}: not a readable summary "
+                           f"({type(exc).__name__}: {str(exc)[:100]})") from None
     window = (0.0, math.inf)
     if (folder / "scenario.yaml").exists():
         from testbed.config.load import load_scenario
@@ -34,6 +42,23 @@ def load_run(folder: Path | str) -> tuple[pd.DataFrame, dict[str, Any], tuple[fl
         sc, _ = load_scenario(folder / "scenario.yaml")
         window = (sc.warmup, sc.duration)
     return df, summary, window
+
+
+_NEEDED = ("status", "created_s", "finished_s")
+
+
+def _read_records(path: Path) -> pd.DataFrame:
+    """A run's ``requests.parquet``; a file that is not one (corrupt, truncated, other columns) is a
+    one-line :class:`TestbedError` naming it."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many kinds for a damaged file
+        msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise TestbedError(f"{str(path)!r}: not a readable Parquet file of requests ({msg})") from None
+    missing = [c for c in _NEEDED if c not in df.columns]
+    if missing:
+        raise TestbedError(f"{str(path)!r}: not a requests table (no column {', '.join(missing)})")
+    return df
 
 
 def completed_latencies(df: pd.DataFrame, window: tuple[float, float]) -> pd.DataFrame:
@@ -71,27 +96,27 @@ def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, np.arange(1, len(x) + 1) / len(x)
 
 
-def write_comparison(a_dir: Path | str, b_dir: Path | str, out: Path | str, labels: tuple[str, str] = ("simulated", "emulated"),
-                     ) -> dict[str, Any]:
-    """Write ``latency_cdf.png``, ``latency_cdf.csv`` and ``comparison.json`` into ``out``."""
+def write_comparison(a_dir: Path | str, b_dir: Path | str, out: Path | str,
+                     labels: tuple[str, str] = ("simulated", "emulated"), force: bool = False) -> dict[str, Any]:
+    """Write ``latency_cdf.png``, ``latency_cdf.csv`` and ``comparison.json`` into ``out`` as one set
+    (refused when ``out`` already holds a comparison, unless ``force``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from testbed.io import atomic_write, write_json, write_text
+    from testbed.io import claim_output, json_text, write_output_set
 
+    claim = claim_output(out, force, "comparison.json")  # refuse before the work
     da, _sa, wa = load_run(a_dir)
     db, _sb, wb = load_run(b_dir)
     a, b = completed_latencies(da, wa), completed_latencies(db, wb)
     result = {"a": str(a_dir), "b": str(b_dir), "labels": list(labels), **compare_runs(a, b)}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for label, d in zip(labels, (a, b)):
         x, y = _cdf(d["latency_s"].to_numpy())
         rows.append(pd.DataFrame({"run": label, "latency_s": x, "cdf": y}))
-    write_text(out / "latency_cdf.csv", pd.concat(rows).to_csv(index=False))
+    cdf = pd.concat(rows)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for (label, d), style in zip(zip(labels, (a, b)), ("-", "--")):
         x, y = _cdf(d["latency_s"].to_numpy() * 1e3)
@@ -104,7 +129,13 @@ def write_comparison(a_dir: Path | str, b_dir: Path | str, out: Path | str, labe
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    atomic_write(out / "latency_cdf.png", lambda f: fig.savefig(f, dpi=110, format="png"))
-    plt.close(fig)
-    write_json(out / "comparison.json", result)
+    try:
+        with claim:
+            write_output_set(out, {
+                "latency_cdf.csv": lambda f: f.write_text(cdf.to_csv(index=False)),
+                "latency_cdf.png": lambda f: fig.savefig(f, dpi=110, format="png"),
+                "comparison.json": lambda f: f.write_text(json_text(result) + "\n"),
+            }, force=force, marker="comparison.json")
+    finally:
+        plt.close(fig)
     return result

@@ -9,6 +9,7 @@ it; records are divided back, so they read in scenario seconds whatever the scal
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from testbed.config.resolve import Resolved
 from testbed.config.schema import Scenario
@@ -28,10 +30,10 @@ from testbed.emulate.clients import FleetConfig, run_fleet
 from testbed.emulate.compute import check_emulable
 from testbed.emulate.handoff import save_resolved
 from testbed.emulate.wire import MAX_FRAME
-from testbed.errors import TestbedError
-from testbed.io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
+from testbed.errors import ConfigError, TestbedError
+from testbed.io import json_text, write_output_set
 
-__all__ = ["LINK_MODES", "EmulationResult", "emulate_scenario", "write_emulation"]
+__all__ = ["LINK_MODES", "MAX_TIME_SCALE", "EmulationResult", "check_options", "emulate_scenario", "write_emulation"]
 
 LINK_MODES = ("shaper", "tc")
 
@@ -80,12 +82,28 @@ def _env() -> dict[str, str]:
     return env
 
 
+MAX_TIME_SCALE = 1000.0
+"""Largest time scale (wall seconds per scenario second); the smallest is 1 / MAX_TIME_SCALE."""
+MAX_FRAME_LIMIT = 1 << 30
+"""Largest ``max_frame`` a server may be asked to accept (1 GiB)."""
+
+
+def check_options(time_scale: float = 1.0, max_frame: int = MAX_FRAME, drain_cap: float = 30.0) -> None:
+    """Refuse a time scale, frame limit or drain cap outside its range (NaN, infinite, <= 0, absurd)."""
+    if not (math.isfinite(time_scale) and 1 / MAX_TIME_SCALE <= time_scale <= MAX_TIME_SCALE):
+        raise ConfigError("--time-scale", time_scale, f"a finite factor from {1 / MAX_TIME_SCALE:g} to "
+                                                      f"{MAX_TIME_SCALE:g} (wall seconds per scenario second)")
+    if not 64 <= max_frame <= MAX_FRAME_LIMIT:
+        raise ConfigError("--max-frame", max_frame, f"a frame size in bytes from 64 to {MAX_FRAME_LIMIT}")
+    if not (math.isfinite(drain_cap) and 0 <= drain_cap <= 86400):
+        raise ConfigError("--drain-cap", drain_cap, "scenario seconds from 0 to 86400")
+
+
 def _check(res: Resolved, link: str, time_scale: float) -> None:
     check_emulable(res)
     if link not in LINK_MODES:
         raise TestbedError(f"--link: got {link!r}; one of {', '.join(LINK_MODES)}")
-    if not time_scale > 0:
-        raise TestbedError(f"--time-scale: got {time_scale}; must be > 0 (wall seconds per scenario second)")
+    check_options(time_scale)
     if link == "tc" and any(g.datarate is not None for g in res.scenario.fleet):
         raise TestbedError("--link tc: per-group datarates are not shaped by the kernel path; use --link shaper")
 
@@ -94,6 +112,7 @@ def emulate_scenario(res: Resolved, *, time_scale: float = 1.0, link: str = "sha
                      drain_cap: float = 30.0, device: str | None = None) -> EmulationResult:
     """Run the resolved scenario live (``link``: ``shaper`` in the application, or ``tc`` in the kernel)."""
     _check(res, link, time_scale)
+    check_options(time_scale, max_frame, drain_cap)
     sc, k = res.scenario, time_scale
     with tempfile.TemporaryDirectory(prefix="testbed-emulate-") as tmp_s:
         tmp = Path(tmp_s)
@@ -163,11 +182,12 @@ def _run_tc(sc: Scenario, srv_cfg: dict[str, Any], tmp: Path, k: float, drain_ca
 def write_emulation(result: EmulationResult, raw: Mapping[str, Any], out: Path | str, force: bool = False) -> Path:
     """``requests.parquet``, ``scenario.yaml``, ``emulation.json``, ``server_errors.csv`` and
     ``summary.json`` (last), as ``testbed run --out`` lays them out."""
-    out = prepare_out_dir(out, force)
-    write_parquet(out / "requests.parquet", with_stages(result.records))
-    write_yaml(out / "scenario.yaml", raw)
-    write_json(out / "emulation.json", result.meta)
-    write_text(out / "server_errors.csv", pd.DataFrame(result.server_errors, columns=[
-        "time", "kind", "peer", "node", "error"]).to_csv(index=False))
-    write_json(out / "summary.json", result.summary)
-    return out
+    records = with_stages(result.records)
+    errors = pd.DataFrame(result.server_errors, columns=["time", "kind", "peer", "node", "error"])
+    return write_output_set(out, {
+        "requests.parquet": lambda p: records.to_parquet(p, index=False),
+        "scenario.yaml": lambda p: p.write_text(yaml.safe_dump(dict(raw), sort_keys=False)),
+        "emulation.json": lambda p: p.write_text(json_text(result.meta) + "\n"),
+        "server_errors.csv": lambda p: p.write_text(errors.to_csv(index=False)),
+        "summary.json": lambda p: p.write_text(json_text(result.summary) + "\n"),
+    }, force=force)

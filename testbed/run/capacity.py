@@ -24,7 +24,7 @@ from testbed.run.prepare import prepare_dict
 from testbed.run.sweep import replication_seed
 from testbed.units import parse_duration
 
-__all__ = ["CapacityResult", "Slo", "capacity_search", "parse_slo", "probe", "saturating", "slo_value"]
+__all__ = ["MAX_FLEET", "CapacityResult", "Slo", "capacity_search", "check_search", "parse_slo", "probe", "saturating", "slo_value"]
 
 _METRICS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "mean": None}
 
@@ -53,6 +53,18 @@ def parse_slo(text: str) -> Slo:
     if bound <= 0:
         raise ConfigError("--slo", text, "a positive bound")
     return Slo(m.group(1), bound, m.group(2) == "<")
+
+
+MAX_FLEET = 1_000_000
+"""Largest fleet size a search may probe."""
+
+
+def check_search(start: int, limit: int) -> None:
+    """Refuse a search range that is empty, not positive or beyond :data:`MAX_FLEET`."""
+    if not 1 <= start <= MAX_FLEET:
+        raise ConfigError("--start", start, f"a fleet size from 1 to {MAX_FLEET:,}")
+    if not start <= limit <= MAX_FLEET:
+        raise ConfigError("--limit", limit, f"a fleet size from --start ({start}) to {MAX_FLEET:,}")
 
 
 def slo_value(records: Any, window: tuple[float, float], metric: str) -> float:
@@ -109,6 +121,7 @@ def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count",
 
     Every combination is prepared (at the first size probed) before any run, so a configuration
     error stops the search before it spends time."""
+    check_search(max(1, start), limit)
     grid = {k: v for k, v in (raw.get("sweep") or {}).items() if k != field}
     reps = int(raw.get("replications", 1))
     base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
@@ -16,7 +17,7 @@ from testbed.core.energy import NodePower, add_energy
 from testbed.core.metrics import in_window, queue_table, summarize, with_stages
 from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 from testbed.core.workload import SyntheticWorkload, Workload
-from testbed.io import prepare_out_dir, write_json, write_parquet, write_text, write_yaml
+from testbed.io import json_text, write_output_set
 from testbed.sim.world import SimResult, simulate
 
 __all__ = ["RunResult", "run_scenario", "write_run"]
@@ -101,10 +102,12 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
 
 
 def write_run(result: RunResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:
-    """Write ``requests.parquet``, ``scenario.yaml``, ``queues.csv`` and ``summary.json`` (last)."""
-    out = prepare_out_dir(out, force)
-    write_parquet(out / "requests.parquet", with_stages(result.records))
-    write_yaml(out / "scenario.yaml", raw)
-    write_text(out / "queues.csv", result.queues.to_csv(index=False))
-    write_json(out / "summary.json", result.summary)
-    return out
+    """Write ``requests.parquet``, ``scenario.yaml``, ``queues.csv`` and ``summary.json`` as one set
+    (:func:`testbed.io.write_output_set`: all or nothing, refused while another run writes ``out``)."""
+    records = with_stages(result.records)
+    return write_output_set(out, {
+        "requests.parquet": lambda p: records.to_parquet(p, index=False),
+        "scenario.yaml": lambda p: p.write_text(yaml.safe_dump(raw, sort_keys=False)),
+        "queues.csv": lambda p: p.write_text(result.queues.to_csv(index=False)),
+        "summary.json": lambda p: p.write_text(json_text(result.summary) + "\n"),
+    }, force=force)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 __all__ = ["register"]
@@ -13,10 +12,16 @@ def _capacity(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from testbed.config.load import apply_overrides, read_yaml
-    from testbed.io import write_text
-    from testbed.run.capacity import capacity_search, parse_slo
+    from testbed.errors import ConfigError
+    from testbed.io import json_text, refuse_existing_file, write_text
+    from testbed.run.capacity import capacity_search, check_search, parse_slo
 
     slo = parse_slo(args.slo)
+    check_search(args.start, args.limit)
+    if args.out:  # refuse before the search spends its time
+        if not args.out.endswith((".csv", ".json")):
+            raise ConfigError("--out", args.out, "a file name ending in .csv or .json")
+        refuse_existing_file(args.out, args.force)
     raw = read_yaml(args.file)
     if args.set:
         raw = apply_overrides(raw, args.set)
@@ -35,8 +40,7 @@ def _capacity(args: argparse.Namespace) -> int:
     print(f"objective: {slo}  (searching {args.field}; dropped or unfinished requests count as late)")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     if args.out:
-        write_text(args.out, table.to_csv(index=False) if args.out.endswith(".csv")
-                   else json.dumps(rows, indent=2, default=str))
+        write_text(args.out, table.to_csv(index=False) if args.out.endswith(".csv") else json_text(rows) + "\n")
     return 0
 
 
@@ -49,5 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=100_000, help="largest fleet size tried")
     p.add_argument("--set", action="append", metavar="PATH=VALUE")
     p.add_argument("--out", help="write the table (.csv or .json)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.add_argument("--verbose", action="store_true", help="print every probe")
     p.set_defaults(func=_capacity)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 __all__ = ["register"]
@@ -11,11 +10,12 @@ __all__ = ["register"]
 
 def _compare(args: argparse.Namespace) -> int:
     from testbed.emulate.compare import write_comparison
+    from testbed.io import json_text
 
     out = Path(args.out) if args.out else Path(args.emu_dir) / "compare"
-    r = write_comparison(args.sim_dir, args.emu_dir, out, (args.label_a, args.label_b))
+    r = write_comparison(args.sim_dir, args.emu_dir, out, (args.label_a, args.label_b), force=args.force)
     if args.json:
-        print(json.dumps(r, indent=2, default=float))
+        print(json_text(r))
         return 0
     a, b = args.label_a, args.label_b
     print(f"completed: {a} {r['completed_a']}, {b} {r['completed_b']}")
@@ -36,5 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for latency_cdf.png/.csv and comparison.json (default EMU_DIR/compare)")
     p.add_argument("--label-a", default="simulated")
     p.add_argument("--label-b", default="emulated")
+    p.add_argument("--force", action="store_true", help="overwrite a comparison already in --out")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=_compare)

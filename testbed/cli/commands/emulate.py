@@ -3,24 +3,43 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+from typing import Any
 
 __all__ = ["register"]
 
 
 def _emulate(args: argparse.Namespace) -> int:
     from testbed.core.metrics import format_summary
-    from testbed.errors import TestbedError
+    from testbed.emulate.run import check_options
+    from testbed.io import claim_output, json_text
     from testbed.run.prepare import prepare
+
+    check_options(args.time_scale, args.max_frame, args.drain_cap)
 
     overrides = list(args.set or [])
     if args.duration:
         overrides.append(f"duration={args.duration}")
     resolved, raw = prepare(args.file, overrides or None)
-    if args.out:
-        from testbed.io import prepare_out_dir
+    with claim_output(args.out, args.force) if args.out else contextlib.nullcontext():  # locked until written
+        result = _emulate_and_write(args, resolved, raw)
+    if args.json:
+        print(json_text({"summary": result.summary, "emulation": result.meta}))
+    else:
+        print(format_summary(result.summary))
+        f, s = result.meta["fleet"], result.meta["server"]
+        print(f"\nlink {result.meta['link']['mode']}, time scale {result.meta['time_scale']}; overruns: "
+              f"head {f.get('head_overruns', 0)}, encode {f.get('encode_overruns', 0)}, "
+              f"tail {s.get('tail_overruns', 0)}; late arrivals {f.get('late_arrivals', 0)}; "
+              f"server errors {result.meta['server_errors']}")
+        if args.out:
+            print(f"wrote {args.out}/requests.parquet, summary.json, emulation.json, server_errors.csv, scenario.yaml")
+    return 0
 
-        prepare_out_dir(args.out, args.force)
+
+def _emulate_and_write(args: argparse.Namespace, resolved: Any, raw: dict[str, Any]) -> Any:
+    from testbed.errors import TestbedError
+
     if args.link == "tc":
         from testbed.emulate.netns import tc_support
 
@@ -33,18 +52,7 @@ def _emulate(args: argparse.Namespace) -> int:
                               drain_cap=args.drain_cap)
     if args.out:
         write_emulation(result, raw, args.out, force=True)
-    if args.json:
-        print(json.dumps({"summary": result.summary, "emulation": result.meta}, indent=2, default=float))
-    else:
-        print(format_summary(result.summary))
-        f, s = result.meta["fleet"], result.meta["server"]
-        print(f"\nlink {result.meta['link']['mode']}, time scale {result.meta['time_scale']}; overruns: "
-              f"head {f.get('head_overruns', 0)}, encode {f.get('encode_overruns', 0)}, "
-              f"tail {s.get('tail_overruns', 0)}; late arrivals {f.get('late_arrivals', 0)}; "
-              f"server errors {result.meta['server_errors']}")
-        if args.out:
-            print(f"wrote {args.out}/requests.parquet, summary.json, emulation.json, server_errors.csv, scenario.yaml")
-    return 0
+    return result
 
 
 def register(sub: argparse._SubParsersAction) -> None:

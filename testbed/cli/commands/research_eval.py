@@ -49,19 +49,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="directory for checkpoints, results.json and table.md")
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
 
 
 def run(args: argparse.Namespace) -> int:
+    from testbed.cli.commands.train import check_common
+    from testbed.io import claim_output
     from testbed.research import METHODS
     from testbed.research.evaluate import run_eval, write_results
     from testbed.research.measure import EvalSettings
 
     methods = [METHODS.get(m, "--method").name for m in (args.method or METHODS.names())]
+    check_common(vars(args))
+    claim = claim_output(args.out, args.force, "results.json")  # refuse before the training; locked until written
     t0 = time.perf_counter()
     settings = EvalSettings(out=args.out, model=args.model, weights=args.weights, split=args.split,
                             dataset=args.dataset, limit=args.limit, seed=args.seed, epochs=args.epochs,
                             device=args.device, threads=args.threads, tabular=args.tabular or None)
-    text = write_results(run_eval(settings, methods), args.out)
+    with claim:
+        text = write_results(run_eval(settings, methods), args.out)
     print(text)
     print(f"total {time.perf_counter() - t0:.0f} s; results in {args.out}/results.json and {args.out}/table.md")
     return 0

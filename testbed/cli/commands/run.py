@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 
 __all__ = ["register"]
@@ -11,19 +11,18 @@ __all__ = ["register"]
 
 def _run(args: argparse.Namespace) -> int:
     from testbed.core.metrics import format_summary
+    from testbed.io import claim_output, json_text
     from testbed.run.prepare import prepare
     from testbed.run.runner import run_scenario, write_run
 
     resolved, raw = prepare(args.file, args.set or None)
-    if args.out:  # refuse early, before spending time on the run
-        from testbed.io import prepare_out_dir
-
-        prepare_out_dir(args.out, args.force)
-    result = run_scenario(resolved)
-    if args.out:
-        write_run(result, raw, args.out, force=True)
+    # refuse early, before spending time on the run; the claim (a lock) is held until the set is written
+    with claim_output(args.out, args.force) if args.out else contextlib.nullcontext():
+        result = run_scenario(resolved)
+        if args.out:
+            write_run(result, raw, args.out, force=True)
     if args.json:
-        print(json.dumps(result.summary, indent=2, default=float))
+        print(json_text(result.summary))
     else:
         print(format_summary(result.summary, result.queues))
         if args.out:

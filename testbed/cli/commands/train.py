@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["LazyHelp", "build_parser", "register", "run"]
+__all__ = ["LazyHelp", "build_parser", "check_common", "register", "run"]
 
 _COMMON = ("out", "model", "weights", "split", "dataset", "limit", "seed", "device", "threads")
 
@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="checkpoint path to write (.pt)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out checkpoint")
     p.add_argument("--model", default="tiny_resnet",
                    help="tiny_resnet (digits) or a registered torchvision classifier (see `testbed models`)")
     p.add_argument("--weights", default="",
@@ -91,13 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_common(ns: dict[str, Any]) -> None:
+    """Refuse shared numeric options out of range (one line naming the option)."""
+    from testbed.errors import ConfigError
+
+    if ns.get("limit") is not None and not 1 <= ns["limit"] <= 10_000_000:
+        raise ConfigError("--limit", ns["limit"], "a number of images from 1 to 10,000,000")
+    if not 1 <= ns.get("threads", 1) <= 1024:
+        raise ConfigError("--threads", ns["threads"], "a thread count from 1 to 1024")
+    if not 0 <= ns.get("seed", 0) < 2**32:
+        raise ConfigError("--seed", ns["seed"], "an integer from 0 to 2**32 - 1")
+    if "epochs" in ns and not 1 <= ns["epochs"] <= 100_000:
+        raise ConfigError("--epochs", ns["epochs"], "a number of epochs from 1 to 100,000")
+
+
 def run(args: argparse.Namespace) -> int:
+    from testbed.io import refuse_existing_file
     from testbed.research.train import TrainOptions, train_method
 
     full = build_parser()
     if args.method is None:
         full.error("the following arguments are required: METHOD")
     ns = vars(full.parse_args([args.method, *args.argv]))
+    check_common(ns)
+    refuse_existing_file(ns["out"], ns.pop("force"))  # before the training spends its time
     opts = TrainOptions(**{k: ns.pop(k) for k in _COMMON})
     method = ns.pop("method")
     print(json.dumps(train_method(method, opts, ns), indent=2, default=str))
