@@ -41,7 +41,7 @@ __all__ = [
     "pipeline_table",
 ]
 
-CACHE_VERSION = 4  # 4: images.parquet holds top5_0..top5_4 and reference_confidence; 3: typed stage costs
+CACHE_VERSION = 5  # 5: payload headers of learned stages carry no checkpoint path; 4: images.parquet holds top5_0..top5_4 and reference_confidence; 3: typed stage costs
 IMAGE_FORMATS = ("raw", "png", "jpeg")
 
 

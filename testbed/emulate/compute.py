@@ -91,20 +91,19 @@ class ServerCompute:
         model = load_model(sc.model.name, sc.model.weights, sc.model.seed)
         head, tail = split_loaded(sc.model.name, model, sc.model.split)
         # the tail the pipeline runs behind this chain: a learned codec's fine-tuned one, if it has one
-        tail = finetuned_tail(parse_chain(list(sc.codec) or None, "codec"), sc.model.name, sc.model.split, tail)
+        self.chain = parse_chain(list(sc.codec) or None, "codec")  # the receiver's own chain (decode)
+        tail = finetuned_tail(self.chain, sc.model.name, sc.model.split, tail)
         crop = preprocess_for(sc.model.name, sc.model.weights).crop
         with torch.inference_mode():
             self.shape = tuple(head(torch.zeros(1, 3, crop, crop)).shape[1:])
         self.tail = copy.deepcopy(tail).to(self.device) if self.device.type != "cpu" else tail
 
     def decode(self, payload: bytes) -> Any:
-        """One payload to a feature tensor ``[1, ...]``; raises PayloadError when corrupt."""
-        from testbed.split.codecs import PayloadError, decode_payloads
+        """One payload to a feature tensor ``[1, ...]`` with the scenario's own codec chain, bounded by
+        the tail's input shape before anything is decompressed; raises PayloadError when corrupt."""
+        from testbed.split.codecs import decode_payloads
 
-        x = decode_payloads([payload])
-        if tuple(x.shape[1:]) != self.shape:
-            raise PayloadError(f"payload decodes to shape {tuple(x.shape[1:])}, the tail takes {self.shape}")
-        return x.float()
+        return decode_payloads([payload], self.chain, self.shape).float()
 
     def run_tail(self, features: list[Any]) -> np.ndarray:
         """Top-1 class per request of a batch (all from one chain and shape)."""

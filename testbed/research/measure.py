@@ -71,8 +71,9 @@ class Seq(nn.Module):
 
 def _through_chain(spec: list[dict[str, Any]], x: Tensor) -> tuple[Tensor, float, float, float]:
     """Encode ``x`` into payloads and decode them: (decoded, mean payload bytes, mean body bytes, ms)."""
-    res = parse_chain(spec).encode_timed(x)
-    decoded = decode_payloads(res.payloads)
+    chain = parse_chain(spec)
+    res = chain.encode_timed(x)
+    decoded = decode_payloads(res.payloads, chain, tuple(x.shape[1:]))
     bodies = [len(read_frame(p).body) for p in res.payloads]
     return (decoded, float(np.mean([len(p) for p in res.payloads])), float(np.mean(bodies)),
             1e3 * float(np.mean(res.seconds)))

@@ -3,8 +3,9 @@ loading, no side information, and the fine-tuned tail stored under ``tail.`` in 
 
 A method's stage subclasses :class:`LearnedStage`, names its loader and declares its cost; it is
 registered with :func:`~testbed.split.codecs.register_codec` in the method's own module. Learned
-stages read their checkpoint with ``torch.load(weights_only=True)``; a payload names the
-checkpoint in its header, so decoding needs the payload and the checkpoint only.
+stages read their checkpoint with ``torch.load(weights_only=True)``. The checkpoint is a parameter of
+the machine that runs the stage (:attr:`~testbed.split.codecs.Stage.local`): payload headers never
+carry it, and a receiver decodes with its own chain (the scenario's codec), never a path it was sent.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class LearnedStage(TensorStage):
 
     #: ``loader(path, field)``: the stage's loaded modules/tables (set by each subclass)
     loader: ClassVar[Loader]
+    local: ClassVar[tuple[str, ...]] = ("checkpoint",)
 
     checkpoint: str = ""
 

@@ -154,7 +154,7 @@ def profile_codecs(features: torch.Tensor, chains: Sequence[str], repeats: int =
         for _ in range(repeats):
             chain.timings.clear()
             payloads = chain.encode(features)
-            chain.decode_batch(payloads)
+            chain.decode_batch(payloads, tuple(features.shape[1:]))
             t = chain.timings
             for cost in costs:
                 key = cost.key

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from testbed.split.codecs import (
     CodecChain,
+    PayloadError,
     TensorStage,
     codec_names,
     decode_payload,
@@ -177,8 +178,10 @@ def test_header_is_self_describing() -> None:
     frame = read_frame(chain.encode(x)[0])
     assert frame.shape == tuple(x.shape[1:]) and frame.dtype == "float32"
     assert frame.spec == [{"quantize": {"bits": 2, "granularity": "channel"}}, {"lzma": {"preset": 3}}]
-    # the decoder needs nothing but the bytes: a chain built with other settings is not consulted
-    assert torch.equal(decode_payload(chain.encode(x)[0]), parse_chain("float32").decode(chain.encode(x)[0]))
+    # built-in stages decode from the header alone; a receiver's chain must be the one the header names
+    assert torch.equal(decode_payload(chain.encode(x)[0]), chain.decode(chain.encode(x)[0], tuple(x.shape[1:])))
+    with pytest.raises(PayloadError, match="this receiver decodes"):
+        parse_chain("float32").decode(chain.encode(x)[0])
 
 
 def test_batched_encode_equals_per_image_encode() -> None:

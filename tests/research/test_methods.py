@@ -16,7 +16,7 @@ from testbed.research.methods.autoencoder import AutoencoderConfig, tcl_loss, tc
 from testbed.research.methods.qcnet import QCNetConfig, train_qat_tail, train_qcnet
 from testbed.research.methods.softquant import SoftBitQuantizer, SoftQuantConfig, train_softquant
 from testbed.research.nets import SplitTask
-from testbed.split.codecs import decode_payload, parse_chain, read_frame
+from testbed.split.codecs import PayloadError, decode_payload, parse_chain, read_frame
 from testbed.split.codecs.chain import decode_payloads
 
 
@@ -43,8 +43,12 @@ def test_autoencoder_roundtrip_deterministic_and_loss_falls(tmp_path: Path, task
                          {"lzma": {"preset": 6}}])
     payloads = chain.encode(feats)
     assert payloads == chain.encode(feats)
-    out = decode_payloads(payloads)
+    out = decode_payloads(payloads, chain, tuple(feats.shape[1:]))
     assert out.shape == feats.shape and out.dtype == torch.float32
+    # the header names no checkpoint: only the receiver's own chain decodes a learned stage
+    assert str(paths[0]).encode() not in payloads[0] and b"checkpoint" not in payloads[0]
+    with pytest.raises(PayloadError, match="receiver"):
+        decode_payloads(payloads)
     # the encoder reduces 32 channels to 4 codes of 2 bits: the packed body is 4*8*8*2/8 bytes
     assert read_frame(parse_chain([{"autoencoder": {"checkpoint": str(paths[0])}}, {"quantize": {"bits": 2}}])
                       .encode(feats[:1])[0]).body.__len__() == 4 * 8 * 8 * 2 // 8
@@ -74,9 +78,9 @@ def test_qcnet_roundtrip_adds_nothing_on_node(tmp_path: Path, task: SplitTask, t
     pq, pp = with_qc.encode(feats), plain.encode(feats)
     # identical bodies: QCNet changes nothing on the node, only the header names it
     assert [read_frame(a).body for a in pq] == [read_frame(b).body for b in pp]
-    rec, deq = decode_payloads(pq), decode_payloads(pp)
+    rec, deq = decode_payloads(pq, with_qc), decode_payloads(pp, plain)
     assert rec.shape == feats.shape and not torch.equal(rec, deq)
-    assert torch.allclose(decode_payload(pq[0]), rec[0], atol=1e-5)  # one payload alone decodes too
+    assert torch.allclose(decode_payload(pq[0], with_qc), rec[0], atol=1e-5)  # one payload alone decodes too
     _, qhist = train_qat_tail(task, cfg)
     assert qhist["loss"][-1] < qhist["loss"][0]
 
@@ -111,9 +115,9 @@ def test_softquant_training_chain_and_bit_budget(tmp_path: Path, task: SplitTask
     payloads = chain.encode(task.x_test)
     for p in payloads:
         assert len(read_frame(p).body) == math.ceil(3 * 16 * 16 * 2 / 8)
-    out = decode_payloads(payloads)
+    out = decode_payloads(payloads, chain)
     assert out.shape == task.x_test.shape
-    assert decode_payloads(chain.encode(task.x_test)).equal(out)
+    assert decode_payloads(chain.encode(task.x_test), chain).equal(out)
 
 
 def test_softquant_tabular_vectors(tmp_path: Path) -> None:
@@ -129,7 +133,7 @@ def test_softquant_tabular_vectors(tmp_path: Path) -> None:
                                  out=str(tmp_path / "tab.pt"))
     assert hist["loss"][-1] < hist["loss"][0]
     chain = parse_chain([{"softquant": {"checkpoint": str(tmp_path / "tab.pt")}}, {"zlib": {}}])
-    assert decode_payloads(chain.encode(x)).shape == (64, 5)
+    assert decode_payloads(chain.encode(x), chain, (5,)).shape == (64, 5)
 
 
 def test_checkpoints_are_weights_only_and_method_checked(tmp_path: Path, task: SplitTask) -> None:

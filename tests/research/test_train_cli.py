@@ -26,7 +26,7 @@ def test_train_base_augq_nestquant(tmp_path: Path, capsys: pytest.CaptureFixture
     import torch
 
     x = torch.rand(3, 32, 8, 8)
-    assert decode_payloads(chain.encode(x)).shape == x.shape
+    assert decode_payloads(chain.encode(x), chain, tuple(x.shape[1:])).shape == x.shape
     nq = tmp_path / "nq.pt"
     assert main(["train", "nestquant", "--weights", str(base), "--limit", "120", "--part-bits", "3",
                  "--no-adaptive", "--out", str(nq)]) == 0

@@ -3,9 +3,11 @@
 Build a chain with :func:`parse_chain` (or ``CodecChain.from_spec``) from
 ``[{"quantize": {"bits": 1}}, {"lzma": {"preset": 6}}]`` or ``"quantize:bits=1,lzma:preset=6"``;
 ``chain.encode(batch)`` gives one self-describing payload per image and
-:func:`decode_payload` restores a tensor from a payload alone. Importing this package registers
+:func:`decode_payloads` restores tensors with the receiver's chain, bounded by the shape it expects. Importing this package registers
 the built-in stages; learned stages are plug-ins registered by :mod:`testbed.research`.
 """
+
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -23,6 +25,7 @@ from testbed.split.codecs.base import (
     register_codec,
 )
 from testbed.split.codecs.chain import (
+    MAX_ELEMENTS,
     CodecChain,
     EncodeResult,
     decode_payloads,
@@ -37,6 +40,7 @@ from testbed.split.codecs.payload import MAGIC, VERSION, Frame, read_frame
 __all__ = [
     "CODECS",
     "MAGIC",
+    "MAX_ELEMENTS",
     "VERSION",
     "ByteStage",
     "CodecChain",
@@ -63,6 +67,7 @@ __all__ = [
 ]
 
 
-def decode_payload(payload: bytes) -> Tensor:
-    """Decode one payload using only the information it carries."""
-    return decode_payloads([payload])[0]
+def decode_payload(payload: bytes, chain: CodecChain | None = None,
+                   expected_shape: Sequence[int] | None = None) -> Tensor:
+    """Decode one payload (see :func:`decode_payloads`: pass the receiver's chain and expected shape)."""
+    return decode_payloads([payload], chain, expected_shape)[0]

@@ -65,6 +65,9 @@ class Stage:
     kind: ClassVar[str] = ""
     #: parameters written to the spec even at their default (shown in tables, pinned in headers)
     always: ClassVar[tuple[str, ...]] = ()
+    #: parameters naming files of the machine that runs the stage (a checkpoint): never written to a
+    #: payload header, and a header that carries one is refused (the receiver uses its own chain)
+    local: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, path: str) -> None:
         """Raise ConfigError (with ``path.<field>``) for invalid parameter values."""
@@ -82,6 +85,11 @@ class Stage:
             if value != default or f.name in self.always:
                 params[f.name] = value
         return {self.name: params}
+
+    def header_spec(self) -> dict[str, dict[str, Any]]:
+        """:meth:`to_spec` without the :attr:`local` parameters: what a payload header records."""
+        ((name, params),) = self.to_spec().items()
+        return {name: {k: v for k, v in params.items() if k not in self.local}}
 
 
 class TensorStage(Stage):

@@ -22,7 +22,8 @@ from testbed.split.codecs.errors import PayloadError
 from testbed.split.codecs.pack import Pack
 from testbed.split.codecs.payload import Frame, encode_spec, read_frame, write_frame
 
-__all__ = ["CodecChain", "EncodeResult", "normalize_spec", "parse_chain", "parse_codec_string"]
+__all__ = ["MAX_ELEMENTS", "CodecChain", "EncodeResult", "decode_payloads", "normalize_spec", "parse_chain",
+           "parse_codec_string"]
 
 _RAW_NAMES = ("none", "raw", "float32", "identity")
 
@@ -40,7 +41,8 @@ class CodecChain:
     """Tensor stages, one serializer and byte stages, applied per image of a batch.
 
     ``encode`` returns one self-describing payload per image (see :mod:`testbed.codecs.payload`);
-    ``decode`` needs nothing but a payload, building the chain from the spec in its header.
+    ``decode`` decodes with this chain (the receiver's own), after checking that the payload's header
+    names the same chain; the header never names a file.
     ``timings`` accumulates wall seconds per ``(direction, stage name)``.
     """
 
@@ -56,13 +58,25 @@ class CodecChain:
         """Build from a list of ``{name: {params}}`` (or bare names), a string, or None (raw float32)."""
         return parse_chain(spec, path)
 
-    def spec(self) -> list[dict[str, dict[str, Any]]]:
-        """The canonical list form (defaults omitted; the implicit serializer left out)."""
+    def _stages(self) -> list[Stage]:
         stages: list[Stage] = [*self.tensor_stages]
         if self.explicit_serializer:
             stages.append(self.serializer)
-        stages += self.byte_stages
-        return [s.to_spec() for s in stages]
+        return stages + list(self.byte_stages)
+
+    def spec(self) -> list[dict[str, dict[str, Any]]]:
+        """The canonical list form (defaults omitted; the implicit serializer left out)."""
+        return [s.to_spec() for s in self._stages()]
+
+    def header_spec(self) -> list[dict[str, dict[str, Any]]]:
+        """:meth:`spec` as payload headers record it: without file paths (checkpoints)."""
+        return [s.header_spec() for s in self._stages()]
+
+    def encoded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one item of ``shape`` after the tensor stages (what the serializer packs)."""
+        for stage in self.tensor_stages:
+            shape = tuple(stage.encoded_shape(shape))
+        return shape
 
     def describe(self) -> str:
         """Compact one-line form, e.g. ``quantize:bits=1,lzma:preset=6`` (``float32`` when empty)."""
@@ -126,7 +140,7 @@ class CodecChain:
         bits = self.bits
         payloads: list[bytes] = []
         seconds = np.full(n, shared / max(n, 1))
-        spec = encode_spec(self.spec())
+        spec = encode_spec(self.header_spec())
         shape = tuple(x.shape[1:])
         for i in range(n):
             t0 = time.perf_counter()
@@ -144,54 +158,69 @@ class CodecChain:
         return EncodeResult(payloads, seconds)
 
     # -- decode ------------------------------------------------------------------------------------
-    def decode(self, payload: bytes) -> Tensor:
-        """Decode one payload to a tensor of the feature shape (no batch dimension)."""
-        return decode_payloads([payload], self)[0]
+    def decode(self, payload: bytes, expected_shape: Sequence[int] | None = None) -> Tensor:
+        """Decode one payload of this chain to a tensor of the feature shape (no batch dimension)."""
+        return decode_payloads([payload], self, expected_shape)[0]
 
-    def decode_batch(self, payloads: Sequence[bytes]) -> Tensor:
+    def decode_batch(self, payloads: Sequence[bytes], expected_shape: Sequence[int] | None = None) -> Tensor:
         """Decode payloads of this chain and equal shape into a batch ``[N, *shape]``."""
-        return decode_payloads(payloads, self)
+        return decode_payloads(payloads, self, expected_shape)
 
     def _tick(self, direction: str, name: str, seconds: float) -> None:
         key = (direction, name)
         self.timings[key] = self.timings.get(key, 0.0) + seconds
 
 
-def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) -> Tensor:
-    """Decode payloads into a batch. The chain is read from each header; payloads in one call
-    must share chain and shape. ``chain`` (optional) only collects timings."""
+#: elements of one decoded item when the caller names no expected shape (64 M: 256 MB as float32)
+MAX_ELEMENTS = 1 << 26
+
+
+def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None,
+                    expected_shape: Sequence[int] | None = None, *, max_elements: int = MAX_ELEMENTS) -> Tensor:
+    """Decode payloads into a batch ``[N, *shape]``; any failure is a :class:`PayloadError`.
+
+    ``chain`` is the receiver's own chain: each header must name it (``chain.header_spec()``), and
+    decoding uses it, never anything the header names. Without ``chain`` the header's chain is built,
+    which only works for stages that need no file (learned stages need the receiver's chain).
+    ``expected_shape`` is the per-item feature shape the receiver takes (the model's shape at the
+    split): a header claiming another shape is refused before anything is decompressed, and every
+    decompressor is capped by the size that shape implies. Without it, an item may have at most
+    ``max_elements`` elements. Payloads in one call must share chain and shape.
+    """
     if not payloads:
         raise ValueError("no payloads to decode")
     frames: list[Frame] = []
     t0 = time.perf_counter()
     for p in payloads:
         f = read_frame(p)
-        if frames and (f.spec != frames[0].spec or f.shape != frames[0].shape or f.dtype != frames[0].dtype):
+        if frames and (f.spec_bytes != frames[0].spec_bytes or f.shape != frames[0].shape
+                       or f.dtype != frames[0].dtype):
             raise PayloadError("payloads decoded together must share codec chain, shape and dtype")
         frames.append(f)
     if chain is not None:
         chain._tick("decode", "frame", time.perf_counter() - t0)
     first = frames[0]
-    built = _chain_from_header(first.spec_bytes)
+    _check_shape(first.shape, expected_shape, max_elements)
+    built = _receiver_chain(first, chain)
     timer = chain if chain is not None else _Discard()
+    ser_shape = built.encoded_shape(first.shape)
     n_side = len(built.tensor_stages) + 1
     arrays = []
     for f in frames:
         if len(f.blobs) != n_side:
             raise PayloadError(f"payload has {len(f.blobs)} side-info blocks, its chain needs {n_side}")
         ser_side = f.blobs[-1]
-        if isinstance(built.serializer, Pack) and Pack.parse_side(ser_side)[1] != (built.bits or 0):
-            raise PayloadError(f"payload packs {Pack.parse_side(ser_side)[1]}-bit codes, its chain makes "
-                               f"{built.bits or 0}-bit codes")
-        expected = built.serializer.expected_size(ser_side)
+        expected = _serialized_size(built, ser_side, ser_shape)
         body = f.body
-        bound = expected + expected // 8 + 1024
+        bound = expected + expected // 8 + 1024  # an inner coder's output may exceed the final size a little
         for stage in reversed(built.byte_stages):
             ts = time.perf_counter()
-            body = stage.decode(body, bound)
+            body = _guard(stage.name, stage.decode, body, bound)
             timer._tick("decode", stage.name, time.perf_counter() - ts)
+        if len(body) != expected:
+            raise PayloadError(f"payload body decodes to {len(body)} bytes, its shape needs {expected}")
         ts = time.perf_counter()
-        arrays.append(built.serializer.decode(body, ser_side))
+        arrays.append(_guard(built.serializer.name, built.serializer.decode, body, ser_side))
         timer._tick("decode", built.serializer.name, time.perf_counter() - ts)
     if any(a.shape != arrays[0].shape or a.dtype != arrays[0].dtype for a in arrays):
         raise PayloadError("payloads decoded together serialize tensors of different shapes")
@@ -199,12 +228,93 @@ def decode_payloads(payloads: Sequence[bytes], chain: CodecChain | None = None) 
     for k in range(len(built.tensor_stages) - 1, -1, -1):
         tstage = built.tensor_stages[k]
         t1 = time.perf_counter()
-        y = tstage.decode(y, [f.blobs[k] for f in frames])
+        y = _guard(tstage.name, tstage.decode, y, [f.blobs[k] for f in frames])
         timer._tick("decode", tstage.name, time.perf_counter() - t1)
     out = y.to(torch.float16 if first.dtype == "float16" else torch.float32)
     if tuple(out.shape[1:]) != first.shape:
         raise PayloadError(f"decoded shape {tuple(out.shape[1:])} differs from the header's {first.shape}")
     return out
+
+
+def _check_shape(shape: tuple[int, ...], expected: Sequence[int] | None, max_elements: int) -> None:
+    """The header's shape against what the receiver takes (checked before any allocation)."""
+    if expected is not None:
+        if shape != tuple(int(d) for d in expected):
+            raise PayloadError(f"payload claims shape {_clip(shape)}, this receiver takes {tuple(expected)}")
+        return
+    count = 1
+    for d in shape:
+        count *= d
+    if count > max_elements:
+        raise PayloadError(f"payload claims shape {_clip(shape)} ({count} elements), at most {max_elements} "
+                           "are accepted")
+
+
+def _serialized_size(chain: CodecChain, side: bytes, ser_shape: tuple[int, ...]) -> int:
+    """Exact serialized body size, after checking the serializer's side information against the
+    shape and code width the receiver's chain produces."""
+    if isinstance(chain.serializer, Pack):
+        _dtype, bits, shape = Pack.parse_side(side)
+        if bits != (chain.bits or 0):
+            raise PayloadError(f"payload packs {bits}-bit codes, its chain makes {chain.bits or 0}-bit codes")
+        if shape != ser_shape:
+            raise PayloadError(f"payload packs a tensor of shape {_clip(shape)}, its chain makes {ser_shape}")
+    expected = _guard(chain.serializer.name, chain.serializer.expected_size, side)
+    elements = 1
+    for d in ser_shape:
+        elements *= d
+    if not 0 <= expected <= 8 * elements:
+        raise PayloadError(f"payload serializer claims {expected} bytes for {elements} elements")
+    return int(expected)
+
+
+def _receiver_chain(frame: Frame, chain: CodecChain | None) -> CodecChain:
+    """The chain to decode ``frame`` with: ``chain`` when the header names it, else the header's own
+    (refused for stages that need files, and for any header that carries a path)."""
+    _refuse_paths(frame.spec)
+    if chain is not None:
+        mine = encode_spec(chain.header_spec())
+        if frame.spec_bytes != mine:
+            raise PayloadError(f"payload was encoded with codec {_clip(frame.spec_bytes.decode('utf-8', 'replace'))}, "
+                               f"this receiver decodes {mine.decode()}")
+        return chain
+    return _chain_from_header(frame.spec_bytes)
+
+
+def _refuse_paths(spec: list[Any]) -> None:
+    """A header naming a file (a stage's local parameter, or any value that looks like a path)."""
+    for item in spec:
+        if not isinstance(item, dict) or len(item) != 1:
+            raise PayloadError("malformed codec spec in payload header (a stage is not {name: {params}})")
+        ((name, params),) = item.items()
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise PayloadError(f"malformed codec spec in payload header (parameters of {_clip(name)})")
+        try:
+            local = get_codec(name, "payload.spec").local
+        except ConfigError:
+            raise PayloadError(f"payload header names an unknown codec stage {_clip(name)}") from None
+        for key, value in params.items():
+            if key in local or (isinstance(value, str) and ("/" in value or "\\" in value)):
+                raise PayloadError(f"payload header carries a file path ({name}.{_clip(key)}); payloads "
+                                   "never name files, the receiver decodes with its own codec chain")
+
+
+def _guard(name: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` with what a stage raises on hostile input turned into a PayloadError."""
+    try:
+        return fn(*args)
+    except PayloadError:
+        raise
+    except (ValueError, RuntimeError, TypeError, IndexError, OverflowError, MemoryError) as exc:
+        raise PayloadError(f"{name}: payload does not decode ({type(exc).__name__}: "
+                           f"{_clip(str(exc).splitlines()[0] if str(exc) else '')})") from None
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Discard:
@@ -216,9 +326,16 @@ class _Discard:
 
 @functools.lru_cache(maxsize=256)
 def _chain_from_header(spec_bytes: bytes) -> CodecChain:
-    """The chain a header names (cached: a stream of payloads shares one spec)."""
+    """The chain a header names (cached: a stream of payloads shares one spec); stages that need a
+    file are refused (decode those with the receiver's chain)."""
     try:
-        return parse_chain(json.loads(spec_bytes), "payload.spec")
+        spec = json.loads(spec_bytes)
+        for item in spec:
+            ((name, _params),) = item.items()
+            if get_codec(name, "payload.spec").local:
+                raise PayloadError(f"payload uses the learned stage {name}: decode it with the receiver's codec "
+                                   "chain (the scenario's codec)")
+        return parse_chain(spec, "payload.spec")
     except ConfigError as exc:
         raise PayloadError(f"payload header names an invalid codec chain ({exc})") from None
 

@@ -18,7 +18,7 @@ __all__ = ["Lzma", "Zlib", "Zstd"]
 
 
 def _too_big(name: str, max_size: int) -> PayloadError:
-    return PayloadError(f"{name}: decompressed data exceeds the {max_size} bytes the header allows")
+    return PayloadError(f"{name}: decompressed data exceeds the {max_size} bytes the receiver expects")
 
 
 _LZMA_DICT = [1 << 18, 1 << 20, 1 << 21, 1 << 22, 1 << 22, 1 << 23, 1 << 23, 1 << 24, 1 << 25, 1 << 26]
@@ -113,12 +113,24 @@ class Zstd(ByteStage):
         return zstandard.ZstdCompressor(compression_params=params).compress(data)
 
     def decode(self, data: bytes, max_size: int) -> bytes:
+        import io
+
         import zstandard
 
         try:
-            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=max_size + 1)
+            declared = zstandard.frame_content_size(data)
+        except zstandard.ZstdError as exc:
+            raise PayloadError(f"zstd: corrupt stream ({exc})") from None
+        if declared > max_size:  # -1: size not recorded (the bounded read below still caps it)
+            raise _too_big("zstd", max_size)
+        # a streaming read never allocates more than asked, whatever the frame header claims
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+        try:
+            out = reader.read(max_size + 1)
         except zstandard.ZstdError as exc:
             raise PayloadError(f"zstd: corrupt stream ({exc})") from None
         if len(out) > max_size:
             raise _too_big("zstd", max_size)
-        return out
+        if declared >= 0 and len(out) != declared:
+            raise PayloadError(f"zstd: stream truncated ({len(out)} of {declared} bytes)")
+        return bytes(out)

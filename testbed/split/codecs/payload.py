@@ -25,13 +25,15 @@ from typing import Any
 from testbed.split.codecs.errors import PayloadError
 from testbed.split.codecs.varint import Reader, write_varint
 
-__all__ = ["DTYPE_CODES", "MAGIC", "VERSION", "Frame", "encode_spec", "read_frame", "write_frame"]
+__all__ = ["DTYPE_CODES", "MAGIC", "MAX_SPEC_BYTES", "VERSION", "Frame", "encode_spec", "read_frame", "write_frame"]
 
 MAGIC = b"TBFM"
 VERSION = 1
 DTYPE_CODES = {"float32": 0, "float16": 1}
 _DTYPE_NAMES = {v: k for k, v in DTYPE_CODES.items()}
 _MIN_SIZE = len(MAGIC) + 3 + 1 + 1 + 1 + 4
+#: longest codec spec a header may carry (stage names and small parameters; never file paths)
+MAX_SPEC_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,14 @@ def read_frame(payload: bytes | bytearray | memoryview) -> Frame:
     if code not in _DTYPE_NAMES:
         raise PayloadError(f"unknown feature dtype code {code}")
     shape = tuple(r.varint("shape") for _ in range(r.u8("rank")))
-    spec_bytes = r.take(r.varint("spec length"), "codec spec")
+    spec_len = r.varint("spec length")
+    if spec_len > MAX_SPEC_BYTES:
+        raise PayloadError(f"payload header holds a codec spec of {spec_len} bytes, at most {MAX_SPEC_BYTES}")
+    spec_bytes = r.take(spec_len, "codec spec")
     try:
         spec = json.loads(spec_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"malformed codec spec in payload header ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PayloadError(f"malformed codec spec in payload header ({type(exc).__name__})") from None
     if not isinstance(spec, list):
         raise PayloadError("malformed codec spec in payload header (not a list)")
     blobs = [r.take(r.varint("side info length"), "side info") for _ in range(r.u8("side info count"))]

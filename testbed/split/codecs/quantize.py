@@ -74,6 +74,8 @@ def _parse_params(side: list[bytes], count: int, channels: int, what: str) -> Te
         if len(blob) != 4 * count * channels:
             raise PayloadError(f"{what} side information has {len(blob)} bytes, expected {4 * count * channels}")
         rows.append(np.frombuffer(blob, dtype="<f4"))
+    if rows and not np.isfinite(np.stack(rows)).all():
+        raise PayloadError(f"{what} side information holds non-finite values")
     return torch.from_numpy(np.stack(rows).astype(np.float32)).reshape(len(side), count, channels)
 
 
