@@ -94,3 +94,86 @@ def test_confidence_interval_uses_student_t():
     lo, hi = percentile_ci(x)
     ref = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
     assert (lo, hi) == pytest.approx(ref)
+
+
+def test_sweeping_the_seed_gives_one_cell_per_seed(tmp_path):
+    raw = base_scenario(duration="10 s", warmup="1 s")
+    raw["sweep"] = {"seed": [1, 2, 3]}
+    raw["replications"] = 2
+    jobs = plan(raw)
+    assert [j.raw["seed"] for j in jobs if j.replication == 0] == [1, 2, 3]
+    assert len({j.raw["seed"] for j in jobs}) == 6            # replications of different seeds differ too
+    raw["replications"] = 1
+    table = run_sweep(raw, tmp_path / "s", progress=False)
+    assert list(table["seed"]) == [1, 2, 3]
+    assert table["latency_mean_s"].nunique() == 3
+
+
+def _empirical_sweep(tmp_path):
+    data = tmp_path / "head.csv"
+    data.write_text("0.010\n0.012\n0.011\n")
+    raw = base_scenario(duration="8 s", warmup="1 s")
+    raw["fleet"][0]["head"] = {"dist": "empirical", "file": "head.csv"}
+    raw["sweep"] = {"fleet.0.count": [2, 3]}
+    return raw, data
+
+
+def test_resuming_after_a_referenced_file_changed_is_refused(tmp_path):
+    from testbed.io import OutputExistsError
+
+    raw, data = _empirical_sweep(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(copy.deepcopy(raw), out, base_dir=tmp_path, progress=False)
+    run_sweep(copy.deepcopy(raw), out, base_dir=tmp_path, progress=False)   # same inputs: resumes
+    data.write_text("0.050\n0.060\n")
+    with pytest.raises(OutputExistsError, match=r"different sweep.*--force"):
+        run_sweep(copy.deepcopy(raw), out, base_dir=tmp_path, progress=False)
+    table = run_sweep(copy.deepcopy(raw), out, base_dir=tmp_path, progress=False, force=True)
+    assert (table["mean_head_s"] > 0.04).all()                 # every cell ran on the new data
+
+
+def test_cells_without_an_identity_are_refused(tmp_path):
+    from testbed.io import OutputExistsError
+
+    raw, _ = _empirical_sweep(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(copy.deepcopy(raw), out, base_dir=tmp_path, progress=False)
+    (out / "sweep.yaml").unlink()
+    with pytest.raises(OutputExistsError, match="different sweep"):
+        run_sweep(copy.deepcopy(raw), out, base_dir=tmp_path, progress=False)
+
+
+def test_a_bad_cell_anywhere_in_the_grid_stops_the_sweep_before_it_writes(tmp_path):
+    from testbed.errors import ConfigError
+
+    raw = base_scenario(duration="8 s", warmup="1 s")
+    raw["sweep"] = {"fleet.0.count": [2, 3, -1]}
+    with pytest.raises(ConfigError, match=r"sweep cell 2"):
+        run_sweep(raw, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_scheduler_without_dask_is_one_line(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from testbed.cli import main
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    raw = base_scenario(duration="8 s", warmup="1 s")
+    f = tmp_path / "s.yaml"
+    import yaml
+
+    f.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(f), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:8786"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --scheduler") and "dask" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_too_many_runs_are_refused_before_planning():
+    from testbed.errors import ConfigError
+
+    raw = base_scenario()
+    raw["replications"] = 10**9
+    with pytest.raises(ConfigError, match="replications"):
+        plan(raw)

@@ -13,9 +13,9 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,11 +30,23 @@ from testbed.config.load import apply_overrides
 from testbed.config.resolve import Resolved
 from testbed.core.metrics import percentile_ci, with_stages
 from testbed.errors import ConfigError
-from testbed.io import write_json, write_parquet, write_yaml
+from testbed.io import (
+    OutputExistsError,
+    claim_output,
+    clean_stale,
+    make_private_dir,
+    write_json,
+    write_parquet,
+    write_yaml,
+)
 
 __all__ = [
     "CI_METRICS",
+    "MAX_JOBS",
+    "MAX_WORKERS",
     "Job",
+    "check_previous",
+    "check_workers",
     "collect",
     "input_files",
     "plan",
@@ -68,17 +80,30 @@ class Job:
         return self.name
 
 
+MAX_JOBS = 100_000
+"""Most (cell, replication) runs one sweep may plan."""
+
+
 def plan(raw: dict[str, Any]) -> list[Job]:
-    """All (cell, replication) jobs of a scenario's ``sweep`` grid, in a stable order."""
+    """All (cell, replication) jobs of a scenario's ``sweep`` grid, in a stable order.
+
+    Replication ``r`` of a cell runs with :func:`replication_seed` of the cell's own seed, so sweeping
+    ``seed`` gives one cell per seed; replications share seeds across cells (common random numbers)."""
     grid = raw.get("sweep") or {}
     if not isinstance(grid, dict):
         raise ConfigError("sweep", grid, "a mapping of dotted field -> list of values")
-    for field, values in grid.items():
+    for name, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"sweep.{field}", values, "a non-empty list of values")
+            raise ConfigError(f"sweep.{name}", values, "a non-empty list of values")
+        if name == "replications" or name == "sweep" or str(name).startswith(("sweep.", "replications.")):
+            raise ConfigError(f"sweep.{name}", values, "a scenario field (sweep and replications cannot be swept)")
     reps = raw.get("replications", 1)
-    if not isinstance(reps, int) or reps < 1:
-        raise ConfigError("replications", reps, "a positive integer")
+    if not isinstance(reps, int) or isinstance(reps, bool) or not 1 <= reps <= MAX_JOBS:
+        raise ConfigError("replications", reps, f"a positive integer of at most {MAX_JOBS:,}")
+    cells = math.prod(len(v) for v in grid.values())
+    if cells * reps > MAX_JOBS:
+        raise ConfigError("sweep", f"{cells:,} cells x {reps} replications",
+                          f"at most {MAX_JOBS:,} runs in one sweep")
     base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
     fields = list(grid)
     jobs = []
@@ -86,9 +111,12 @@ def plan(raw: dict[str, Any]) -> list[Job]:
         values = dict(zip(fields, combo))
         cell_raw = apply_overrides(base, values)
         digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        seed = cell_raw.get("seed", 0)
         for r in range(reps):
             job_raw = copy.deepcopy(cell_raw)
-            job_raw["seed"] = replication_seed(int(base.get("seed", 0)), r)
+            if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+                job_raw["seed"] = replication_seed(seed, r)
+            # (any other seed is left for the schema to refuse in prepare_jobs, naming the cell)
             jobs.append(Job(cell, r, values, job_raw, f"c{cell:04d}-r{r:02d}-{digest}"))
     return jobs
 
@@ -126,7 +154,7 @@ def run_job(job: Job, out: str, resolved: Resolved) -> dict[str, Any]:
     row = {"cell": job.cell, "replication": job.replication, **{f"sweep.{k}": _plain(v) for k, v in job.values.items()},
            **result.summary, "wall_s": elapsed, "pipeline_s": result.pipeline_s}
     final = Path(out) / "cells" / job.name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{job.name}.", dir=final.parent))
+    tmp = make_private_dir(final.parent, job.name)
     try:
         write_parquet(tmp / "requests.parquet", with_stages(result.records))
         write_yaml(tmp / "scenario.yaml", job.raw)
@@ -171,28 +199,84 @@ def _warm_caches(resolved: list[Resolved]) -> None:
 def run_sweep(raw: dict[str, Any], out: Path | str, workers: int = 1, base_dir: Path | str | None = None,
               scheduler: str | None = None, progress: bool = True,
               on_done: Callable[[dict[str, Any]], None] | None = None,
-              prepared: list[Resolved] | None = None) -> pd.DataFrame:
+              prepared: list[Resolved] | None = None, force: bool = False) -> pd.DataFrame:
     """Run every job not already finished in ``out`` and return the summary table.
 
     Every cell is prepared (``prepared``, from :func:`prepare_jobs`, or here) before anything is
-    written, so a bad cell stops the sweep before it starts."""
+    written, so a bad cell stops the sweep before it starts. ``out`` is locked while the sweep runs;
+    results there of a different sweep (another scenario mapping, or a referenced file whose
+    contents changed) are refused, or with ``force`` cleared (:func:`check_previous`)."""
+    check_workers(workers, scheduler)
     jobs = plan(raw)
     cells = prepared if prepared is not None else prepare_jobs(jobs, base_dir)
     out = Path(out)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    write_yaml(out / "sweep.yaml", raw)
-    write_json(out / "inputs.json", input_files(cells))
-    todo = [(j, r) for j, r in zip(jobs, cells) if _done(out, j) is None]
-    _warm_caches([r for _, r in todo])
-    bar = _progress(len(jobs), len(jobs) - len(todo), progress)
-    for row in _execute(todo, str(out), workers, scheduler):
-        bar.update(1)
-        if on_done:
-            on_done(row)
-    bar.close()
-    table = collect(out, jobs)
-    write_parquet(out / "summary.parquet", table)
+    with claim_output(out, force=True, marker=None):
+        check_previous(out, raw, input_files(cells), force)
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+        clean_stale(out / "cells")
+        write_json(out / "inputs.json", input_files(cells))
+        write_yaml(out / "sweep.yaml", raw)  # the marker, last: with inputs.json, the sweep's identity
+        todo = [(j, r) for j, r in zip(jobs, cells) if _done(out, j) is None]
+        _warm_caches([r for _, r in todo])
+        bar = _progress(len(jobs), len(jobs) - len(todo), progress)
+        for row in _execute(todo, str(out), workers, scheduler):
+            bar.update(1)
+            if on_done:
+                on_done(row)
+        bar.close()
+        table = collect(out, jobs)
+        write_parquet(out / "summary.parquet", table)
     return table
+
+
+MAX_WORKERS = 1024
+
+
+def check_workers(workers: int, scheduler: str | None) -> None:
+    """Refuse a worker count out of range, or a scheduler when dask.distributed is not installed."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("--workers", workers, f"a number of worker processes from 1 to {MAX_WORKERS}")
+    if scheduler is not None:
+        import importlib.util
+
+        if not scheduler.strip():
+            raise ConfigError("--scheduler", scheduler, "a Dask scheduler address like tcp://host:8786")
+        try:
+            found = importlib.util.find_spec("dask.distributed") is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ConfigError("--scheduler", scheduler, "needs dask.distributed, which is not installed "
+                                                        "(pip install 'dask[distributed]', or testbed's [dev] extra)")
+
+
+def check_previous(out: Path, raw: dict[str, Any], files: dict[str, str], force: bool) -> None:
+    """Refuse (or with ``force`` clear) results in ``out`` of a different sweep: another scenario
+    mapping, input files (profiles, traces, data) whose contents changed since, or cells of a sweep
+    whose identity was never recorded."""
+    from testbed.config.load import read_yaml
+
+    previous, inputs = out / "sweep.yaml", out / "inputs.json"
+    cells = out / "cells"
+    if previous.exists():
+        try:
+            same = (read_yaml(previous) == raw and inputs.is_file()
+                    and json.loads(inputs.read_text()) == files)
+        except (ValueError, OSError, ConfigError):
+            same = False
+        why = "scenario or input files changed"
+    else:
+        same = not (cells.is_dir() and any(not p.name.startswith(".") for p in cells.iterdir()))
+        why = "cells without a sweep.yaml"
+    if same:
+        return
+    if not force:
+        raise OutputExistsError(f"--out: {str(out)!r} holds a different sweep ({why}); "
+                                "pass --force to replace its results, or choose another directory")
+    previous.unlink(missing_ok=True)
+    inputs.unlink(missing_ok=True)
+    (out / "summary.parquet").unlink(missing_ok=True)
+    shutil.rmtree(cells, ignore_errors=True)
 
 
 def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler: str | None
@@ -202,7 +286,14 @@ def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
 
-        with Client(scheduler) as client:
+        if not todo:
+            return
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError("--scheduler", scheduler, f"a reachable Dask scheduler ({type(exc).__name__}: "
+                                                        f"{str(exc)[:120]})") from None
+        with client:
             futures = client.map(run_job, [j for j, _ in todo], [out] * len(todo), [r for _, r in todo], pure=False)
             for fut in dask_completed(futures):
                 yield fut.result()

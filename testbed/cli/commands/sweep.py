@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 __all__ = ["register"]
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from testbed.config.load import apply_overrides, read_yaml
+    from testbed.io import check_out_path
     from testbed.run.prepare import scenario_dir
-    from testbed.run.sweep import CI_METRICS, input_files, plan, prepare_jobs, run_sweep
+    from testbed.run.sweep import CI_METRICS, check_previous, check_workers, input_files, plan, prepare_jobs, run_sweep
 
+    check_workers(args.workers, args.scheduler)
+    check_out_path(args.out)
     raw = read_yaml(args.file)
     if args.set:
         raw = apply_overrides(raw, args.set)
     jobs = plan(raw)
     prepared = prepare_jobs(jobs, scenario_dir(args.file))  # every cell checked before anything is written
     out = Path(args.out)
-    _check_previous(out, raw, input_files(prepared), args.force)
+    if not args.force:  # refuse early, before the progress line; run_sweep checks again under the lock
+        check_previous(out, raw, input_files(prepared), False)
     print(f"{len(jobs)} runs ({len({j.cell for j in jobs})} cells x {max(j.replication for j in jobs) + 1} "
           f"replications) -> {out}")
     table = run_sweep(raw, out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
-                      prepared=prepared)
+                      prepared=prepared, force=args.force)
     cols = [c for c in table.columns if c.startswith("sweep.")]
     shown = [m for m in ("latency_p50_s", "latency_p95_s", "throughput_per_s", "drop_rate", "accuracy")
              if m in table.columns]
@@ -33,29 +36,6 @@ def _sweep(args: argparse.Namespace) -> int:
         print(means.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"wrote {out / 'summary.parquet'} ({len(table)} rows; CIs for {', '.join(m for m in CI_METRICS if m in table)})")
     return 0
-
-
-def _check_previous(out: Path, raw: dict[str, Any], files: dict[str, str], force: bool) -> None:
-    """Refuse (or with ``force`` clear) results of a different sweep in ``out``: another scenario
-    mapping, or input files (profiles, traces, data) whose contents changed since."""
-    import json
-
-    from testbed.config.load import read_yaml
-    from testbed.io import OutputExistsError
-
-    previous = out / "sweep.yaml"
-    if not previous.exists():
-        return
-    inputs = out / "inputs.json"
-    same = read_yaml(previous) == raw and (not inputs.exists() or json.loads(inputs.read_text()) == files)
-    if same:
-        return
-    if not force:
-        raise OutputExistsError(f"--out: {str(out)!r} holds a different sweep (scenario or input files changed); "
-                                "pass --force to replace its results, or choose another directory")
-    import shutil
-
-    shutil.rmtree(out / "cells", ignore_errors=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
