@@ -11,62 +11,118 @@ import simpy
 from testbed.core.monitor import Level
 from testbed.sim.links.base import LINKS, Link, LinkContext, one_channel_per_direction
 
-__all__ = ["SharingChannel", "build"]
+__all__ = ["ProcessorSharing", "SharingChannel", "build"]
+
+
+class ProcessorSharing:
+    """The arithmetic of processor sharing (Kleinrock 1967, "Time-shared systems: a theoretical
+    treatment", JACM 14(2)), clock-free: the caller passes ``now``.
+
+    Kept in virtual time V with dV/dt = 1/n, so a transmission of solo length s started at virtual time
+    v ends when V reaches v + s (one heap, O(log n) per event). V starts again from 0 whenever the
+    channel idles and is rebased (every tag shifted) once it passes :attr:`REBASE`, so tags stay
+    small and a finish time is exact to ~1e-15 s however long the channel has been busy.
+    """
+
+    REBASE = 1.0
+    """Virtual seconds after which every tag is shifted back to V = 0."""
+    TIE = 1e-12
+    """Virtual seconds within which two finish tags count as equal (finish together)."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int]] = []
+        self.vtime = 0.0
+        self.last = 0.0
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def advance(self, now: float) -> None:
+        """Move V to ``now``."""
+        n = len(self.heap)
+        if n:
+            self.vtime += (now - self.last) / n
+        self.last = now
+
+    def add(self, now: float, rid: int, seconds: float) -> bool:
+        """Start a transmission of solo length ``seconds``; True when the channel was idle."""
+        self.advance(now)
+        idle = not self.heap
+        if idle:
+            self.vtime = 0.0
+        elif self.vtime > self.REBASE:
+            self._rebase()
+        heapq.heappush(self.heap, (self.vtime + seconds, rid))
+        return idle
+
+    def next_delay(self) -> float | None:
+        """Real seconds until the next transmission ends (None when idle)."""
+        if not self.heap:
+            return None
+        return max(0.0, (self.heap[0][0] - self.vtime) * len(self.heap))
+
+    def complete(self, now: float) -> list[int]:
+        """The transmissions ending at ``now``, when the wake-up set by :meth:`next_delay` fires: the
+        first in line (it is due by construction, whatever the rounding of ``now``) and any whose
+        tag equals its own within :attr:`TIE`."""
+        self.advance(now)
+        if not self.heap:
+            return []
+        tag, rid = heapq.heappop(self.heap)
+        done = [rid]
+        self.vtime = max(self.vtime, tag)
+        while self.heap and self.heap[0][0] <= tag + self.TIE:
+            done.append(heapq.heappop(self.heap)[1])
+        if not self.heap:
+            self.vtime = 0.0
+        elif self.vtime > self.REBASE:
+            self._rebase()
+        return done
+
+    def _rebase(self) -> None:
+        v = self.vtime
+        self.heap = [(t - v, r) for t, r in self.heap]  # a uniform shift keeps the heap order
+        heapq.heapify(self.heap)
+        self.vtime = 0.0
 
 
 class SharingChannel:
-    """Processor sharing (Kleinrock 1967, "Time-shared systems: a theoretical treatment", JACM 14(2)).
+    """A processor-sharing channel driven by SimPy (the arithmetic is :class:`ProcessorSharing`).
 
-    Kept in virtual time V with dV/dt = 1/n, so a transmission of solo length s started at virtual time
-    v ends when V reaches v + s (one heap, O(log n) per event). Start and end times go into
-    ``start_col`` and ``end_col``; ``on_done(rid)`` is called when a transmission ends.
+    Start and end times go into ``start_col`` and ``end_col``; ``on_done(rid)`` is called when a
+    transmission ends.
     """
 
     def __init__(self, env: simpy.Environment, *, start_col: array[float], end_col: array[float],
                  on_done: Callable[[int], None], in_station: Level, busy: Level) -> None:
         self.env, self.start_col, self.end_col, self.on_done = env, start_col, end_col, on_done
         self.in_station, self.busy = in_station, busy
-        self.heap: list[tuple[float, int]] = []
-        self.vtime = 0.0
-        self.last = 0.0
+        self.ps = ProcessorSharing()
         self.pending: simpy.Event | None = None  # the one wake-up that is still current
-
-    def _advance(self, now: float) -> None:
-        n = len(self.heap)
-        if n:
-            self.vtime += (now - self.last) / n
-        self.last = now
 
     def submit(self, rid: int, seconds: float) -> None:
         now = self.env.now
-        self._advance(now)
         self.start_col[rid] = now
-        if not self.heap:
+        if self.ps.add(now, rid, seconds):
             self.busy.change(now, 1)
-        heapq.heappush(self.heap, (self.vtime + seconds, rid))
         self.in_station.change(now, 1)
         self._reschedule()
 
     def _reschedule(self) -> None:
-        self.pending = None
-        if self.heap:
-            delay = (self.heap[0][0] - self.vtime) * len(self.heap)
-            self.pending = self.env.timeout(delay if delay > 0 else 0.0)
+        delay = self.ps.next_delay()
+        self.pending = None if delay is None else self.env.timeout(delay)
+        if self.pending is not None:
             self.pending.callbacks.append(self._fire)
 
     def _fire(self, event: simpy.Event) -> None:
         if event is not self.pending:
             return  # superseded by a later arrival or departure
         now = self.env.now
-        self._advance(now)
-        done = []
-        tol = 1e-9 * max(1.0, abs(self.vtime))
-        while self.heap and self.heap[0][0] <= self.vtime + tol:
-            _, rid = heapq.heappop(self.heap)
+        done = self.ps.complete(now)
+        for rid in done:
             self.end_col[rid] = now
             self.in_station.change(now, -1)
-            done.append(rid)
-        if not self.heap:
+        if not len(self.ps):
             self.busy.change(now, -1)
         self._reschedule()
         for rid in done:
