@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -51,3 +52,44 @@ def test_saturating_station_names_ties():
 
     assert saturating({"uplink": 1.0, "server GPU": 0.995, "node CPU": 0.05}) == "uplink + server GPU"
     assert saturating({"uplink": 0.8, "server GPU": 1.0, "node CPU": 0.05}) == "server GPU"
+
+
+def test_node_cpu_is_named_when_frames_are_dropped_at_the_nodes(tmp_path):
+    import json
+
+    from testbed.cli import main
+
+    # 10 frames/s into a 95 ms head with room for two waiting: the node CPUs saturate and drop
+    raw = small()
+    raw["fleet"][0].update(head="95 ms", encode="1 ms", payload="1 kB", queue={"capacity": 2},
+                           arrivals={"kind": "poisson", "rate": "10/s"})
+    raw["link"] = {"model": "fair_share", "datarate": "5 MB/s"}
+    (result,) = capacity_search(raw, parse_slo("p95 < 300 ms"), start=2, limit=8)
+    assert result.saturating_station == "node CPU"
+    assert result.utilisation["node CPU"] > 0.5 and math.isfinite(result.utilisation["node CPU"])
+    import yaml
+
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({**raw, "fleet": [{**raw["fleet"][0], "count": 2}]}))
+    assert main(["run", str(f), "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"bare {c} in summary.json"))
+    assert summary["dropped_at_node"] > 0 and 0.5 < summary["node_utilisation"] <= 1.0
+
+
+def test_capacity_out_is_not_overwritten_without_force(tmp_path, capsys):
+    import yaml
+
+    from testbed.cli import main
+
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(small()))
+    out = tmp_path / "cap.json"
+    args = ["capacity", str(f), "--slo", "p95 < 120 ms", "--start", "16", "--limit", "32", "--out", str(out)]
+    assert main(args) == 0
+    first = out.read_text()
+    json.loads(first, parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--force" in capsys.readouterr().err and out.read_text() == first
+    assert main([*args, "--force"]) == 0
