@@ -9,15 +9,17 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from testbed.bridge.workload import make_workload
 from testbed.config.resolve import Resolved
+from testbed.core.arrivals import expected_frames
 from testbed.emulate.handoff import load_resolved
 from testbed.emulate.server import EdgeServer, ServerConfig
 from testbed.emulate.wire import MAX_FRAME
 from testbed.streams import link_stream, server_stream
 
-__all__ = ["main", "server_config"]
+__all__ = ["connection_limits", "main", "server_config"]
 
 
 def server_config(res: Resolved, time_scale: float = 1.0, *, shape_downlink: bool = True, compute: bool = True,
@@ -45,7 +47,21 @@ def server_config(res: Resolved, time_scale: float = 1.0, *, shape_downlink: boo
         downlink_rate=sc.link.downlink_datarate / k if shape_downlink else None, node_rates=dict(enumerate(rates)),
         discipline=sc.link.model,
         downlink_latency=(lambda: down_lat() * k) if shape_downlink or app_latency else (lambda: 0.0),
-        max_frame=max_frame, compute=comp)
+        max_frame=max_frame, compute=comp, nodes=sc.node_count, **connection_limits(res, time_scale))
+
+
+def connection_limits(res: Resolved, time_scale: float = 1.0) -> dict[str, Any]:
+    """Timeouts and caps of the server's connections, generous for this scenario's own fleet.
+
+    ``idle_timeout``: 50 mean inter-frame gaps of the slowest group (at least 60 s wall);
+    ``read_timeout`` and ``min_rate``: a started frame may take 10 s (scaled) plus its length at a
+    quarter of the slowest node's fair share of the link; ``max_in_flight``: four full batches per GPU."""
+    sc, k = res.scenario, time_scale
+    gaps = [sc.duration / max(expected_frames(g.arrivals, g.count, sc.duration), 1.0) for g in sc.fleet]
+    slowest = min((g.datarate or sc.link.datarate) for g in sc.fleet) / k
+    return {"idle_timeout": max(60.0, 50.0 * max(gaps) * k), "read_timeout": 10.0 * max(1.0, k),
+            "min_rate": slowest / max(1, sc.node_count) / 4.0,
+            "max_in_flight": max(16, 4 * sc.server.batching.max_batch * sc.server.gpus)}
 
 
 async def _serve(cfg_file: Path) -> None:

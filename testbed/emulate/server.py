@@ -60,6 +60,25 @@ class ServerConfig:
     downlink_latency: Callable[[], float] = lambda: 0.0
     max_frame: int = MAX_FRAME
     compute: Any = None                            # a ServerCompute, or None (timing only)
+    nodes: int | None = None                       # valid node ids are 0 .. nodes - 1 (None: any)
+    idle_timeout: float | None = 60.0              # silence between frames with nothing in flight
+    read_timeout: float | None = 10.0              # a started frame: this long plus its length / min_rate
+    min_rate: float | None = 1024.0                # bytes/s a sender must sustain within a frame
+    max_in_flight: int = 64                        # requests of one connection inside the server at once
+
+
+@dataclass
+class _Conn:
+    """One connection's state (freed when it closes): its node, and its requests in the server."""
+
+    peer: Any
+    node: int | None = None
+    in_flight: int = 0
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self.room.set()
 
 
 @dataclass
@@ -68,6 +87,7 @@ class _Pending:
     request: int
     writer: asyncio.StreamWriter
     arrival: float
+    conn: _Conn | None = None
     queued: float = math.nan
     features: Any = None
 
@@ -79,7 +99,8 @@ class EdgeServer:
         self.cfg, self.host, self.port = cfg, host, port
         self.errors: list[dict[str, Any]] = []
         self.stats = {"requests": 0, "responses": 0, "batches": 0, "bad_payloads": 0, "dropped": 0,
-                      "timed_out": 0, "connections": 0, "tail_overruns": 0, "decode_overruns": 0,
+                      "timed_out": 0, "connections": 0, "open_connections": 0, "bad_nodes": 0,
+                      "timeouts": 0, "paused_reads": 0, "tail_overruns": 0, "decode_overruns": 0,
                       "tail_compute_s": 0.0, "tail_charge_s": 0.0}
         self._pending: dict[int, _Pending] = {}
         self._ids = 0
@@ -141,24 +162,59 @@ class EdgeServer:
 
     # -- connections ----------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
+        """Read one connection's frames. Reading pauses while it has ``max_in_flight`` requests inside
+        the server (so one flooding connection holds at most that many places in the shared queue),
+        a frame for an unknown node or another node than the connection's first is answered as a bad
+        payload, and a silent or too slow sender is disconnected."""
+        cfg = self.cfg
+        conn = _Conn(writer.get_extra_info("peername"))
         self.stats["connections"] += 1
+        self.stats["open_connections"] += 1
         loop = asyncio.get_running_loop()
         try:
             while True:
-                body = await read_frame(reader, self.cfg.max_frame)
+                while conn.in_flight >= cfg.max_in_flight:
+                    self.stats["paused_reads"] += 1
+                    conn.room.clear()
+                    await conn.room.wait()
+                body = await read_frame(reader, cfg.max_frame, idle=cfg.idle_timeout, read=cfg.read_timeout,
+                                        min_rate=cfg.min_rate, busy=lambda: conn.in_flight > 0)
                 if body is None:
                     break
                 now = loop.time()
                 req = unpack_request(body)
                 self.stats["requests"] += 1
-                self._spawn(self._admit(_Pending(req.node, req.request, writer, now), req.payload))
+                p = _Pending(req.node, req.request, writer, now, conn)
+                conn.in_flight += 1
+                why = self._bad_node(conn, req.node)
+                if why:
+                    self.stats["bad_nodes"] += 1
+                    self._error("node", conn.peer, why, req.node)
+                    self._respond(p, BAD_PAYLOAD, now)
+                    continue
+                self._spawn(self._admit(p, req.payload))
         except FrameError as exc:
-            self._error("frame", peer, str(exc))
+            if "timeout" in str(exc) or "too slow" in str(exc):
+                self.stats["timeouts"] += 1
+            self._error("frame", conn.peer, str(exc))
         except (ConnectionError, OSError) as exc:
-            self._error("connection", peer, f"{type(exc).__name__}: {exc}")
+            self._error("connection", conn.peer, f"{type(exc).__name__}: {exc}")
         finally:
             writer.close()
+            if self.downlink is not None:
+                self.downlink.forget(writer)
+            self.stats["open_connections"] -= 1
+
+    def _bad_node(self, conn: _Conn, node: int) -> str:
+        """Why a frame for ``node`` on ``conn`` is refused ('' when it is not)."""
+        n = self.cfg.nodes
+        if n is not None and not 0 <= node < n:
+            return f"node id {node} is not in the scenario (0 to {n - 1})"
+        if conn.node is None:
+            conn.node = node
+        elif node != conn.node:
+            return f"node id {node} on the connection of node {conn.node}"
+        return ""
 
     async def _admit(self, p: _Pending, payload: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -223,6 +279,8 @@ class EdgeServer:
     # -- responses ------------------------------------------------------------------------------
     def _respond(self, p: _Pending, status: int, at: float, batch: tuple[float, float, float] | None = None,
                  size: int = 0, gpu: int = -1, prediction: int = -1) -> None:
+        if p.conn is not None:
+            p.conn.release()
         ready, start, end = batch if batch is not None else (math.nan, math.nan, at)
         result = b"\0" * max(0, round(self.cfg.result_size())) if status == OK else b""
         stamps = (p.arrival, p.queued, ready, start, end)

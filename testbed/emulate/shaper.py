@@ -82,6 +82,20 @@ class LinkShaper:
         if self._task is not None:
             self._task.cancel()
 
+    def forget(self, writer: asyncio.StreamWriter) -> None:
+        """Drop the delay line of a closed connection (its messages still queued leave the air and
+        vanish: :meth:`_write` keeps nothing for a closing writer)."""
+        line = self._lines.pop(writer, None)
+        if line is not None:
+            line.items.clear()
+            if line.timer is not None:
+                line.timer.cancel()
+
+    @property
+    def connections(self) -> int:
+        """Connections the shaper holds state for."""
+        return len(self._lines)
+
     def _chunk(self, rate: float) -> int:
         return int(min(self.max_chunk, max(self.min_chunk, rate * self.slot)))
 
@@ -141,6 +155,9 @@ class LinkShaper:
     def _write(self, job: Transmission, chunk: bytes, end: float) -> None:
         """Deliver ``chunk`` after the propagation delay, in order per socket."""
         self.bytes_sent += len(chunk)
+        if job.writer.is_closing():  # the connection is gone: the bytes leave the air and vanish
+            self._lines.pop(job.writer, None)
+            return
         line = self._line(job.writer)
         line.push(max(end + job.latency, line.last), chunk)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
@@ -115,21 +116,35 @@ def unpack_response(body: bytes) -> Response:
                     body[_RESP.size:])
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame: int = MAX_FRAME) -> bytes | None:
+async def read_frame(reader: asyncio.StreamReader, max_frame: int = MAX_FRAME, *, idle: float | None = None,
+                     read: float | None = None, min_rate: float | None = None,
+                     busy: Callable[[], bool] | None = None) -> bytes | None:
     """The next frame body, or None on a clean end of stream between frames.
 
-    Raises :class:`FrameError` for an oversized length or a stream that ends mid-frame.
+    Raises :class:`FrameError` for an oversized length or a stream that ends mid-frame, and, when
+    timeouts are given, for a sender silent for ``idle`` seconds between frames (while ``busy()`` is
+    False: it has no request in flight) or one that takes longer than ``read`` seconds plus
+    ``length / min_rate`` to deliver a frame it has started.
     """
-    try:
-        head = await reader.readexactly(_LEN.size)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise FrameError(f"connection closed inside a length prefix ({len(exc.partial)} of 4 bytes)") from None
+    while True:
+        try:
+            head = await asyncio.wait_for(reader.readexactly(_LEN.size), idle)
+            break
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                return None
+            raise FrameError(f"connection closed inside a length prefix ({len(exc.partial)} of 4 bytes)") from None
+        except TimeoutError:  # readexactly leaves partial bytes in the buffer when cancelled
+            if busy is not None and busy():
+                continue
+            raise FrameError(f"idle for {idle:g} s between frames (read timeout)") from None
     (length,) = _LEN.unpack(head)
     if length > max_frame:
         raise FrameError(f"frame of {length} bytes exceeds the maximum of {max_frame}")
+    budget = None if read is None else read + (length / min_rate if min_rate else 0.0)
     try:
-        return await reader.readexactly(length)
+        return await asyncio.wait_for(reader.readexactly(length), budget)
     except asyncio.IncompleteReadError as exc:
         raise FrameError(f"connection closed after {len(exc.partial)} of {length} frame bytes") from None
+    except TimeoutError:
+        raise FrameError(f"frame of {length} bytes not received within {budget:g} s (too slow a sender)") from None
