@@ -232,9 +232,20 @@ class EmpiricalFile(Dist):
             raise ValueError(f"file: {self.file!r} holds no values")
         if self.scale != 1.0:
             values = tuple(v * self.scale for v in values)
-        if min(values) < 0:
-            raise ValueError("empirical values must be >= 0")
+        check_values(values)
         return Empirical(values, self.file)
+
+
+def check_values(values: tuple[float, ...]) -> None:
+    """Empirical values must be finite and >= 0 (ValueError naming the first that is not)."""
+    for i, v in enumerate(values):
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"empirical values must be finite and >= 0 (value {i + 1} is {v})")
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, (list, tuple, dict)) or len(value) < 20 else type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 
@@ -259,11 +270,11 @@ def parse_dist(raw: Any, kind: str = "duration") -> Dist:
     spec = dict(raw)
     name = spec.pop("dist", None)
     if not isinstance(name, str) or name not in DISTS:
-        raise ValueError(f"dist must be one of {', '.join(DIST_KINDS)} (got {name!r})")
+        raise ValueError(f"dist must be one of {', '.join(DIST_KINDS)} (got {_clip(name)})")
     allowed, build = DISTS.get(name)
     unknown = set(spec) - allowed
     if unknown:
-        raise ValueError(f"unknown key(s) {sorted(unknown)} for dist {name}; allowed: {sorted(allowed)}")
+        raise ValueError(f"unknown key(s) {_clip(sorted(map(str, unknown)))} for dist {name}; allowed: {sorted(allowed)}")
     return build(_Spec(name, spec, parse))
 
 
@@ -283,15 +294,18 @@ class _Spec:
         except ValueError as exc:
             raise ValueError(f"{key}: {exc}") from None
         if not math.isfinite(v) or v < 0 or (positive and v == 0):
-            raise ValueError(f"{key} must be {'> 0' if positive else '>= 0'} (got {self.keys[key]!r})")
+            raise ValueError(f"{key} must be {'> 0' if positive else '>= 0'} (got {_clip(self.keys[key])})")
         return v
 
 
 def _exponential(s: _Spec) -> Dist:
     if "rate" in s.keys:
-        rate = parse_rate(s.keys["rate"])
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 (got {s.keys['rate']!r})")
+        try:
+            rate = parse_rate(s.keys["rate"])
+        except ValueError as exc:
+            raise ValueError(f"rate: {exc}") from None
+        if not rate > 0 or not math.isfinite(1.0 / rate):
+            raise ValueError(f"rate must be a finite rate > 0 (got {_clip(s.keys['rate'])})")
         return Exponential(1.0 / rate)
     return Exponential(s.get("mean", positive=True))
 
@@ -299,14 +313,21 @@ def _exponential(s: _Spec) -> Dist:
 def _uniform(s: _Spec) -> Dist:
     low, high = s.get("low"), s.get("high")
     if high < low:
-        raise ValueError(f"uniform needs low <= high (got low={s.keys['low']!r}, high={s.keys['high']!r})")
+        raise ValueError(f"uniform needs low <= high (got low={_clip(s.keys['low'])}, high={_clip(s.keys['high'])})")
     return Uniform(low, high)
 
 
+#: largest lognormal sigma (std of log X): exp(sigma^2 / 2), the mean's factor, stays finite and sane
+MAX_SIGMA = 10.0
+
+
 def _lognormal(s: _Spec) -> Dist:
-    sigma = float(s.keys.get("sigma", float("nan")))
-    if not (sigma >= 0):
-        raise ValueError("lognormal needs sigma >= 0 (std of log X)")
+    raw = s.keys.get("sigma")
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ValueError(f"lognormal needs sigma, a number from 0 to {MAX_SIGMA:g} (std of log X; got {_clip(raw)})")
+    sigma = float(raw)
+    if not 0 <= sigma <= MAX_SIGMA:
+        raise ValueError(f"lognormal needs sigma from 0 to {MAX_SIGMA:g} (std of log X; got {_clip(raw)})")
     if "median" in s.keys:
         return Lognormal(s.get("median", positive=True), sigma)
     return Lognormal(s.get("mean", positive=True) * math.exp(-0.5 * sigma**2), sigma)
@@ -326,13 +347,14 @@ def _empirical(s: _Spec) -> Dist:
                              1.0 if factor is None else factor)
     if "values" not in spec:
         raise ValueError("empirical needs 'file' (one value per line, or a CSV column) or 'values'")
+    if not isinstance(spec["values"], (list, tuple)):
+        raise ValueError(f"empirical values must be a list of numbers (got {_clip(spec['values'])})")
     values = tuple(parse(v) for v in spec["values"])
     if not values:
         raise ValueError("empirical needs at least one value")
     if factor is not None:
         values = tuple(v * factor for v in values)
-    if min(values) < 0:
-        raise ValueError("empirical values must be >= 0")
+    check_values(values)
     return Empirical(values, "inline")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = ["ConfigError", "TestbedError"]
@@ -20,10 +21,27 @@ class ConfigError(TestbedError, ValueError):
 
     def __init__(self, path: str, value: Any, allowed: str) -> None:
         self.path, self.value, self.allowed = path, value, allowed
-        where = path or "<scenario>"
-        super().__init__(f"{where}: got {_short(value)}; {allowed}")
+        where = _clip(str(path), 200) or "<scenario>"
+        super().__init__(f"{where}: got {_short(value)}; {_clip(str(allowed), 600)}")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 8, 8
+_REPR.maxset = _REPR.maxfrozenset = _REPR.maxdeque = _REPR.maxarray = 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 120, 120, 40
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    """A bounded repr of ``value``: it never walks or formats more than a small part of it (a huge
+    or alias-expanded structure, a megabyte string), and the result has at most ``limit`` characters."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a user value whose repr fails must not hide the error it belongs to
+        text = f"<{type(value).__name__}>"
+    return _clip(" ".join(text.split()), limit)
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(text.splitlines())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,8 +7,10 @@ Decimal prefixes are SI (1 kB = 1000 B, 1 MB/s = 10**6 B/s); binary prefixes are
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from typing import Any
 
 __all__ = ["format_duration", "parse_datarate", "parse_duration", "parse_rate", "parse_size"]
 
@@ -24,11 +26,29 @@ _PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
            "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3, "Ti": 1024.0**4}
 
 
+def _finite(parse: Any) -> Any:
+    """``parse`` with non-finite results (``nan``, ``inf``, ``1e400 s``) refused."""
+
+    @functools.wraps(parse)
+    def wrapper(value: object) -> float:
+        x = parse(value)
+        if not math.isfinite(x):
+            raise ValueError(f"must be a finite number (got {x})")
+        return x
+
+    return wrapper
+
+
 def _split(text: str) -> tuple[float, str]:
     m = re.fullmatch(rf"\s*{_NUM}\s*(.*?)\s*", text)
     if not m:
-        raise ValueError(f"cannot read a number in {text!r}")
+        raise ValueError(f"cannot read a number in {_clip(text)}")
     return float(m.group(1)), m.group(2)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    r = repr(text[: limit + 1])
+    return r if len(text) <= limit else r[:limit] + "..."
 
 
 def _number(value: object) -> float | None:
@@ -41,6 +61,7 @@ def _number(value: object) -> float | None:
     return None
 
 
+@_finite
 def parse_duration(value: object) -> float:
     """``"20 ms"`` -> 0.02 seconds; ``"10 min"`` -> 600.0; a bare number is seconds."""
     num = _number(value)
@@ -50,7 +71,7 @@ def parse_duration(value: object) -> float:
     if unit == "":
         return x
     if unit not in _TIME_UNITS:
-        raise ValueError(f"unknown time unit {unit!r} (use ns, us, ms, s, min, h)")
+        raise ValueError(f"unknown time unit {_clip(unit)} (use ns, us, ms, s, min, h)")
     return x * _TIME_UNITS[unit]
 
 
@@ -58,12 +79,13 @@ def _size_factor(unit: str) -> float:
     """Bytes per unit for units like B, kB, MiB, bit, kbit, Mb."""
     m = re.fullmatch(r"(Ki|Mi|Gi|Ti|k|K|M|G|T)?(B|bytes?|b|bits?)", unit)
     if not m:
-        raise ValueError(f"unknown size unit {unit!r} (use B, kB, MB, KiB, MiB, bit, kbit, Mbit)")
+        raise ValueError(f"unknown size unit {_clip(unit)} (use B, kB, MB, KiB, MiB, bit, kbit, Mbit)")
     prefix, base = m.group(1) or "", m.group(2)
     per = 1.0 if base in ("B", "byte", "bytes") else 1.0 / 8.0
     return _PREFIX[prefix] * per
 
 
+@_finite
 def parse_size(value: object) -> float:
     """``"25 kB"`` -> 25000.0 bytes; ``"1 KiB"`` -> 1024.0; a bare number is bytes."""
     num = _number(value)
@@ -73,6 +95,7 @@ def parse_size(value: object) -> float:
     return x if unit == "" else x * _size_factor(unit)
 
 
+@_finite
 def parse_datarate(value: object) -> float:
     """``"5 MB/s"`` -> 5e6 bytes/s; ``"40 Mbit/s"`` or ``"40 Mbps"`` -> 5e6; bare number is B/s."""
     num = _number(value)
@@ -85,13 +108,14 @@ def parse_datarate(value: object) -> float:
     if m:
         return x * _PREFIX[m.group(1) or ""] / 8.0
     if "/" not in unit:
-        raise ValueError(f"a data rate needs a per-time unit, like '5 MB/s' or '40 Mbit/s' (got {unit!r})")
+        raise ValueError(f"a data rate needs a per-time unit, like '5 MB/s' or '40 Mbit/s' (got {_clip(unit)})")
     size_unit, time_unit = unit.split("/", 1)
     if time_unit.strip() not in _TIME_UNITS:
-        raise ValueError(f"unknown time unit {time_unit!r} in data rate")
+        raise ValueError(f"unknown time unit {_clip(time_unit)} in data rate")
     return x * _size_factor(size_unit.strip()) / _TIME_UNITS[time_unit.strip()]
 
 
+@_finite
 def parse_rate(value: object) -> float:
     """Events per second: ``"2/s"``, ``"120/min"``, ``"0.5 Hz"``; a bare number is per second."""
     num = _number(value)
@@ -104,7 +128,7 @@ def parse_rate(value: object) -> float:
         return x / _TIME_UNITS[unit[1:].strip()]
     if unit.startswith("per ") and unit[4:].strip() in _TIME_UNITS:
         return x / _TIME_UNITS[unit[4:].strip()]
-    raise ValueError(f"unknown rate unit {unit!r} (use '2/s', '120/min', '0.5 Hz')")
+    raise ValueError(f"unknown rate unit {_clip(unit)} (use '2/s', '120/min', '0.5 Hz')")
 
 
 def format_duration(seconds: float) -> str:

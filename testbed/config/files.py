@@ -10,13 +10,120 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from testbed.errors import ConfigError
 
-__all__ = ["FileReader", "parse_trace", "parse_values"]
+__all__ = ["MAX_DATA_BYTES", "MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_NODES", "FileReader", "load_yaml",
+           "parse_trace", "parse_values", "read_limited"]
+
+MAX_YAML_BYTES = 4 << 20
+"""Largest scenario, profile or modes file read (4 MiB; real ones are a few kB)."""
+MAX_DATA_BYTES = 64 << 20
+"""Largest data file (empirical values, trace) read (64 MiB)."""
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of mappings and sequences in a YAML file."""
+MAX_YAML_NODES = 1_000_000
+"""Most values a YAML document may hold once its aliases are expanded (billion laughs stop here)."""
+
+
+def read_limited(path: Path | str, limit: int, what: str, field: str | None = None) -> bytes:
+    """The bytes of file ``path``, refused (one :class:`ConfigError` naming the file, or ``field``)
+    when it is a directory, unreadable or larger than ``limit`` bytes; never reads past the limit."""
+    p = Path(path)
+    where = field or str(p)
+    named = f" ({p})" if field else ""
+    if p.is_dir():
+        raise ConfigError(where, str(p), f"a {what}, not a directory")
+    try:
+        if p.exists() and not p.is_file():
+            raise ConfigError(where, str(p), f"a {what} (a regular file, not a device or pipe)")
+        size = p.stat().st_size
+        if size > limit:
+            raise ConfigError(where, f"{size} bytes", f"a {what} of at most {_mib(limit)}{named}")
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(where, str(p), f"a readable {what} ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > limit:  # grew while being read
+        raise ConfigError(where, f"{len(data)} bytes", f"a {what} of at most {_mib(limit)}{named}")
+    return data
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """The safe loader with a nesting depth limit and a limit on the alias-expanded size."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _YamlLimit(f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if id(node) not in self._sizes:
+            size = 1
+            if isinstance(node, yaml.SequenceNode):
+                size += sum(self._sizes.get(id(v), 1) for v in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+            self._sizes[id(node)] = size
+            if size > MAX_YAML_NODES:
+                raise _YamlLimit(f"more than {MAX_YAML_NODES} values once its aliases are expanded",
+                                 getattr(node, "start_mark", None))
+        return node
+
+
+class _YamlLimit(yaml.YAMLError):
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+def load_yaml(data: bytes | str, name: str, what: str = "YAML file") -> Any:
+    """Parse YAML text with the safe loader, bounded in size, depth and alias expansion; every failure
+    (binary data, bad syntax, a limit) is one :class:`ConfigError` naming ``name`` and the place."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_YAML_BYTES:
+            raise ConfigError(name, f"{len(data)} bytes", f"a {what} of at most {_mib(MAX_YAML_BYTES)}")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(name, f"byte 0x{data[exc.start]:02x} at offset {exc.start}",
+                              f"a UTF-8 text {what} (this looks like a binary file)") from None
+    else:
+        if len(data) > MAX_YAML_BYTES:
+            raise ConfigError(name, f"{len(data)} characters", f"a {what} of at most {_mib(MAX_YAML_BYTES)}")
+        text = data
+    if "\x00" in text:
+        raise ConfigError(name, f"a NUL byte at offset {text.index(chr(0))}",
+                          f"a UTF-8 text {what} (this looks like a binary file)")
+    try:
+        loader = _LimitedLoader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
+        raise ConfigError(name, where, f"not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(name, "nesting", f"a {what} nested at most {MAX_YAML_DEPTH} levels deep") from None
 
 
 class FileReader:
@@ -48,10 +155,7 @@ class FileReader:
         p = self.existing(name, field, what)
         key = str(p)
         if key not in self._data:
-            try:
-                data = p.read_bytes()
-            except OSError as exc:
-                raise ConfigError(field, name, f"a readable {what} ({exc.strerror})") from None
+            data = read_limited(p, MAX_DATA_BYTES, what, field)
             self._data[key] = data
             self.log[key] = hashlib.sha256(data).hexdigest()
         return p, self._data[key]
@@ -80,7 +184,15 @@ def parse_values(data: bytes, path: Path, column: str | None) -> tuple[float, ..
         vals = df[col].to_numpy(dtype=float)
     else:
         vals = np.loadtxt(io.StringIO(_text(data, path)), dtype=float, ndmin=1)
-    return tuple(float(v) for v in vals)
+    out = tuple(float(v) for v in vals)
+    _finite(out, "value")
+    return out
+
+
+def _finite(values: tuple[float, ...], what: str) -> None:
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            raise ValueError(f"{what} {i + 1} is {v}; every {what} must be a finite number")
 
 
 def parse_trace(data: bytes, path: Path) -> tuple[tuple[float, ...], tuple[int, ...]]:
@@ -96,6 +208,9 @@ def parse_trace(data: bytes, path: Path) -> tuple[tuple[float, ...], tuple[int, 
     else:
         times = tuple(float(t) for t in np.loadtxt(io.StringIO(_text(data, path)), dtype=float, ndmin=1))
         nodes = ()
-    if not times or min(times) < 0:
+    if not times:
+        raise ValueError("a trace must hold timestamps >= 0")
+    _finite(times, "timestamp")
+    if min(times) < 0:
         raise ValueError("a trace must hold timestamps >= 0")
     return times, nodes

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from testbed.config.files import MAX_YAML_BYTES, load_yaml, read_limited
 from testbed.config.schema import Scenario
 from testbed.errors import ConfigError
 
@@ -80,45 +80,45 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
 
 
 def read_yaml(path: Path | str) -> dict[str, Any]:
-    """Read a YAML mapping with the safe loader; errors name the file and line."""
+    """Read a YAML mapping with the bounded safe loader (:func:`testbed.config.files.load_yaml`: at most
+    4 MiB, 64 levels deep, a limit on alias expansion); every problem is one error naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), str(path), f"cannot read the file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(str(path), where, f"not valid YAML: {problem}") from None
+    data = load_yaml(read_limited(path, MAX_YAML_BYTES, "scenario file"), str(path), "scenario file")
     if not isinstance(data, dict):
         raise ConfigError(str(path), type(data).__name__, "a scenario file must hold a mapping")
     return data
 
 
+def _index(key: str) -> int | None:
+    """``key`` as a list index (ASCII digits only: ``²`` is no index), else None."""
+    return int(key) if key.isascii() and key.isdecimal() else None
+
+
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``data[a][b][0][c] = value`` for ``dotted = "a.b.0.c"``, creating mappings as needed."""
     keys = dotted.split(".")
+    if not dotted or any(not k for k in keys):
+        raise ConfigError("--set", dotted, "a dotted field path such as fleet.0.count")
     node: Any = data
     for i, key in enumerate(keys[:-1]):
         nxt = keys[i + 1]
         if isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
+            idx = _index(key)
+            if idx is None or idx >= len(node):
                 raise ConfigError(".".join(keys[: i + 1]), key, f"an index below {len(node)}")
-            node = node[int(key)]
+            node = node[idx]
         elif isinstance(node, dict):
             if key not in node or node[key] is None:
-                node[key] = [] if nxt.isdigit() else {}
+                node[key] = [] if _index(nxt) is not None else {}
             node = node[key]
         else:
             raise ConfigError(".".join(keys[:i]), node, "a mapping or list to set a field in")
     last = keys[-1]
     if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
+        idx = _index(last)
+        if idx is None or idx >= len(node):
             raise ConfigError(dotted, last, f"an index below {len(node)}")
-        node[int(last)] = value
+        node[idx] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
@@ -139,8 +139,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | list
                 raise ConfigError("--set", item, "overrides are written path=value, e.g. link.datarate='2 MB/s'")
             key, raw = item.split("=", 1)
             try:
-                pairs[key.strip()] = yaml.safe_load(raw)
-            except yaml.YAMLError:
+                pairs[key.strip()] = load_yaml(raw, f"--set {key.strip()}", "value")
+            except ConfigError:
                 pairs[key.strip()] = raw
         overrides = pairs
     for key, value in overrides.items():

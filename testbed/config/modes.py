@@ -12,6 +12,7 @@ queue length -> mode). This module imports neither torch nor simpy.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,15 +73,21 @@ class NestQuantModes:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NestQuantModes:
+        """Validate a modes mapping; a missing, unknown or malformed key is a ConfigError naming it."""
+        if not isinstance(data, dict):
+            raise ConfigError("", type(data).__name__, "a NestQuant modes JSON object")
         known = {"full_bits", "part_bits", "accuracy", "compute_scale", "switch_bytes", "storage_bytes", "metric"}
         unknown = set(data) - known
         if unknown:
-            key = sorted(unknown)[0]
-            raise ConfigError(key, data[key], f"NestQuant mode fields: {', '.join(sorted(known))}")
-        return cls(int(data["full_bits"]), int(data["part_bits"]),
-                   {str(k): float(v) for k, v in data["accuracy"].items()},
-                   {str(k): float(v) for k, v in data["compute_scale"].items()},
-                   int(data["switch_bytes"]), {str(k): int(v) for k, v in data.get("storage_bytes", {}).items()},
+            key = sorted(map(str, unknown))[0]
+            raise ConfigError(key, data.get(key), f"NestQuant mode fields: {', '.join(sorted(known))}")
+        missing = [k for k in ("full_bits", "part_bits", "accuracy", "compute_scale", "switch_bytes") if k not in data]
+        if missing:
+            raise ConfigError(missing[0], None, "this field is required in a NestQuant modes file "
+                                                "(written by `testbed train nestquant`)")
+        return cls(_int(data, "full_bits"), _int(data, "part_bits"), _table(data, "accuracy", float),
+                   _table(data, "compute_scale", float), _int(data, "switch_bytes"),
+                   _table(data, "storage_bytes", int) if "storage_bytes" in data else {},
                    str(data.get("metric", "accuracy")))
 
     @classmethod
@@ -88,7 +95,32 @@ class NestQuantModes:
         p = Path(path)
         if not p.is_file():
             raise ConfigError("modes", str(path), "an existing NestQuant modes JSON file")
-        return cls.from_dict(json.loads(p.read_text()))
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ConfigError("modes", str(path), f"a readable NestQuant modes JSON file ({type(exc).__name__})") from None
+        return cls.from_dict(data)
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, value, "an integer")
+    return value
+
+
+def _table(data: dict[str, Any], key: str, kind: type) -> dict[str, Any]:
+    """A mapping mode -> number (finite; integers for ``kind`` int)."""
+    table = data[key]
+    if not isinstance(table, dict):
+        raise ConfigError(key, table, "a mapping of mode -> number")
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        ok = isinstance(v, int) if kind is int else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or not math.isfinite(v):
+            raise ConfigError(f"{key}.{k}", v, "a finite integer" if kind is int else "a finite number")
+        out[str(k)] = kind(v)
+    return out
 
 
 @dataclass(frozen=True)

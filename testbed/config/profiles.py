@@ -16,9 +16,9 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from testbed.config.files import MAX_YAML_BYTES, load_yaml, read_limited
 from testbed.errors import ConfigError
 from testbed.units import parse_datarate, parse_duration
 
@@ -61,7 +61,7 @@ Throughput = Annotated[float, BeforeValidator(_bytes_per_s)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Provenance(_Frozen):
@@ -72,7 +72,7 @@ class Provenance(_Frozen):
     date: str | None = None
     software: str | None = None
     command: str | None = None
-    runs: Annotated[int, Field(ge=1)] | None = None
+    runs: Annotated[int, Field(strict=True, ge=1)] | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Provenance:
@@ -209,9 +209,10 @@ def find_profile(name: str, base_dir: Path | None = None) -> Path:
     return profiles[name]
 
 
-def parse_profile(text: str, origin: str) -> Profile:
-    """Validate a profile's YAML text; errors name ``origin`` (the file) and the field."""
-    data = yaml.safe_load(text)
+def parse_profile(text: str | bytes, origin: str) -> Profile:
+    """Validate a profile's YAML text (bounded: :func:`testbed.config.files.load_yaml`); errors name
+    ``origin`` (the file) and the field."""
+    data = load_yaml(text, origin, "profile file")
     if not isinstance(data, dict):
         raise ConfigError(origin, type(data).__name__, "a profile must be a YAML mapping")
     try:
@@ -228,7 +229,7 @@ def parse_profile(text: str, origin: str) -> Profile:
 
 
 def load_profile_raw(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text())
+    data = load_yaml(read_limited(path, MAX_YAML_BYTES, "profile file"), str(path), "profile file")
     if not isinstance(data, dict):
         raise ConfigError(str(path), type(data).__name__, "a profile must be a YAML mapping")
     return data
@@ -243,4 +244,4 @@ def load_profile(name_or_path: str | Path, base_dir: Path | None = None) -> Prof
             path = find_profile(str(name_or_path), base_dir)
         except ValueError as exc:
             raise ConfigError("device", str(name_or_path), str(exc)) from None
-    return parse_profile(path.read_text(), str(path))
+    return parse_profile(read_limited(path, MAX_YAML_BYTES, "profile file"), str(path))

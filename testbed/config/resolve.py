@@ -72,7 +72,7 @@ class _Resolver:
         if path not in self.profiles:
             path, data = self.reader.read(str(path), field, "profile file")
             try:
-                self.profiles[path] = parse_profile(data.decode(), str(path))
+                self.profiles[path] = parse_profile(data, str(path))
             except ConfigError as exc:
                 raise ConfigError(field, name, f"{exc.path}: {exc.allowed}" if exc.path else exc.allowed) from None
         prof = self.profiles[path]
@@ -86,7 +86,7 @@ class _Resolver:
             return path, NestQuantModes.from_dict(json.loads(data))
         except ConfigError as exc:
             raise ConfigError(f"{field}: {exc.path}", exc.value, exc.allowed) from None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ConfigError(field, name, f"a NestQuant modes JSON file ({type(exc).__name__}: {exc})") from None
 
     def dist(self, dist: EmpiricalFile, field: str) -> Dist:
@@ -96,15 +96,29 @@ class _Resolver:
         except ValueError as exc:
             raise ConfigError(f"{field}.file", dist.file, f"a file of values >= 0 ({exc})") from None
 
-    def arrivals(self, spec: Arrivals, field: str) -> Arrivals:
-        if spec.kind != "trace" or spec.trace_times or spec.file is None:
+    def arrivals(self, spec: Arrivals, field: str, count: int) -> Arrivals:
+        if spec.kind != "trace":
+            return spec
+        if spec.trace_times or spec.file is None:
+            _check_trace_nodes(spec.trace_nodes, count, f"{field}.trace_nodes", spec.trace_nodes)
             return spec
         path, data = self.reader.read(spec.file, f"{field}.file", "trace file")
         try:
             times, nodes = parse_trace(data, path)
         except ValueError as exc:
             raise ConfigError(f"{field}.file", spec.file, f"a trace of timestamps in seconds ({exc})") from None
+        _check_trace_nodes(nodes, count, f"{field}.file", spec.file)
         return spec.model_copy(update={"file": str(path), "trace_times": times, "trace_nodes": nodes})
+
+
+def _check_trace_nodes(nodes: tuple[int, ...], count: int, field: str, value: Any) -> None:
+    """Every trace row must belong to a node of the group (indices 0..count-1): rows of other nodes
+    are an error, not silently dropped."""
+    bad = next((n for n in nodes if not 0 <= n < count), None)
+    if bad is not None:
+        rows = sum(1 for n in nodes if not 0 <= n < count)
+        raise ConfigError(field, value, f"trace rows for nodes 0..{count - 1} of the group only ({rows} row(s) "
+                                        f"name other nodes, e.g. node {bad})")
 
 
 def _walk(model: M, field: str, leaf: Callable[[Any, str], Any]) -> M:
@@ -159,7 +173,7 @@ def _dataset(ds: DatasetSpec | None, r: _Resolver) -> DatasetSpec | None:
 def _group(group: FleetGroup, g: int, r: _Resolver) -> tuple[FleetGroup, Profile, NestQuantModes | None]:
     field = f"fleet.{g}"
     profile = r.profile(group.device, "node", f"{field}.device")
-    update: dict[str, Any] = {"arrivals": r.arrivals(group.arrivals, f"{field}.arrivals")}
+    update: dict[str, Any] = {"arrivals": r.arrivals(group.arrivals, f"{field}.arrivals", group.count)}
     modes = None
     if group.nestquant is not None:
         path, modes = r.modes(group.nestquant.modes, f"{field}.nestquant.modes")

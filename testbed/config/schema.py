@@ -28,7 +28,8 @@ from pydantic import (
 
 from testbed.config.frozen import freeze
 from testbed.config.modes import NestQuantPolicy
-from testbed.dists import Deterministic, Dist, Uniform, parse_dist
+from testbed.dists import Deterministic, Dist, EmpiricalFile, Uniform, parse_dist
+from testbed.errors import ConfigError
 from testbed.units import parse_datarate, parse_duration, parse_rate, parse_size
 
 __all__ = [
@@ -103,7 +104,7 @@ FrozenParams = Annotated[Mapping[str, Any], AfterValidator(freeze)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
 class Arrivals(_Frozen):
@@ -135,7 +136,7 @@ class Arrivals(_Frozen):
 class QueueSpec(_Frozen):
     """A node's local frame queue: ``capacity`` waiting frames (None = unbounded)."""
 
-    capacity: Annotated[int, Field(ge=0)] | None = None
+    capacity: Annotated[int, Field(strict=True, ge=0)] | None = None
     policy: Literal["drop_newest", "drop_oldest"] = "drop_newest"
 
 
@@ -167,7 +168,7 @@ class FleetGroup(_Frozen):
     """A group of identical nodes."""
 
     name: str = ""
-    count: Annotated[int, Field(ge=1)]
+    count: Annotated[int, Field(strict=True, ge=1)]  # memory: checked by testbed.run.prepare
     device: Name
     arrivals: Arrivals
     queue: QueueSpec = QueueSpec()
@@ -196,12 +197,12 @@ class CsmaSpec(_Frozen):
     slot: PositiveSeconds = 9e-6
     sifs: PositiveSeconds = 16e-6
     preamble: PositiveSeconds | None = None
-    cw_min: Annotated[int, Field(ge=0, le=65535)] = 15
-    cw_max: Annotated[int, Field(ge=0, le=65535)] = 1023
-    retry_limit: Annotated[int, Field(ge=0, le=255)] = 7
+    cw_min: Annotated[int, Field(strict=True, ge=0, le=65535)] = 15
+    cw_max: Annotated[int, Field(strict=True, ge=0, le=65535)] = 1023
+    retry_limit: Annotated[int, Field(strict=True, ge=0, le=255)] = 7
     basic_rate: DataRate = 3e6
     mtu: Annotated[float, _positive(parse_size, "a size like '1500 B'")] = 1500.0
-    max_aggregate: Annotated[int, Field(ge=1, le=256)] | None = None
+    max_aggregate: Annotated[int, Field(strict=True, ge=1, le=256)] | None = None
     frame_error_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     tx_power: Annotated[float, Field(ge=0.0)] = 1.28
     rx_power: Annotated[float, Field(ge=0.0)] = 0.94
@@ -259,7 +260,7 @@ class Batching(_Frozen):
     """Dynamic batching: an incomplete batch waits until full or until its oldest request has
     waited ``max_delay``; with ``max_delay: 0`` a free GPU takes whatever is queued."""
 
-    max_batch: Annotated[int, Field(ge=1)] = 1
+    max_batch: Annotated[int, Field(strict=True, ge=1, le=1 << 20)] = 1
     max_delay: NonNegSeconds = 0.0
 
 
@@ -296,11 +297,11 @@ def _service_before(value: Any) -> Any:
 
 class ServerSpec(_Frozen):
     device: Name
-    gpus: Annotated[int, Field(ge=1)] = 1
+    gpus: Annotated[int, Field(strict=True, ge=1, le=4096)] = 1
     batching: Batching = Batching()
     service: Annotated[ServiceSpec | None, BeforeValidator(_service_before)] = None
     decode: DurationDist = Deterministic(0.0)
-    queue_capacity: Annotated[int, Field(ge=1)] | None = None
+    queue_capacity: Annotated[int, Field(strict=True, ge=1)] | None = None
     timeout: PositiveSeconds | None = None
 
 
@@ -320,7 +321,7 @@ class ModelSpec(_Frozen):
     name: str
     weights: str = "pretrained"
     split: str
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(strict=True, ge=0)] = 0
     spread: bool = False
 
 
@@ -331,15 +332,15 @@ class DatasetSpec(_Frozen):
 
     kind: str = "photos"
     path: str | None = None
-    limit: Annotated[int, Field(ge=1)] | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(strict=True, ge=1)] | None = None
+    seed: Annotated[int, Field(strict=True, ge=0)] = 0
 
 
 class Scenario(_Frozen):
     """A complete, validated scenario. Times in seconds, sizes in bytes, rates in bytes/s."""
 
     name: str = "scenario"
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(strict=True, ge=0)] = 0
     duration: PositiveSeconds
     warmup: NonNegSeconds = 0.0
     drain: NonNegSeconds | None = None
@@ -351,12 +352,17 @@ class Scenario(_Frozen):
     codec: tuple[FrozenParams, ...] = ()
     dataset: DatasetSpec | None = None
     sweep: Annotated[Mapping[str, Sequence[Any]], AfterValidator(freeze)] = freeze({})
-    replications: Annotated[int, Field(ge=1)] = 1
+    replications: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 1
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
         if self.warmup >= self.duration:
             raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
+        for g, group in enumerate(self.fleet):
+            jitter = group.arrivals.jitter
+            if jitter is not None and not isinstance(jitter, EmpiricalFile) and not jitter.mean() <= self.duration:
+                raise ConfigError(f"fleet.{g}.arrivals.jitter", f"a mean delay of {jitter.mean():.6g} s",
+                                  f"a jitter no longer than the run's duration ({self.duration:g} s)")
         if self.server.service is None and self.model is None:
             raise ValueError("server.service is required when the scenario has no model "
                              "(e.g. service: {table: {1: 5 ms, 32: 20 ms}})")
