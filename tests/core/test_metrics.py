@@ -33,11 +33,12 @@ def _records() -> pd.DataFrame:
 
 def test_summary_lists_registered_metrics_in_order():
     names = [n for n, _ in SUMMARY_METRICS.items()]
-    assert names[:4] == ["counts", "latency", "stages", "utilisation"]
+    assert names[:6] == ["counts", "latency", "latency_all", "latency_intervals", "stages", "utilisation"]
     s = summarize(_records(), (0.0, 2.0), None, gpus=1, nodes=1)
     keys = list(s)
-    assert keys.index("requests") < keys.index("latency_p50_s") < keys.index("mean_head_s") < keys.index(
-        "link_utilisation")
+    assert keys.index("requests") < keys.index("latency_p50_s") < keys.index("latency_p95_all_s") < keys.index(
+        "latency_p95_s_run_ci_low") < keys.index("mean_head_s") < keys.index("link_utilisation")
+    assert keys[-1] == "warnings"
 
 
 def test_utilisation_stays_finite_with_a_dropped_frame():

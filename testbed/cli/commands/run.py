@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from testbed.core.metrics import format_summary
+    from testbed.core.metrics import format_summary, format_warnings
     from testbed.io import claim_output, json_text
     from testbed.run.prepare import prepare
     from testbed.run.runner import run_scenario, write_run
@@ -27,6 +27,8 @@ def _run(args: argparse.Namespace) -> int:
         print(format_summary(result.summary, result.queues))
         if args.out:
             print(f"\nwrote {args.out}/requests.parquet, summary.json, queues.csv, scenario.yaml")
+    for line in format_warnings(result.summary):  # stderr: --json keeps stdout pure JSON
+        print(line, file=sys.stderr)
     return 0
 
 

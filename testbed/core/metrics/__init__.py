@@ -14,22 +14,42 @@ from testbed.core.metrics import outcomes  # noqa: F401
 from testbed.core.metrics import energy  # noqa: F401
 # isort: on
 
+from testbed.core.metrics.checks import run_warnings
+from testbed.core.metrics.intervals import (
+                                            batch_interval,
+                                            mser,
+                                            replication_interval,
+                                            replication_method,
+                                            replication_warning,
+                                            t_interval,
+)
+from testbed.core.metrics.latency import censored_statistic, latency_or_inf
 from testbed.core.metrics.registry import SUMMARY_METRICS, SummaryInput, SummaryMetric
 from testbed.core.metrics.stages import STAGES, batch_table, in_window, overlap, with_stages
 from testbed.core.metrics.summary import summarize
-from testbed.core.metrics.tables import format_summary, percentile_ci, queue_table
+from testbed.core.metrics.tables import format_summary, format_warnings, percentile_ci, queue_table
 
 __all__ = [
            "STAGES",
            "SUMMARY_METRICS",
            "SummaryInput",
            "SummaryMetric",
+           "batch_interval",
            "batch_table",
+           "censored_statistic",
            "format_summary",
+           "format_warnings",
            "in_window",
+           "latency_or_inf",
+           "mser",
            "overlap",
            "percentile_ci",
            "queue_table",
+           "replication_interval",
+           "replication_method",
+           "replication_warning",
+           "run_warnings",
            "summarize",
+           "t_interval",
            "with_stages",
 ]

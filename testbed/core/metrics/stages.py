@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from testbed.core.records import in_window_mask
+
 __all__ = ["STAGES", "batch_table", "in_window", "overlap", "with_stages"]
 
 STAGES = ("node_queue_s", "head_s", "encode_s", "link_wait_s", "tx_s", "propagation_s", "decode_s",
@@ -32,9 +34,8 @@ def with_stages(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def in_window(df: pd.DataFrame, window: tuple[float, float]) -> pd.DataFrame:
-    """Requests created in ``[t0, t1)``."""
-    t0, t1 = window
-    return df[(df["created_s"] >= t0) & (df["created_s"] < t1)]
+    """Requests created in ``[t0, t1)`` (the rows whose ``in_window`` column is true)."""
+    return df[in_window_mask(df["created_s"].to_numpy(), window)]
 
 
 def batch_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-__all__ = ["format_summary", "percentile_ci", "queue_table"]
+from testbed.core.metrics.intervals import replication_interval
+
+__all__ = ["format_summary", "format_warnings", "percentile_ci", "queue_table"]
 
 
 def queue_table(levels: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
@@ -22,21 +24,18 @@ def queue_table(levels: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean of ``values`` (e.g. one value per replication)."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    n = len(values)
-    if n < 2:
-        return (math.nan, math.nan)
-    from scipy.stats import t
-
-    q = float(t.ppf(0.5 + level / 2, n - 1))
-    m, s = float(np.mean(values)), float(np.std(values, ddof=1))
-    return (m - q * s / math.sqrt(n), m + q * s / math.sqrt(n))
+percentile_ci = replication_interval
+"""Former name of :func:`testbed.core.metrics.intervals.replication_interval` (the interval is of a mean)."""
 
 
 def _fmt(key: str, value: Any) -> str:
+    key = re.sub(r"(_run)?_ci_(low|high)$", "", key)  # an interval is in its metric's unit
+    if value is None:  # JSON's null: a statistic no finite value reaches
+        if key.endswith("_all_s"):
+            return "inf (beyond the run: counts requests that never completed)"
+        if key == "warmup_mser5_s":
+            return "none (latency still trending)"
+        return "-"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
@@ -49,9 +48,16 @@ def _fmt(key: str, value: Any) -> str:
 
 
 def format_summary(summary: Mapping[str, Any], queues: pd.DataFrame | None = None) -> str:
-    """A plain-text table of a summary (and of the queue table)."""
-    width = max(len(k) for k in summary)
-    lines = [f"{k:<{width}}  {_fmt(k, v)}" for k, v in summary.items()]
+    """A plain-text table of a summary (and of the queue table); the warnings are left to
+    :func:`format_warnings`."""
+    shown = {k: v for k, v in summary.items() if k != "warnings"}
+    width = max(len(k) for k in shown)
+    lines = [f"{k:<{width}}  {_fmt(k, v)}" for k, v in shown.items()]
     if queues is not None:
         lines += ["", queues.to_string(index=False, float_format=lambda x: f"{x:.3f}")]
     return "\n".join(lines)
+
+
+def format_warnings(summary: Mapping[str, Any]) -> list[str]:
+    """The summary's warnings as printed lines (``warning: ...``), none when it has none."""
+    return [f"warning: {w}" for w in summary.get("warnings") or ()]
