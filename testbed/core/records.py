@@ -16,7 +16,7 @@ import pandas as pd
 from testbed.config.schema import Scenario
 from testbed.core.arrivals import expected_frames
 
-__all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "expected_requests"]
+__all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "expected_requests", "in_window_mask"]
 
 STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link")
 """Status codes; ``in_flight`` rows were still inside the system when the run ended."""
@@ -139,8 +139,10 @@ class Records:
         return (sum(c.itemsize * len(c) for c in self.f.values())
                 + sum(c.itemsize * len(c) for c in self.i.values()))
 
-    def to_frame(self, group_names: tuple[str, ...] = ()) -> pd.DataFrame:
-        """One row per request; times in seconds, sizes in bytes, status as a category.
+    def to_frame(self, group_names: tuple[str, ...] = (), window: tuple[float, float] | None = None) -> pd.DataFrame:
+        """One row per request; times in seconds, sizes in bytes, status as a category; with a
+        measurement ``window``, the bool column ``in_window`` (created in ``[warmup, duration)``: the
+        rows every summary figure is computed over).
 
         The numeric columns are views of the record arrays (no copy): call this once the run
         is over. The arrays can no longer grow afterwards.
@@ -156,4 +158,13 @@ class Records:
                                                            dtype=pd.CategoricalDtype(list(group_names)))
         for name, fcol in self.f.items():
             data[name] = np.frombuffer(fcol, dtype=np.float64)[:n]
+        if window is not None:
+            data["in_window"] = in_window_mask(data["created_s"], window)
         return pd.DataFrame(data, copy=False)
+
+
+def in_window_mask(created_s: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Requests created in ``[t0, t1)``: the measurement window every summary figure is over."""
+    t0, t1 = window
+    created = np.asarray(created_s, dtype=float)
+    return (created >= t0) & (created < t1)

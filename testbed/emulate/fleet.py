@@ -211,7 +211,7 @@ class Fleet:
     def records(self) -> pd.DataFrame:
         """The records as the simulator writes them (plus ``prediction`` for model scenarios)."""
         names = tuple(g.name or f"group{i}" for i, g in enumerate(self.sc.fleet))
-        df = self.rec.to_frame(names).copy()
+        df = self.rec.to_frame(names, (self.sc.warmup, self.sc.duration)).copy()
         if self.sc.model is not None:
             pred = np.full(len(df), -1, dtype=np.int64)
             for rid, p in self.responses.prediction.items():

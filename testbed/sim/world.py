@@ -173,7 +173,8 @@ class Simulation:
             m = levels[name]
             m["waiting"] = self.link.waiting(m["in_station"], m["busy"], m["waiting"])
         names = tuple(g.name or f"group{i}" for i, g in enumerate(self.sc.fleet))
-        return SimResult(self.rec.to_frame(names), levels, (self.sc.warmup, self.sc.duration), now,
+        window = (self.sc.warmup, self.sc.duration)
+        return SimResult(self.rec.to_frame(names, window), levels, window, now,
                          self.sc.server.gpus, meta={"nodes": len(self.nodes), "batches": self.server.batches})
 
 
