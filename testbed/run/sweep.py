@@ -28,7 +28,7 @@ import pandas as pd
 
 from testbed.config.load import apply_overrides
 from testbed.config.resolve import Resolved
-from testbed.core.metrics import percentile_ci, with_stages
+from testbed.core.metrics import replication_interval, replication_method, with_stages
 from testbed.errors import ConfigError
 from testbed.io import (
     OutputExistsError,
@@ -319,7 +319,9 @@ def _progress(total: int, done: int, enabled: bool) -> Any:
 
 
 def collect(out: Path | str, jobs: Iterable[Job] | None = None) -> pd.DataFrame:
-    """The summary table from the finished cells (ordered by cell, replication), with CIs."""
+    """The summary table from the finished cells (ordered by cell, replication), with replication
+    intervals (:func:`~testbed.core.metrics.replication_interval`: Student-t across the cell's
+    replications, NaN with fewer than three) and ``ci_method`` saying which."""
     out = Path(out)
     if jobs is None:
         rows = [json.loads(f.read_text()) for f in sorted((out / "cells").glob("*/summary.json"))]
@@ -328,12 +330,14 @@ def collect(out: Path | str, jobs: Iterable[Job] | None = None) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows).sort_values(["cell", "replication"]).reset_index(drop=True)
+    reps = df.groupby("cell", sort=False)["replication"].transform("size")
+    df["ci_method"] = [replication_method(int(n)) for n in reps]
     for metric in CI_METRICS:
         if metric not in df:
             continue
         lo, hi = [], []
         for _, grp in df.groupby("cell", sort=False):
-            ci = percentile_ci(grp[metric].to_numpy(dtype=float))
+            ci = replication_interval(grp[metric].to_numpy(dtype=float))
             lo += [ci[0]] * len(grp)
             hi += [ci[1]] * len(grp)
         df[f"{metric}_ci_low"], df[f"{metric}_ci_high"] = lo, hi
