@@ -185,6 +185,26 @@ def _run_split(sc: Scenario) -> PipelineTable:
     return PipelineTable(table, elements, -(-elements * bits // 8), costs, res.summary())
 
 
+_IMAGE_COLUMNS = ("image", "payload_bytes", "prediction", *(f"top5_{j}" for j in range(5)), "reference",
+                  "reference_confidence", "label")
+
+
+def _read_entry(folder: Path) -> PipelineTable | None:
+    """A complete cache entry, or None when it is unreadable, truncated or inconsistent (a crash
+    while writing, a full disk, an edit by hand): the caller rebuilds it."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        images = pd.read_parquet(folder / "images.parquet")
+        table = PipelineTable.from_meta(images, meta)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # ArrowInvalid is a ValueError
+        return None
+    if (not isinstance(meta, dict) or any(c not in images.columns for c in _IMAGE_COLUMNS) or images.empty
+            or table.elements < 0 or table.serialized_bytes < 0
+            or not (images["payload_bytes"].to_numpy() >= 0).all()):
+        return None
+    return table
+
+
 def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
     """The cached per-image table for ``sc``'s model section, computing it on a miss."""
     if sc.model is None:
@@ -192,8 +212,10 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
     key, desc = pipeline_key(sc)
     folder = cache_dir() / key
     if not refresh and (folder / "meta.json").exists():
-        meta = json.loads((folder / "meta.json").read_text())
-        return PipelineTable.from_meta(pd.read_parquet(folder / "images.parquet"), meta)
+        cached = _read_entry(folder)
+        if cached is not None:
+            return cached
+        print(f"the pipeline cache entry {folder} is corrupt; rebuilding it", file=sys.stderr)
     print(f"running {sc.model.name} split at {sc.model.split} over the dataset once (cached in {folder})",
           file=sys.stderr)
     params = image_codec(sc.codec)

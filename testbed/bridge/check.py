@@ -88,8 +88,40 @@ def _codec_costs(sc: Scenario) -> tuple[StageCost, ...]:
         return ()
     from testbed.split.models import feature_table
 
-    shape = next(f.shape for f in feature_table([sc.model.name]) if f.point == sc.model.split)
-    return tuple(chain.costs(tuple(shape)))
+    shape = tuple(next(f.shape for f in feature_table([sc.model.name]) if f.point == sc.model.split))
+    _dry_run(chain, shape, sc.model.name, sc.model.split)
+    return tuple(chain.costs(shape))
+
+
+def _dry_run(chain: Any, shape: tuple[int, ...], model: str, split: str) -> None:
+    """Send one zero feature map of ``shape`` through the chain's tensor stages and back, so that a
+    stage that does not fit the split (an autoencoder checkpoint trained for other channels) fails
+    here, naming its field, and not at run time."""
+    import torch
+
+    from testbed.split.codecs import PayloadError
+
+    y = torch.zeros(1, *shape)
+    sides = []
+    stages = list(enumerate(chain.tensor_stages))
+    where = 0
+    try:
+        for i, stage in stages:
+            where = i
+            y, side = stage.encode(y)
+            sides.append(side)
+        for (i, stage), side in zip(reversed(stages), reversed(sides)):
+            where = i
+            y = stage.decode(y, side)
+    except (RuntimeError, ValueError, PayloadError) as exc:
+        st = chain.tensor_stages[where]
+        field = f"codec.{where}.{st.name}" + (".checkpoint" if "checkpoint" in st.local else "")
+        value = getattr(st, "checkpoint", st.name)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(field, value, f"a stage that fits {model} at {split} (features {shape}): {first}") from None
+    if tuple(y.shape[1:]) != shape:
+        raise ConfigError("codec", chain.describe(), f"a chain that restores the features of {model} at {split} "
+                          f"({shape}); it gives {tuple(y.shape[1:])}")
 
 
 def _check_profiles(resolved: Resolved, points: Sequence[str], costs: tuple[StageCost, ...]) -> None:
