@@ -56,3 +56,73 @@ def test_tables_agree_with_the_summary(sweep_dir: Path) -> None:
 def test_a_directory_without_a_sweep_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(errors.TestbedError, match=r"holds no summary\.parquet; run `testbed sweep"):
         plot_sweep(tmp_path)
+
+
+def _fill_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record every band the figures draw (matplotlib's fill_between)."""
+    from matplotlib.axes import Axes
+
+    calls: list[int] = []
+    real = Axes.fill_between
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "fill_between", spy)
+    return calls
+
+
+def test_one_replication_draws_no_band_and_says_why(sweep_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.run.plots import sweep_warnings
+
+    calls = _fill_calls(monkeypatch)
+    plot_sweep(sweep_dir)
+    assert calls == []
+    assert sweep_warnings(sweep_dir) == [
+        "no confidence intervals: 1 replication per cell (set replications: 3 or more for Student-t intervals and bands)"]
+    summary = pd.read_parquet(sweep_dir / "summary.parquet")
+    assert summary["latency_p95_s_ci_low"].isna().all() and summary["ci_method"].str.startswith("none").all()
+
+
+def test_an_older_table_with_two_replications_gets_no_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep written before the three-replication rule holds two-replication intervals: not drawn."""
+    raw = base_scenario(duration="6 s", warmup="1 s")
+    raw["sweep"] = {"fleet.0.count": [2, 4]}
+    raw["replications"] = 2
+    out = tmp_path / "old"
+    run_sweep(raw, out, progress=False)
+    table = pd.read_parquet(out / "summary.parquet")
+    for col in ("latency_p50_s", "latency_p95_s", "latency_p99_s"):
+        table[f"{col}_ci_low"], table[f"{col}_ci_high"] = table[col] * 0.5, table[col] * 1.5
+    table.to_parquet(out / "summary.parquet", index=False)
+    calls = _fill_calls(monkeypatch)
+    plot_sweep(out)
+    assert calls == []
+
+
+def test_three_replications_draw_one_band_per_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.run.plots import sweep_warnings
+
+    raw = base_scenario(duration="6 s", warmup="1 s")
+    raw["sweep"] = {"fleet.0.count": [2, 4]}
+    raw["replications"] = 3
+    out = tmp_path / "three"
+    table = run_sweep(raw, out, progress=False)
+    assert table["latency_p95_s_ci_low"].notna().all() and (table["latency_p95_s_ci_low"] <= table["latency_p95_s_ci_high"]).all()
+    calls = _fill_calls(monkeypatch)
+    plot_sweep(out)
+    assert len(calls) == 3            # p50, p95 and p99: one line (no second field), one band each
+    assert sweep_warnings(out) == []
+
+
+def test_the_cdf_levels_off_at_the_completed_share(tmp_path: Path) -> None:
+    raw = base_scenario(duration="10 s", warmup="1 s", drain="0.5 s")
+    raw["sweep"] = {"link.datarate": ["1 MB/s", "60 kB/s"]}   # 20 nodes x 10 kB/s: the second is overloaded
+    out = tmp_path / "over"
+    table = run_sweep(raw, out, progress=False).set_index("sweep.link.datarate")
+    plot_sweep(out)
+    cdf = pd.read_csv(out / "plots" / "latency_cdf_link_datarate.csv").groupby("value")["completed_share"].first()
+    for rate in ("1 MB/s", "60 kB/s"):
+        assert cdf[rate] == pytest.approx(table.loc[rate, "completed"] / table.loc[rate, "requests"])
+    assert cdf["1 MB/s"] == 1.0 and cdf["60 kB/s"] < 0.9

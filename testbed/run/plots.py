@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from testbed.core.metrics import STAGES, in_window, with_stages
+from testbed.core.metrics import STAGES, in_window, replication_warning, with_stages
+from testbed.core.metrics.intervals import MIN_REPLICATIONS
 from testbed.errors import TestbedError
 from testbed.io import atomic_write, write_text
 from testbed.units import parse_duration
 
-__all__ = ["STAGE_LABELS", "load_sweep", "plot_sweep"]
+__all__ = ["STAGE_LABELS", "load_sweep", "plot_sweep", "sweep_warnings"]
 
 STAGE_LABELS = {"node_queue_s": "node queue", "head_s": "head", "encode_s": "encode", "link_wait_s": "link wait",
                 "tx_s": "transmission", "propagation_s": "propagation", "decode_s": "decode",
@@ -77,9 +78,10 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _cell_latencies(out: Path, cells: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Latencies (s) of completed requests in the window, pooled over replications, per cell."""
-    res: dict[int, list[np.ndarray]] = {}
+def _cell_latencies(out: Path, cells: pd.DataFrame) -> dict[int, tuple[np.ndarray, int]]:
+    """Per cell, pooled over replications: latencies (s) of completed requests created in the window,
+    and how many requests were created in the window (completed or not)."""
+    res: dict[int, list[tuple[np.ndarray, int]]] = {}
     for _, row in cells.iterrows():
         d = next((out / "cells").glob(f"c{int(row['cell']):04d}-r{int(row['replication']):02d}-*"), None)
         if d is None:
@@ -87,9 +89,9 @@ def _cell_latencies(out: Path, cells: pd.DataFrame) -> dict[int, np.ndarray]:
         sc = yaml.safe_load((d / "scenario.yaml").read_text())
         window = (parse_duration(sc.get("warmup", 0)), parse_duration(sc["duration"]))
         rec = with_stages(in_window(pd.read_parquet(d / "requests.parquet"), window))
-        rec = rec[rec["status"] == "ok"]
-        res.setdefault(int(row["cell"]), []).append(rec["latency_s"].to_numpy())
-    return {k: np.concatenate(v) for k, v in res.items()}
+        ok = rec[rec["status"] == "ok"]
+        res.setdefault(int(row["cell"]), []).append((ok["latency_s"].to_numpy(), len(rec)))
+    return {k: (np.concatenate([lat for lat, _ in v]), sum(n for _, n in v)) for k, v in res.items()}
 
 
 def _stage_means(cells: pd.DataFrame) -> pd.DataFrame:
@@ -102,22 +104,31 @@ def _stage_means(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latency_cdfs(sw: _Sweep) -> list[Path]:
-    """Latency CDFs, one figure per swept field, one line per value of it (pooling the others)."""
+    """Latency CDFs, one figure per swept field, one line per value of it (pooling the others).
+
+    The curve is a share of every request created in the window, so it levels off at the completed
+    share: what was dropped or never finished is the gap below 1, and the legend gives that share."""
     lat = _cell_latencies(sw.out, sw.df)
     written = []
     for f in sw.fields:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         rows = []
         for value, grp in sw.per_cell.groupby(f, sort=False):
-            vals = np.concatenate([lat[c] for c in grp["cell"] if c in lat] or [np.array([])])
+            cells = [lat[c] for c in grp["cell"] if c in lat]
+            vals = np.concatenate([v for v, _ in cells] or [np.array([])])
+            created = sum(n for _, n in cells)
             if not len(vals):
                 continue
             xs = np.sort(vals) * 1e3
-            ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=f"{_label(f)} = {value}")
+            done = len(xs) / created
+            lost = f" ({1 - done:.1%} not completed)" if done < 1 else ""
+            ax.plot(xs, np.arange(1, len(xs) + 1) / created, label=f"{_label(f)} = {value}{lost}")
             q = np.percentile(xs, np.arange(0, 101))
-            rows += [{"field": _label(f), "value": value, "percentile": p, "latency_ms": v} for p, v in enumerate(q)]
+            rows += [{"field": _label(f), "value": value, "percentile": p, "latency_ms": v, "completed_share": done}
+                     for p, v in enumerate(q)]
         ax.set_xlabel("end-to-end latency (ms)")
-        ax.set_ylabel("fraction of requests")
+        ax.set_ylabel("fraction of requests created in the window")
+        ax.set_ylim(0, 1.02)
         ax.set_title(f"Latency CDF by {_label(f)}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -134,23 +145,43 @@ def _percentiles(sw: _Sweep, x: str) -> list[Path]:
     for ax, col in zip(axes, _PERCENTILES):
         groups: Iterable[tuple[Any, pd.DataFrame]] = (
             per_cell.groupby(series, sort=False) if series else [("all", per_cell)])
-        bounds = (df.groupby("cell")[f"{col}_ci_low"].first(), df.groupby("cell")[f"{col}_ci_high"].first()) \
-            if f"{col}_ci_low" in df else None
+        bounds = _bands(df, col)
         for value, grp in groups:
             g = grp.sort_values(x)
-            ax.plot(g[x], g[col] * 1e3, marker="o", label=f"{_label(series)} = {value}" if series else None)
-            if bounds is not None and bounds[0].notna().any():
-                lo, hi = bounds
-                ax.fill_between(g[x], lo.loc[g["cell"]].to_numpy() * 1e3, hi.loc[g["cell"]].to_numpy() * 1e3, alpha=0.2)
+            line, = ax.plot(g[x], g[col] * 1e3, marker="o", label=f"{_label(series)} = {value}" if series else None)
+            if bounds is not None:
+                lo, hi = bounds[0].loc[g["cell"]].to_numpy(), bounds[1].loc[g["cell"]].to_numpy()
+                if np.isfinite(lo).any():
+                    ax.fill_between(g[x], lo * 1e3, hi * 1e3, alpha=0.2, color=line.get_color(), linewidth=0)
         ax.set_xlabel(_label(x))
         ax.set_ylabel(f"{col.split('_')[1]} latency (ms)")
         ax.set_title(col.split("_")[1])
         ax.grid(alpha=0.3)
     if series:
         axes[0].legend(fontsize=8)
+    note = replication_warning(int(df.groupby("cell").size().min()))
+    fig.suptitle(note or "bands: Student-t 95% intervals across replications", fontsize=8)
     path = _save(fig, sw.plots / "percentiles.png")
     write_text(sw.plots / "percentiles.csv", per_cell[["cell", *sw.fields, *_PERCENTILES]].to_csv(index=False))
     return [path]
+
+
+def _bands(df: pd.DataFrame, col: str) -> tuple[pd.Series, pd.Series] | None:
+    """Per cell, the replication interval of ``col``: only for cells with at least
+    :data:`~testbed.core.metrics.intervals.MIN_REPLICATIONS` replications (NaN otherwise, whatever an
+    older sweep table holds), None when the table has no intervals."""
+    if f"{col}_ci_low" not in df:
+        return None
+    by = df.groupby("cell")
+    enough = by.size() >= MIN_REPLICATIONS
+    return (by[f"{col}_ci_low"].first().where(enough), by[f"{col}_ci_high"].first().where(enough))
+
+
+def sweep_warnings(out: Path | str) -> list[str]:
+    """One line per thing a sweep's figures cannot show: no intervals below three replications."""
+    df, _ = load_sweep(Path(out))
+    note = replication_warning(int(df.groupby("cell").size().min())) if len(df) else None
+    return [note] if note else []
 
 
 def _heatmap(sw: _Sweep, x: str, series: str) -> list[Path]:
