@@ -59,6 +59,8 @@ def test_shares_add_up_and_all_request_percentiles_count_the_lost_as_infinitely_
     assert s["latency_p50_s"] == pytest.approx(0.02) and s["latency_over"].startswith("completed")
     assert s["latency_p50_all_s"] == pytest.approx(0.02) and s["latency_p95_all_s"] is None
     assert any(w.startswith("unfinished: 3 of 100 requests") for w in s["warnings"])
+    assert "lost: 7 of 100 requests created in the window (7.0%) got no answer (dropped at node 4.0%, dropped at " \
+           "server 2.0%, timed out 1.0%)" in " ".join(s["warnings"])
     assert "latency_p95_all_s" in format_summary(s) and "inf" in format_summary(s)
     assert "warnings" not in format_summary(s)
     json.loads(json_text(s), parse_constant=lambda c: pytest.fail(f"{c} in summary JSON"))

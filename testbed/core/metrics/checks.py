@@ -1,5 +1,5 @@
 """One-line warnings about what a run's summary can be trusted for: a saturated station, a material
-share of requests still in flight at the end, and a warm-up shorter than MSER-5 suggests."""
+share of requests still in flight at the end or lost, and a warm-up shorter than MSER-5 suggests."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["SATURATED", "UNFINISHED", "busiest_node", "run_warnings", "station_u
 SATURATED = 0.95
 """A station busy at least this fraction of the window is at (or beyond) its capacity."""
 UNFINISHED = 0.01
-"""Share of the window's requests still in flight at the end above which a run warns."""
+"""Share of the window's requests still in flight at the end (or lost) above which a run warns."""
 
 
 def busiest_node(records: pd.DataFrame, window: tuple[float, float]) -> tuple[int, float] | None:
@@ -49,8 +49,9 @@ def station_utilisation(summary: Mapping[str, Any], s: SummaryInput) -> dict[str
 
 def run_warnings(summary: Mapping[str, Any], s: SummaryInput) -> list[str]:
     """The summary's warnings, one line each: every station at or above :data:`SATURATED`, an
-    unfinished share above :data:`UNFINISHED` (naming the busiest station), and a configured warm-up
-    shorter than MSER-5's (or a latency MSER-5 finds still trending)."""
+    unfinished share above :data:`UNFINISHED` (naming the busiest station), a share dropped or timed
+    out above it (by cause), and a configured warm-up shorter than MSER-5's (or a latency MSER-5
+    finds still trending)."""
     out: list[str] = []
     util = station_utilisation(summary, s)
     for name, u in util.items():
@@ -63,6 +64,11 @@ def run_warnings(summary: Mapping[str, Any], s: SummaryInput) -> list[str]:
         busiest = f"; busiest station: {top} at {util[top]:.3f}" if top else ""
         out.append(f"unfinished: {left:,} of {n:,} requests created in the window ({left / n:.1%}) were still in "
                    f"flight at the end; latency_*_s cover the {summary.get('completed', 0):,} completed{busiest}")
+    lost = {k: summary.get(k, 0) for k in ("dropped_at_node", "dropped_at_server", "dropped_on_link", "timed_out")}
+    if n and sum(lost.values()) / n > UNFINISHED:
+        causes = ", ".join(f"{k.replace('_', ' ')} {v / n:.1%}" for k, v in lost.items() if v)
+        out.append(f"lost: {sum(lost.values()):,} of {n:,} requests created in the window ({sum(lost.values()) / n:.1%}) "
+                   f"got no answer ({causes}); latency_*_s leave them out, latency_*_all_s count them as infinite")
     warm = summary.get("warmup_mser5_s", math.nan)
     if warm is None:
         out.append("no steady state: MSER-5 finds the latency still trending over the run (its best truncation "
