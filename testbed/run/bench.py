@@ -8,6 +8,7 @@ measured with :mod:`tracemalloc` on a separate run of the same scenario.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import tracemalloc
@@ -17,9 +18,10 @@ import simpy
 
 from testbed.config.load import scenario_from_dict
 from testbed.config.schema import Scenario
+from testbed.errors import ConfigError
 from testbed.sim.world import Simulation
 
-__all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "csma_bench", "simpy_floor", "simulator_bench"]
+__all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "MAX_SCALE", "check_scale", "csma_bench", "simpy_floor", "simulator_bench"]
 
 BENCH_SCENARIO: dict[str, Any] = {
     "name": "bench-1000-nodes", "seed": 7, "duration": "200 s", "warmup": "5 s", "drain": "10 s",
@@ -76,8 +78,19 @@ def _counted(scenario: Scenario) -> tuple[Simulation, int]:
     return sim, count[0]
 
 
+MAX_SCALE = 10.0
+"""Largest benchmark scale (ten times the standard run)."""
+
+
+def check_scale(scale: float) -> None:
+    """Refuse a scale that is not a finite fraction in (0, :data:`MAX_SCALE`]."""
+    if not (math.isfinite(scale) and 0 < scale <= MAX_SCALE):
+        raise ConfigError("--scale", scale, f"a finite fraction of the standard run, above 0 and at most {MAX_SCALE:g}")
+
+
 def _scaled(template: dict[str, Any], seconds: float, scale: float) -> Scenario:
     """The benchmark scenario with its duration cut to ``scale`` of ``seconds``."""
+    check_scale(scale)
     return scenario_from_dict(dict(template, duration=f"{seconds * scale} s"))
 
 

@@ -307,9 +307,9 @@ def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler
         # were warmed above), so no torch thread pool is used after the fork
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
-            futures = [pool.submit(run_job, job, out, res) for job, res in todo]
-            for fut in as_completed(futures):
-                yield fut.result()
+            local = [pool.submit(run_job, job, out, res) for job, res in todo]
+            for done in as_completed(local):
+                yield done.result()
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:

@@ -9,8 +9,9 @@ __all__ = ["register"]
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from testbed.run.bench import csma_bench, simulator_bench, sweep_bench
+    from testbed.run.bench import check_scale, csma_bench, simulator_bench, sweep_bench
 
+    check_scale(args.scale)
     if args.sweep:
         result = sweep_bench()
     else:

@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     for name in args.model or []:
         get_spec(name)
-    if args.size is not None and args.size < 32:
-        raise ConfigError("size", args.size, "an input side of at least 32 pixels")
+    if args.size is not None and not 32 <= args.size <= 4096:
+        raise ConfigError("--size", args.size, "an input side from 32 to 4096 pixels")
     rows = feature_table(args.model, args.size)
     if args.json:
         print(json.dumps([{"model": r.model, "task": get_spec(r.model).task, "split": r.point,

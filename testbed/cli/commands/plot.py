@@ -10,9 +10,15 @@ __all__ = ["register"]
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from testbed.errors import TestbedError
     from testbed.run.plots import plot_sweep
 
-    for path in plot_sweep(Path(args.dir)):
+    try:
+        paths = plot_sweep(Path(args.dir))
+    except (OSError, ValueError, KeyError) as exc:  # a damaged sweep folder (pyarrow's errors are ValueErrors)
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise TestbedError(f"DIR: {args.dir!r} is not a readable sweep folder ({type(exc).__name__}: {first})") from None
+    for path in paths:
         print(path)
     return 0
 
