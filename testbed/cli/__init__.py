@@ -2,7 +2,8 @@
 
 Each subcommand lives in a module of :mod:`testbed.cli.commands` that defines ``register(subparsers)``;
 modules are discovered automatically, so adding a command touches no central file. User mistakes
-(:class:`~testbed.errors.TestbedError`) print one line and exit 2, never a traceback.
+(:class:`~testbed.errors.TestbedError`, and the few library errors that only a bad input file causes:
+an unreadable path, non-UTF-8 text, invalid YAML) print one line and exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+
+import yaml
 
 from testbed import __version__
 from testbed.cli import commands
@@ -44,12 +47,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TestbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (IsADirectoryError, NotADirectoryError, PermissionError, FileNotFoundError) as exc:
+        # a path the user gave that the command could not open (most are caught at the source)
+        print(f"error: {_clip(str(exc.filename or ''))}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"error: not valid YAML: {_clip(' '.join(str(exc).split()))}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover
