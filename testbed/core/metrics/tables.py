@@ -41,8 +41,8 @@ def _fmt(key: str, value: Any) -> str:
             return "-"
         if key.endswith("per_s"):
             return f"{value:.1f}/s"
-        if key.endswith("_s"):
-            return f"{value * 1e3:.2f} ms"
+        if key.endswith("_s"):  # in the key's unit (seconds), as in summary.json
+            return f"{value:.6f} s"
         return f"{value:.3f}"
     return str(value)
 
