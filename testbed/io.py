@@ -150,19 +150,24 @@ def _os_error(option: str, path: Path, exc: OSError) -> OutputError:
 
 # -- single files -----------------------------------------------------------------------------------
 def atomic_write(path: Path | str, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``writer(tmp)`` on a temporary file beside ``path``, then rename it into place; a path that
+    cannot be written (below a file, under /proc, no permission, disk full) is an :class:`OutputError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_name(path.name), suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        writer(Path(tmp))
-        _chmod_default(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        check_out_path(path, str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_name(path.name), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            writer(Path(tmp))
+            _chmod_default(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise _os_error(str(path), path, exc) from None
     return path
 
 
