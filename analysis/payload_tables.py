@@ -112,10 +112,10 @@ def floors_table(rows: list[dict[str, Any]]) -> str:
 
     head = "| split | " + " | ".join(f">= {f:.0%} top-1 agreement" for f in FLOORS) + " |"
     lines = [head, "|---|" + "---|" * len(FLOORS)]
-    for e in smallest_keeping(rows, FLOORS):
-        cells = ["none" if e[f] is None else f"{e[f]['payload_bytes_mean']:,.0f} B: {e[f]['codec']} "
-                 f"({e[f]['top1_agreement']:.3f})" for f in FLOORS]
-        lines.append(f"| {e['split']} | " + " | ".join(cells) + " |")
+    for split, picks in smallest_keeping(rows, FLOORS):
+        cells = ["none" if r is None else f"{r['payload_bytes_mean']:,.0f} B: {r['codec']} "
+                 f"({r['top1_agreement']:.3f})" for r in picks.values()]
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -134,13 +134,12 @@ def main() -> None:
     (out / f"payloads-{args.model}.json").write_text(json.dumps(rows, indent=1))
     text = [f"# Payload bytes and agreement: {args.model}, pretrained weights, {n} photo frames",
             "",
-            "Produced by `python analysis/payload_tables.py --model {} --frames {}` (CPU, torch {}). Each cell "
-            "is `mean payload bytes / top-1 agreement with the unsplit model` over the same {} frames of the "
-            "`photos` dataset ({} of them frames the unsplit model is confident about, top-1 probability >= 0.5). "
-            "Agreement is a share of {} frames: near 0.9 its standard error is about {:.3f}. Payload bytes include "
+            f"Produced by `python analysis/payload_tables.py --model {args.model} --frames {args.frames}` (CPU, torch {_torch_version()}). Each cell "
+            f"is `mean payload bytes / top-1 agreement with the unsplit model` over the same {n} frames of the "
+            f"`photos` dataset ({confident} of them frames the unsplit model is confident about, top-1 probability >= 0.5). "
+            f"Agreement is a share of {n} frames: near 0.9 its standard error is about {se:.3f}. Payload bytes include "
             "the codec's header and side information (per-channel ranges cost 8 bytes per channel). Per-row "
-            "top-5 agreement, confident-frame agreement, SNR and cosine are in `payloads-{}.json`.".format(
-                args.model, args.frames, _torch_version(), n, confident, n, se, args.model),
+            f"top-5 agreement, confident-frame agreement, SNR and cosine are in `payloads-{args.model}.json`.",
             "", matrix(rows), "",
             "## The smallest payload that keeps each agreement floor, per split point", "",
             floors_table(rows), ""]

@@ -64,20 +64,21 @@ def run(scenario: Path, rates: list[str]) -> pd.DataFrame:
 def table(df: pd.DataFrame) -> str:
     """One row per configuration: node time, payload, agreement, latency per datarate, and the speed-up of
     the configuration over each baseline at 2 MB/s."""
-    first = df.groupby("config", sort=False).first()
-    lat = df.pivot(index="config", columns="datarate", values="latency_ms").reindex(index=list(CONFIGS),
-                                                                                   columns=RATES)
+    recs: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
+    first = {r["config"]: r for r in reversed(recs)}
+    lat = {(r["config"], r["datarate"]): float(r["latency_ms"]) for r in recs}
     head = ["configuration", "node ms (head + encode)", "payload", "top-1 / top-5 agreement",
             *(f"latency at {r} (ms)" for r in RATES), "speed-up at 2 MB/s vs raw / PNG / JPEG / all on node"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for name in CONFIGS:
-        f = first.loc[name]
+        f = first[name]
+        at = {r: lat[(name, r)] for r in RATES}
         node = f["head_ms"] + f["encode_ms"]
         pay = "-" if name == "all on node" else f"{f['payload_bytes'] / 1e3:,.1f} kB"
         agree = f"{f['agreement']:.3f} / {f['agreement_top5']:.3f}"
-        ups = " / ".join(f"{lat.loc[b, '2 MB/s'] / lat.loc[name, '2 MB/s']:.2f}x" for b in BASELINES)
+        ups = " / ".join(f"{lat[(b, '2 MB/s')] / at['2 MB/s']:.2f}x" for b in BASELINES)
         lines.append(f"| {name} | {node:.1f} | {pay} | {agree} | "
-                     + " | ".join(f"{lat.loc[name, r]:.1f}" for r in RATES) + f" | {ups} |")
+                     + " | ".join(f"{at[r]:.1f}" for r in RATES) + f" | {ups} |")
     return "\n".join(lines)
 
 

@@ -13,12 +13,11 @@ __all__ = ["smallest_keeping"]
 
 
 def smallest_keeping(rows: Iterable[Mapping[str, Any]], floors: Sequence[float],
-                     metric: str = "top1_agreement") -> list[dict[str, Any]]:
+                     metric: str = "top1_agreement") -> list[tuple[str, dict[float, Mapping[str, Any] | None]]]:
     """For each split point (in first-seen order) and each floor, the row with the smallest mean payload
     whose ``metric`` is at least the floor; ties go to the higher agreement, then the earlier row.
 
-    Returns one dict per split point: ``split``, and per floor ``f`` a key ``f`` holding the chosen row
-    or None when no codec at that split keeps ``f``.
+    Returns ``(split, {floor: chosen row, or None when no codec at that split keeps the floor})`` pairs.
     """
     for f in floors:
         if not 0.0 <= f <= 1.0:
@@ -26,11 +25,11 @@ def smallest_keeping(rows: Iterable[Mapping[str, Any]], floors: Sequence[float],
     by_split: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         by_split.setdefault(str(r["split"]), []).append(r)
-    out = []
+    out: list[tuple[str, dict[float, Mapping[str, Any] | None]]] = []
     for split, group in by_split.items():
-        entry: dict[str, Any] = {"split": split}
+        picks: dict[float, Mapping[str, Any] | None] = {}
         for f in floors:
             ok = [r for r in group if r.get(metric) is not None and r[metric] >= f]
-            entry[f] = min(ok, key=lambda r: (r["payload_bytes_mean"], -r[metric])) if ok else None
-        out.append(entry)
+            picks[f] = min(ok, key=lambda r: (r["payload_bytes_mean"], -r[metric])) if ok else None
+        out.append((split, picks))
     return out

@@ -222,7 +222,7 @@ class SplitPipeline:
         decoded, dec_s = [], []
         for p in enc.payloads:
             t0 = time.perf_counter()
-            decoded.append(decode_payloads([p], chain))
+            decoded.append(decode_payloads([p], chain, tuple(feats.shape[1:])))
             dec_s.append(time.perf_counter() - t0)
         rec = torch.cat(decoded)
         t0 = time.perf_counter()

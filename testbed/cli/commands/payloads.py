@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError("limit", args.limit, "a positive integer")
     if args.threads is not None:
+        if not 1 <= args.threads <= 1024:
+            raise ConfigError("threads", args.threads, "a number of torch CPU threads from 1 to 1024")
         torch.set_num_threads(args.threads)
     if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", args.device, "cpu (CUDA is not available here)")
@@ -157,18 +159,19 @@ def _image_arg(text: str) -> tuple[str, int]:
 def _floor_json(rows: list[dict[str, Any]], floors: list[float]) -> list[dict[str, Any]]:
     from testbed.split.frontier import smallest_keeping
 
-    return [{"split": e["split"], **{f"{f:g}": (None if e[f] is None else {
-        "codec": e[f]["codec"], "payload_bytes_mean": e[f]["payload_bytes_mean"],
-        "top1_agreement": e[f]["top1_agreement"]}) for f in floors}} for e in smallest_keeping(rows, floors)]
+    return [{"split": split, **{f"{f:g}": (None if r is None else {
+        "codec": r["codec"], "payload_bytes_mean": r["payload_bytes_mean"],
+        "top1_agreement": r["top1_agreement"]}) for f, r in picks.items()}}
+        for split, picks in smallest_keeping(rows, floors)]
 
 
 def _floor_table(rows: list[dict[str, Any]], floors: list[float], markdown: bool) -> str:
     from testbed.split.frontier import smallest_keeping
 
     head = ["split", *(f">= {f:.0%} top-1 agreement" for f in floors)]
-    body = [[e["split"], *("none" if e[f] is None else
-                           f"{_fmt_bytes(e[f]['payload_bytes_mean'])} B {e[f]['codec']} ({e[f]['top1_agreement']:.3f})"
-                           for f in floors)] for e in smallest_keeping(rows, floors)]
+    body = [[split, *("none" if r is None else
+                      f"{_fmt_bytes(r['payload_bytes_mean'])} B {r['codec']} ({r['top1_agreement']:.3f})"
+                      for r in picks.values())] for split, picks in smallest_keeping(rows, floors)]
     title = "# smallest mean payload keeping each top-1 agreement floor (bytes, codec, agreement)"
     if markdown:
         return "\n".join([title, "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|",

@@ -27,6 +27,11 @@ def _profile(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device", args.device, "cuda needs a visible GPU; use --device cpu here")
+    _batches(args.batches)  # checked before anything is measured
+    if not 1 <= args.runs <= 100_000:
+        raise ConfigError("--runs", args.runs, "a number of timed runs from 1 to 100000")
+    if not 0 <= args.threads <= 1024:
+        raise ConfigError("--threads", args.threads, "0 (torch's default) or a number of threads up to 1024")
     models = args.model
     for m in models:
         get_spec(m, "--model")
@@ -49,7 +54,7 @@ def _profile(args: argparse.Namespace) -> int:
         pixels = (prep.denormalize(images).clamp(0, 1) * 255).round().to(torch.uint8)
     name = args.name or out.stem
     command = "testbed " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = _batches(args.batches)
     prof = build_profile(name, args.role, args.device, models, args.splits, batches, args.runs, command,
                          () if args.no_codecs else DEFAULT_CHAINS, feats, args.description, pixels)
     write_text(out, yaml.safe_dump(prof, sort_keys=False))
@@ -58,6 +63,15 @@ def _profile(args: argparse.Namespace) -> int:
     load_profile(out)  # validate what was written
     print(f"wrote {out}")
     return 0
+
+
+def _batches(text: str) -> list[int]:
+    from testbed.errors import ConfigError
+
+    parts = [b.strip() for b in text.split(",")]
+    if not all(b.isdigit() and 1 <= int(b) <= 4096 for b in parts):
+        raise ConfigError("--batches", text, "comma-separated batch sizes from 1 to 4096, e.g. 1,2,4,8")
+    return [int(b) for b in parts]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
