@@ -2,11 +2,11 @@
 
 Usage (see docs/models_codecs.md for measured figures)::
 
-    python bench/pipeline_bench.py --model resnet50 --split layer2 --batch 8 --repeats 5 \\
+    python bench/pipeline_bench.py --model efficientnet_lite0 --split stage2 --batch 8 --repeats 5 \\
         --codec quantize:bits=1,lzma:preset=6 --codec quantize:bits=8,lzma:preset=6 --codec quantize:bits=4,zstd
 
-Both variants run interleaved (A B A B ...) on one batch of the bundled photos, so machine load
-affects them alike; the reported time per variant is the median over repeats. Everything runs on
+Both variants run interleaved (A B A B ...) on one batch of frames of the bundled photos (pretrained
+weights unless --weights random), so machine load affects them alike; the reported time per variant is the median over repeats. Everything runs on
 this machine's CPU unless CUDA is present (then the tail runs there, as in the pipeline).
 """
 
@@ -32,14 +32,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench(model: str, split: str, codecs: list[str], batch: int, repeats: int, threads: int | None) -> dict[str, Any]:
+def bench(model: str, split: str, codecs: list[str], batch: int, repeats: int, threads: int | None,
+          weights: str = "pretrained") -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     device = default_device()
-    net = load_model(model, "random", 0)
+    net = load_model(model, weights, 0)
     head, tail = split_loaded(model, net, split)
     tail = tail.to(device)
-    photos = load_dataset("samples", preprocess_for(model)).images
+    photos = load_dataset("photos", preprocess_for(model, weights), limit=batch).images
     x = photos[torch.arange(batch) % photos.shape[0]]
     chains = [parse_chain(c) for c in codecs]
 
@@ -51,7 +52,7 @@ def bench(model: str, split: str, codecs: list[str], batch: int, repeats: int, t
     def piped(chain: CodecChain) -> None:
         f = head(x)
         payloads = chain.encode(f)
-        rec = torch.cat([decode_payloads([p], chain) for p in payloads])
+        rec = torch.cat([decode_payloads([p], chain, tuple(f.shape[1:])) for p in payloads])
         tail(rec.to(device))
         _sync(device)
 
@@ -93,8 +94,9 @@ def bench(model: str, split: str, codecs: list[str], batch: int, repeats: int, t
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="resnet50")
-    ap.add_argument("--split", default="layer2")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--split", default="stage2")
+    ap.add_argument("--weights", default="pretrained", help="pretrained (default) or random (sizes then mean nothing)")
     ap.add_argument("--codec", action="append", help="codec chain (repeatable)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     codecs = args.codec or ["quantize:bits=1,lzma:preset=6", "quantize:bits=8,lzma:preset=6",
                             "quantize:bits=4,zstd:level=3", "float16"]
-    res = bench(args.model, args.split, codecs, args.batch, args.repeats, args.threads)
+    res = bench(args.model, args.split, codecs, args.batch, args.repeats, args.threads, args.weights)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
