@@ -3,8 +3,10 @@ import copy
 import pandas as pd
 import pytest
 
-from testbed.run.sweep import plan, replication_seed, run_sweep
+from testbed.run.sweep import plan, replication_seed, run_job, run_sweep
 from tests.conftest import base_scenario
+
+_REAL_RUN_JOB = run_job
 
 
 def sweep_raw() -> dict:
@@ -177,3 +179,110 @@ def test_too_many_runs_are_refused_before_planning():
     raw["replications"] = 10**9
     with pytest.raises(ConfigError, match="replications"):
         plan(raw)
+
+
+def test_swept_quantities_get_a_numeric_column_in_base_units(tmp_path):
+    from testbed.run.sweep import field_unit, quantity, swept_fields
+
+    table = run_sweep(sweep_raw(), tmp_path / "s", progress=False)
+    assert list(table["sweep.link.datarate"].unique()) == ["1 MB/s", "2 MB/s"]     # the label, as written
+    assert list(table["sweep.link.datarate_bytes_per_s"].unique()) == [1e6, 2e6]
+    assert table["sweep.fleet.0.count"].dtype.kind == "i"                          # a count: no second column
+    assert not any(c.startswith("sweep.fleet.0.count_") for c in table.columns)
+    assert swept_fields(table.columns) == ["sweep.fleet.0.count", "sweep.link.datarate"]
+    assert pd.read_parquet(tmp_path / "s" / "summary.parquet")["sweep.link.datarate_bytes_per_s"].iloc[-1] == 2e6
+    assert {p: field_unit(p) for p in ("warmup", "link.latency", "link.csma.mtu", "fleet.0.arrivals.rate",
+                                       "fleet.0.arrivals.jitter", "server.batching.max_delay", "fleet.0.count",
+                                       "link.model", "no.such")} == {
+        "warmup": "duration", "link.latency": "duration", "link.csma.mtu": "size", "fleet.0.arrivals.rate": "rate",
+        "fleet.0.arrivals.jitter": "duration", "server.batching.max_delay": "duration", "fleet.0.count": None,
+        "link.model": None, "no.such": None}
+    assert quantity("duration", "20 ms") == pytest.approx(0.02)
+    assert quantity("size", '{"dist": "deterministic", "value": "5 kB"}') == 5000.0
+    assert quantity("datarate", "40 Mbit/s") == 5e6
+
+
+def test_a_sweep_defaults_to_three_replications_and_says_so():
+    from testbed.run.sweep import DEFAULT_REPLICATIONS, replication_notes
+
+    raw = sweep_raw()
+    del raw["replications"]
+    assert DEFAULT_REPLICATIONS == 3 and len(plan(raw)) == 4 * 3
+    assert len(replication_notes(raw)) == 1 and "3" in replication_notes(raw)[0]
+    raw["replications"] = 2
+    (note,) = replication_notes(raw)
+    assert note.startswith("warning:") and "band" in note
+    raw["replications"] = 3
+    assert replication_notes(raw) == []
+    no_sweep = base_scenario()
+    assert len(plan(no_sweep)) == 1 and replication_notes(no_sweep) == []
+
+
+class _CountingRunJob:
+    """run_job that leaves a marker file per started run (visible across forked workers; picklable)."""
+
+    def __init__(self, started):
+        self.started = started
+
+    def __call__(self, job, out, resolved):
+        (self.started / job.name).touch()
+        return _REAL_RUN_JOB(job, out, resolved)
+
+
+def _counting_run_job(monkeypatch, started):
+    import testbed.run.sweep as sweep
+
+    monkeypatch.setattr(sweep, "run_job", _CountingRunJob(started))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_cancels_pending_runs_keeps_finished_ones_and_resumes(tmp_path, monkeypatch, workers):
+    from testbed.run.sweep import SweepInterrupted
+
+    raw = sweep_raw()
+    raw["replications"] = 3   # 12 runs
+    started = tmp_path / "started"
+    started.mkdir()
+    _counting_run_job(monkeypatch, started)
+    seen = []
+
+    def ctrl_c(row):
+        seen.append(row)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted) as info:
+        run_sweep(copy.deepcopy(raw), tmp_path / "out", workers=workers, progress=False, on_done=ctrl_c)
+    assert len(list(started.iterdir())) < 12                        # queued runs were cancelled
+    cells = tmp_path / "out" / "cells"
+    finished = [p for p in cells.iterdir() if not p.name.startswith(".")]
+    assert info.value.total == 12 and info.value.finished == len(finished) >= 2
+    assert str(info.value) == (f"interrupted: {len(finished)} of 12 runs finished; "
+                               "rerun the same command to resume")
+    assert len(pd.read_parquet(tmp_path / "out" / "summary.parquet")) == len(finished)
+    ran = []
+    table = run_sweep(copy.deepcopy(raw), tmp_path / "out", workers=workers, progress=False, on_done=ran.append)
+    assert len(ran) == 12 - len(finished) and len(table) == 12
+
+
+def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    import testbed.run.sweep as sweep
+    from testbed.cli import main
+
+    real, calls = sweep.run_job, []
+
+    def interrupted_after_two(job, out, resolved):
+        calls.append(job.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(job, out, resolved)
+
+    monkeypatch.setattr(sweep, "run_job", interrupted_after_two)
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(sweep_raw()))
+    assert main(["sweep", str(f), "--out", str(tmp_path / "o"), "--quiet"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "interrupted: 2 of 8 runs finished; rerun the same command to resume"
+    assert len(calls) == 3

@@ -18,6 +18,7 @@ import yaml
 
 from testbed import __version__
 from testbed.cli import commands
+from testbed.cli.help import HelpFormatter
 from testbed.errors import TestbedError
 
 __all__ = ["build_parser", "main"]
@@ -25,7 +26,11 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="testbed", description="Simulate and emulate split DNN inference in IoT fleets.")
+        prog="testbed", description="Simulate and emulate split DNN inference in IoT fleets.",
+        formatter_class=HelpFormatter,
+        epilog="examples:\n  testbed run scenarios/queueing.yaml --out runs/q1\n"
+               "  testbed sweep scenarios/queueing.yaml --out runs/sweep --workers 2\n"
+               "  testbed COMMAND --help   (options, defaults and an example of each command)")
     parser.add_argument("--version", action="version", version=f"testbed {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -33,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for p in sub.choices.values():  # every command's help shows its defaults (and its example epilog)
+        p.formatter_class = HelpFormatter
     return parser
 
 
@@ -60,8 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C; a sweep says how far it got (testbed.run.sweep.SweepInterrupted)
+        print(str(exc) or "interrupted", file=sys.stderr)
         return 130
 
 

@@ -1,8 +1,36 @@
-"""Time-weighted levels (queue lengths, busy servers) integrated online over a window."""
+"""Time-weighted levels (queue lengths, busy servers) integrated online over a window, and the
+station table they give (``queues.csv``).
+
+Columns of :func:`station_table`, one meaning each, every mean time-weighted over the window
+``[warmup, duration)``:
+
+``station``
+    ``node`` (all node CPUs together), ``uplink``, ``server`` (the GPUs), ``downlink``.
+``servers``
+    How many requests the station serves at once: one CPU per node (the fleet size), one channel per
+    link direction, the server's GPUs.
+``in_station_mean``, ``waiting_mean``
+    Mean number of requests in the station (waiting or in service) and waiting for service.
+``busy_servers_mean``
+    Mean number of busy servers (a link direction: the share of time it was transmitting).
+``utilisation``
+    ``busy_servers_mean / servers``, a fraction from 0 to 1 (the summary's ``*_utilisation``).
+``in_station_peak``, ``open_at_end``
+    Most requests ever in the station, and those still in it when the run ended.
+"""
 
 from __future__ import annotations
 
-__all__ = ["Level"]
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+
+__all__ = ["STATION_COLUMNS", "Level", "station_table"]
+
+STATION_COLUMNS = ("station", "servers", "in_station_mean", "waiting_mean", "busy_servers_mean", "utilisation",
+                   "in_station_peak", "open_at_end")
+"""The columns of :func:`station_table` (``queues.csv``), in order."""
 
 
 class Level:
@@ -43,3 +71,19 @@ class Level:
         self.change(now, 0)
         span = self.t1 - self.t0
         return self.area / span if span > 0 else 0.0
+
+
+def station_table(levels: Mapping[str, Mapping[str, float]], servers: Mapping[str, int]) -> pd.DataFrame:
+    """One row per station (:data:`STATION_COLUMNS`, described in the module docstring) from the
+    window means of its levels (``in_station``, ``waiting``, ``busy``, ``peak_in_station``,
+    ``open_at_end``) and its number of ``servers``."""
+    rows = []
+    for station, d in levels.items():
+        n = servers.get(station, 0)
+        busy = float(d["busy"])
+        rows.append({"station": station, "servers": int(n), "in_station_mean": float(d["in_station"]),
+                     "waiting_mean": float(d["waiting"]), "busy_servers_mean": busy,
+                     "utilisation": busy / n if n > 0 else math.nan,
+                     "in_station_peak": float(d.get("peak_in_station", math.nan)),
+                     "open_at_end": float(d.get("open_at_end", math.nan))})
+    return pd.DataFrame(rows, columns=list(STATION_COLUMNS))

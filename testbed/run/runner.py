@@ -14,13 +14,14 @@ import yaml
 from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
 from testbed.core.energy import NodePower, add_energy
-from testbed.core.metrics import in_window, queue_table, summarize, with_stages
+from testbed.core.metrics import in_window, summarize, with_stages
 from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
+from testbed.core.monitor import station_table
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.io import json_text, write_output_set
 from testbed.sim.world import SimResult, simulate
 
-__all__ = ["RunResult", "run_scenario", "write_run"]
+__all__ = ["RunResult", "run_scenario", "station_servers", "write_run"]
 
 
 @dataclass
@@ -28,7 +29,7 @@ class RunResult:
     scenario: Scenario
     sim: SimResult
     summary: dict[str, Any]
-    queues: pd.DataFrame
+    queues: pd.DataFrame  # queues.csv: testbed.core.monitor.station_table
     pipeline_s: float = 0.0  # wall time spent getting the model pipeline's table (cache read or model run)
 
     @property
@@ -98,7 +99,12 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
     summary = {"scenario": sc.name, "seed": sc.seed, **summary}
     if sc.model is not None and sc.model.weights == "random":
         summary["note"] = RANDOM_WEIGHTS_NOTE
-    return RunResult(sc, sim, summary, queue_table(sim.levels), pipeline_s)
+    return RunResult(sc, sim, summary, station_table(sim.levels, station_servers(sc)), pipeline_s)
+
+
+def station_servers(sc: Scenario) -> dict[str, int]:
+    """Servers of each station: a CPU per node, one channel per link direction, the GPUs."""
+    return {"node": sc.node_count, "uplink": 1, "server": sc.server.gpus, "downlink": 1}
 
 
 def write_run(result: RunResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:

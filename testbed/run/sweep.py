@@ -5,6 +5,16 @@ Layout of ``OUT``: ``cells/<cell>/`` with ``summary.json``, ``requests.parquet``
 ``sweep.yaml`` (the scenario mapping) and ``inputs.json`` (sha256 of every file the cells read);
 ``summary.parquet`` with one row per cell and replication (swept values as columns, confidence
 intervals of the mean across replications as ``<metric>_ci_low`` / ``_ci_high``).
+
+Swept values: ``sweep.<field>`` holds the value as written (the display label, e.g. ``"2 MB/s"``);
+for every field the schema parses as a quantity a numeric column in base units follows, its unit in
+its name (:data:`UNITS`): ``sweep.link.datarate_bytes_per_s`` = 2000000.0, ``sweep.warmup_s``,
+``sweep.link.mtu_bytes``, ``sweep.fleet.0.arrivals.rate_per_s``. Counts and names have no second
+column. :func:`swept_fields` gives the label columns (one per swept field).
+
+A sweep whose scenario does not set ``replications`` runs :data:`DEFAULT_REPLICATIONS` of each cell,
+the fewest a replication interval is drawn from. Interrupted (Ctrl-C), pending runs are cancelled,
+finished cells stay on disk and :class:`SweepInterrupted` says how many; the same call resumes.
 """
 
 from __future__ import annotations
@@ -17,18 +27,19 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import numpy as np
 import pandas as pd
 
 from testbed.config.load import apply_overrides
 from testbed.config.resolve import Resolved
-from testbed.core.metrics import replication_interval, replication_method, with_stages
+from testbed.core.metrics import replication_interval, replication_method, replication_warning, with_stages
+from testbed.core.metrics.intervals import MIN_REPLICATIONS
 from testbed.errors import ConfigError
 from testbed.io import (
     OutputExistsError,
@@ -42,18 +53,26 @@ from testbed.io import (
 
 __all__ = [
     "CI_METRICS",
+    "DEFAULT_REPLICATIONS",
     "MAX_JOBS",
     "MAX_WORKERS",
+    "UNITS",
     "Job",
+    "SweepInterrupted",
     "check_previous",
     "check_workers",
     "collect",
+    "field_unit",
     "input_files",
     "plan",
     "prepare_jobs",
+    "quantity",
+    "replication_notes",
     "replication_seed",
+    "replications_of",
     "run_job",
     "run_sweep",
+    "swept_fields",
 ]
 
 CI_METRICS = ("latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_per_s",
@@ -83,6 +102,28 @@ class Job:
 MAX_JOBS = 100_000
 """Most (cell, replication) runs one sweep may plan."""
 
+DEFAULT_REPLICATIONS = MIN_REPLICATIONS
+"""Replications of each cell when a scenario with a ``sweep`` does not set ``replications``: the
+fewest a replication interval (and a figure's band) is drawn from."""
+
+
+def replications_of(raw: dict[str, Any]) -> Any:
+    """``replications`` as set, else :data:`DEFAULT_REPLICATIONS` for a sweep and 1 without one."""
+    return raw.get("replications", DEFAULT_REPLICATIONS if raw.get("sweep") else 1)
+
+
+def replication_notes(raw: dict[str, Any]) -> list[str]:
+    """What to tell the user about a sweep's replications: the default applied (``note: ...``), or
+    too few for intervals (``warning: ...``); nothing otherwise."""
+    if not raw.get("sweep"):
+        return []
+    if "replications" not in raw:
+        return [f"note: replications not set: {DEFAULT_REPLICATIONS} per cell, the fewest a confidence "
+                "band is drawn from (set replications: in the scenario to change it)"]
+    reps = raw["replications"]
+    note = replication_warning(reps) if isinstance(reps, int) and not isinstance(reps, bool) else None
+    return [f"warning: {note}; no interval bands will be drawn"] if note else []
+
 
 def plan(raw: dict[str, Any]) -> list[Job]:
     """All (cell, replication) jobs of a scenario's ``sweep`` grid, in a stable order.
@@ -97,7 +138,7 @@ def plan(raw: dict[str, Any]) -> list[Job]:
             raise ConfigError(f"sweep.{name}", values, "a non-empty list of values")
         if name == "replications" or name == "sweep" or str(name).startswith(("sweep.", "replications.")):
             raise ConfigError(f"sweep.{name}", values, "a scenario field (sweep and replications cannot be swept)")
-    reps = raw.get("replications", 1)
+    reps = replications_of(raw)
     if not isinstance(reps, int) or isinstance(reps, bool) or not 1 <= reps <= MAX_JOBS:
         raise ConfigError("replications", reps, f"a positive integer of at most {MAX_JOBS:,}")
     cells = math.prod(len(v) for v in grid.values())
@@ -219,14 +260,37 @@ def run_sweep(raw: dict[str, Any], out: Path | str, workers: int = 1, base_dir: 
         todo = [(j, r) for j, r in zip(jobs, cells) if _done(out, j) is None]
         _warm_caches([r for _, r in todo])
         bar = _progress(len(jobs), len(jobs) - len(todo), progress)
-        for row in _execute(todo, str(out), workers, scheduler):
-            bar.update(1)
-            if on_done:
-                on_done(row)
-        bar.close()
+        rows = _execute(todo, str(out), workers, scheduler)
+        try:
+            for row in rows:
+                bar.update(1)
+                if on_done:
+                    on_done(row)
+        except KeyboardInterrupt:
+            rows.close()  # cancels what has not started (and stops the workers) before counting
+            bar.close()
+            finished = sum(_done(out, j) is not None for j in jobs)
+            if finished:
+                write_parquet(out / "summary.parquet", collect(out, jobs))
+            raise SweepInterrupted(finished, len(jobs)) from None
+        finally:
+            rows.close()
+            bar.close()
         table = collect(out, jobs)
         write_parquet(out / "summary.parquet", table)
     return table
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C (or a ``KeyboardInterrupt`` from ``on_done``): ``finished`` of
+    ``total`` runs are on disk (``summary.parquet`` holds them); the same call resumes the rest."""
+
+    def __init__(self, finished: int, total: int) -> None:
+        super().__init__(f"interrupted: {finished} of {total} runs finished; rerun the same command to resume")
+        self.finished, self.total = finished, total
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 MAX_WORKERS = 1024
@@ -280,7 +344,7 @@ def check_previous(out: Path, raw: dict[str, Any], files: dict[str, str], force:
 
 
 def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler: str | None
-             ) -> Iterator[dict[str, Any]]:
+             ) -> Generator[dict[str, Any], None, None]:
     """Run the jobs (here, in worker processes or on a Dask cluster), yielding rows as they finish."""
     if scheduler:
         from dask.distributed import Client
@@ -295,8 +359,11 @@ def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler
                                                         f"{str(exc)[:120]})") from None
         with client:
             futures = client.map(run_job, [j for j, _ in todo], [out] * len(todo), [r for _, r in todo], pure=False)
-            for fut in dask_completed(futures):
-                yield fut.result()
+            try:
+                for fut in dask_completed(futures):
+                    yield fut.result()
+            finally:
+                client.cancel([f for f in futures if not f.done()])  # nothing more starts on the cluster
     elif workers <= 1:
         for job, res in todo:
             yield run_job(job, out, res)
@@ -306,16 +373,160 @@ def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler
         # fork: workers start at once with this process's imports; they run no model (the caches
         # were warmed above), so no torch thread pool is used after the fork
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
+        finished = False
+        try:
             local = [pool.submit(run_job, job, out, res) for job, res in todo]
             for done in as_completed(local):
                 yield done.result()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # interrupted (or a run failed): start nothing more, stop the runs under way
+                _stop_pool(pool)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued runs and end the workers now, not after the jobs already handed to them
+    (a run cut short leaves only a hidden temporary directory, cleaned by the next sweep)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # CPython's, read only
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, disable=not enabled, unit="run", desc="sweep")
+
+
+UNITS: dict[str, str] = {"duration": "s", "size": "bytes", "datarate": "bytes_per_s", "rate": "per_s"}
+"""Suffix of the numeric column of a swept quantity, by the kind the schema parses it as."""
+
+
+def field_unit(path: str) -> str | None:
+    """The kind of quantity (a key of :data:`UNITS`) the schema parses the dotted field ``path`` as
+    (``link.datarate`` -> ``"datarate"``; distributions of durations or sizes count as their kind);
+    None for counts, names, flags and unknown paths."""
+    from testbed.config.schema import Scenario
+
+    tp: Any = Scenario
+    validators: list[Any] = []
+    for part in path.split("."):
+        tp, validators = _unwrap(tp, validators)
+        fields = getattr(tp, "model_fields", None)
+        if fields is not None:
+            info = fields.get(part)
+            if info is None:
+                return None
+            tp, validators = info.annotation, list(info.metadata)
+        elif get_origin(tp) in (tuple, list) and part.isdigit():
+            tp, validators = get_args(tp)[0], []
+        else:
+            return None
+    tp, validators = _unwrap(tp, validators)
+    for v in validators:
+        kind = _validator_kind(v)
+        if kind:
+            return kind
+    return None
+
+
+def _unwrap(tp: Any, validators: list[Any]) -> tuple[Any, list[Any]]:
+    """Strip ``Optional`` and ``Annotated`` layers, collecting the Annotated metadata."""
+    import types
+    import typing
+
+    while True:
+        origin = get_origin(tp)
+        if origin is typing.Annotated:
+            args = get_args(tp)
+            tp, validators = args[0], [*validators, *args[1:]]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp, validators
+            tp = members[0]
+        else:
+            return tp, validators
+
+
+def _validator_kind(validator: Any) -> str | None:
+    """The quantity a schema validator parses: the unit parser (or distribution kind) it closes over."""
+    from testbed.config import schema
+    from testbed.units import parse_datarate, parse_duration, parse_rate, parse_size
+
+    func = getattr(validator, "func", None)
+    if func is None:
+        return None
+    if func is getattr(schema, "_jitter", None):
+        return "duration"
+    parsers = {parse_duration: "duration", parse_size: "size", parse_datarate: "datarate", parse_rate: "rate"}
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if callable(value) and value in parsers:
+            return parsers[value]
+        if isinstance(value, str) and value in ("duration", "size"):  # a distribution of that kind
+            return value
+    return None
+
+
+def quantity(kind: str, value: Any) -> float:
+    """``value`` (as written in the scenario, or its stored label) in base units; NaN where it is not
+    one number (a distribution other than a constant, a mapping)."""
+    from testbed.dists import constant_of, parse_dist
+    from testbed.units import parse_datarate, parse_duration, parse_rate, parse_size
+
+    parse = {"duration": parse_duration, "size": parse_size, "datarate": parse_datarate, "rate": parse_rate}[kind]
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)  # a mapping stored as its JSON label (a distribution)
+        except json.JSONDecodeError:
+            return math.nan
+    try:
+        if isinstance(value, dict):
+            if kind not in ("duration", "size"):
+                return math.nan
+            const = constant_of(parse_dist(value, kind))
+            return math.nan if const is None else float(const)
+        return float(parse(value))
+    except (TypeError, ValueError, ConfigError):
+        return math.nan
+
+
+def swept_fields(columns: Iterable[str]) -> list[str]:
+    """The ``sweep.<field>`` label columns of a summary table, one per swept field, in sweep order
+    (the numeric ``sweep.<field>_<unit>`` columns beside them left out)."""
+    cols = [c for c in columns if c.startswith("sweep.")]
+    numeric = {f"{c}_{u}" for c in cols for u in UNITS.values()}
+    return [c for c in cols if c not in numeric]
+
+
+def _add_quantities(df: pd.DataFrame) -> pd.DataFrame:
+    """Beside each swept quantity's label column, its value in base units (``sweep.<field>_<unit>``)."""
+    fields = swept_fields(df.columns)
+    if not fields:
+        return df
+    after = list(df.columns).index(fields[-1]) + 1
+    extra: dict[str, list[float]] = {}
+    for col in fields:
+        kind = field_unit(col.removeprefix("sweep."))
+        name = f"{col}_{UNITS[kind]}" if kind else None
+        if kind and name and name not in df.columns:
+            extra[name] = [quantity(kind, v) for v in df[col]]
+    if not extra:
+        return df
+    cols = list(df.columns)
+    new = pd.DataFrame(extra, index=df.index)
+    return pd.concat([df[cols[:after]], new, df[cols[after:]]], axis=1)
 
 
 def collect(out: Path | str, jobs: Iterable[Job] | None = None) -> pd.DataFrame:
@@ -329,7 +540,7 @@ def collect(out: Path | str, jobs: Iterable[Job] | None = None) -> pd.DataFrame:
         rows = [r for r in (_done(out, j) for j in jobs) if r is not None]
     if not rows:
         return pd.DataFrame()
-    df = pd.DataFrame(rows).sort_values(["cell", "replication"]).reset_index(drop=True)
+    df = _add_quantities(pd.DataFrame(rows).sort_values(["cell", "replication"]).reset_index(drop=True))
     reps = df.groupby("cell", sort=False)["replication"].transform("size")
     df["ci_method"] = [replication_method(int(n)) for n in reps]
     for metric in CI_METRICS:
