@@ -93,3 +93,55 @@ def test_capacity_out_is_not_overwritten_without_force(tmp_path, capsys):
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err and out.read_text() == first
     assert main([*args, "--force"]) == 0
+
+
+def _slo_value_before(records, window, metric):
+    """slo_value as it was before it became a call of the shared censored statistic."""
+    import numpy as np
+
+    from testbed.core.metrics import in_window, with_stages
+    from testbed.run.capacity import _METRICS
+
+    w = with_stages(in_window(records, window))
+    lat = np.where(w["status"].astype(str) == "ok", w["latency_s"].to_numpy(), np.inf)
+    if not len(lat):
+        return math.nan
+    q = _METRICS[metric]
+    return float(np.mean(lat)) if q is None else float(np.percentile(lat, q, method="higher"))
+
+
+@pytest.mark.parametrize("count", [5, 24, 40])  # light, near saturation, overloaded (unfinished requests)
+def test_slo_value_is_the_shared_censored_statistic_unchanged(count):
+    from testbed.run.capacity import _METRICS, slo_value
+    from testbed.run.prepare import prepare_dict
+    from testbed.run.runner import run_scenario
+
+    raw = small()
+    raw["fleet"][0]["count"] = count
+    res = run_scenario(prepare_dict(raw, None))
+    for metric in _METRICS:
+        assert slo_value(res.records, res.sim.window, metric) == _slo_value_before(res.records, res.sim.window, metric)
+    assert math.isnan(slo_value(res.records.iloc[:0], res.sim.window, "p95"))
+
+
+def test_capacity_prints_units_and_the_warnings_of_the_run_at_capacity(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    import testbed.run.capacity as capacity
+    from testbed.cli import main
+
+    real = capacity.probe_runs
+
+    def warned(*args, **kwargs):
+        p = real(*args, **kwargs)
+        return capacity.Probe(p.value, p.utilisation, ("warm-up shorter than MSER-5 suggests",))
+
+    monkeypatch.setattr(capacity, "probe_runs", warned)
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(small()))
+    assert main(["capacity", str(f), "--slo", "p95 < 120 ms", "--start", "16", "--limit", "32"]) == 0
+    out, err = capsys.readouterr()
+    assert "milliseconds" in out and "p95_at_capacity_ms" in out
+    (line,) = err.strip().splitlines()   # no progress bar: stderr is not a terminal
+    assert line.startswith("warning: at capacity fleet.0.count=")
+    assert line.endswith(": warm-up shorter than MSER-5 suggests")

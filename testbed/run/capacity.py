@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from testbed.config.load import apply_overrides
-from testbed.core.metrics import in_window, with_stages
+from testbed.core.metrics import censored_statistic, in_window, latency_or_inf, with_stages
 from testbed.errors import ConfigError
 from testbed.run.prepare import prepare_dict
 from testbed.run.sweep import replication_seed
 from testbed.units import parse_duration
 
-__all__ = ["MAX_FLEET", "CapacityResult", "Slo", "capacity_search", "check_search", "parse_slo", "probe", "saturating", "slo_value"]
+__all__ = ["MAX_FLEET", "CapacityResult", "Probe", "Slo", "capacity_search", "check_search", "parse_slo", "probe",
+           "probe_runs", "saturating", "slo_value"]
 
 _METRICS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "mean": None}
 
@@ -68,13 +69,11 @@ def check_search(start: int, limit: int) -> None:
 
 
 def slo_value(records: Any, window: tuple[float, float], metric: str) -> float:
-    """The objective's latency statistic, with non-completed requests counted as infinite."""
-    w = with_stages(in_window(records, window))
-    lat = np.where(w["status"].astype(str) == "ok", w["latency_s"].to_numpy(), np.inf)
-    if not len(lat):
-        return math.nan
-    q = _METRICS[metric]
-    return float(np.mean(lat)) if q is None else float(np.percentile(lat, q, method="higher"))
+    """The objective's latency statistic over the requests created in ``window``, with those not
+    completed counted as infinitely late (:func:`~testbed.core.metrics.censored_statistic`, the
+    summary's ``latency_*_all_s``, read at the ``higher`` rank: an observed latency or ``inf``)."""
+    return censored_statistic(latency_or_inf(with_stages(in_window(records, window))), _METRICS[metric],
+                              method="higher")
 
 
 @dataclass
@@ -87,6 +86,17 @@ class CapacityResult:
     saturating_station: str
     utilisation: dict[str, float]
     probes: int
+    warnings: list[str] = field(default_factory=list)  # the runs at capacity's summary warnings
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One fleet size's runs: the objective's statistic (replications averaged), mean utilisations,
+    and the summaries' warnings (each once, in order)."""
+
+    value: float
+    utilisation: dict[str, float]
+    warnings: tuple[str, ...] = ()
 
 
 def saturating(utilisation: dict[str, float], within: float = 0.02) -> str:
@@ -100,10 +110,18 @@ def saturating(utilisation: dict[str, float], within: float = 0.02) -> str:
 def probe(raw: dict[str, Any], field: str, n: int, slo: Slo, base_dir: Path | None, replications: int
           ) -> tuple[float, dict[str, float]]:
     """Run the scenario with ``field = n`` (all replications pooled) -> (statistic, utilisations)."""
+    p = probe_runs(raw, field, n, slo, base_dir, replications)
+    return p.value, p.utilisation
+
+
+def probe_runs(raw: dict[str, Any], field: str, n: int, slo: Slo, base_dir: Path | None, replications: int
+               ) -> Probe:
+    """Run the scenario with ``field = n``, each replication once: :class:`Probe`."""
     from testbed.run.runner import run_scenario
 
     vals: list[float] = []
     util: dict[str, list[float]] = {"uplink": [], "server GPU": [], "node CPU": []}
+    warnings: dict[str, None] = {}
     for r in range(replications):
         cell = apply_overrides(raw, {field: n, "seed": replication_seed(int(raw.get("seed", 0)), r)})
         res = run_scenario(prepare_dict(cell, base_dir))
@@ -111,7 +129,8 @@ def probe(raw: dict[str, Any], field: str, n: int, slo: Slo, base_dir: Path | No
         util["uplink"].append(res.summary["link_utilisation"])
         util["server GPU"].append(res.summary["gpu_utilisation"])
         util["node CPU"].append(res.summary.get("node_utilisation", 0.0))
-    return float(np.mean(vals)), {k: float(np.mean(v)) for k, v in util.items()}
+        warnings.update(dict.fromkeys(res.summary.get("warnings") or ()))
+    return Probe(float(np.mean(vals)), {k: float(np.mean(v)) for k, v in util.items()}, tuple(warnings))
 
 
 def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count", start: int = 1,
@@ -134,10 +153,10 @@ def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count",
         search = _Search(cell, values, field, slo, base_dir, reps, on_probe)
         lo, hi = search.bisect(max(1, start), limit)
         cache = search.cache
-        fail_util = cache[hi][1] if hi is not None else (cache[lo][1] if lo else {})
-        results.append(CapacityResult(values, lo, cache[lo][0] if lo else math.nan, hi,
-                                      cache[hi][0] if hi is not None else math.nan, saturating(fail_util),
-                                      fail_util, len(cache)))
+        fail_util = cache[hi].utilisation if hi is not None else (cache[lo].utilisation if lo else {})
+        results.append(CapacityResult(values, lo, cache[lo].value if lo else math.nan, hi,
+                                      cache[hi].value if hi is not None else math.nan, saturating(fail_util),
+                                      fail_util, len(cache), list(cache[lo].warnings) if lo else []))
     return results
 
 
@@ -152,14 +171,14 @@ class _Search:
     base_dir: Path | None
     replications: int
     on_probe: Callable[[dict[str, Any], int, float], None] | None
-    cache: dict[int, tuple[float, dict[str, float]]] = field(default_factory=dict)
+    cache: dict[int, Probe] = field(default_factory=dict)
 
     def passes(self, n: int) -> bool:
         if n not in self.cache:
-            self.cache[n] = probe(self.cell, self.target, n, self.slo, self.base_dir, self.replications)
+            self.cache[n] = probe_runs(self.cell, self.target, n, self.slo, self.base_dir, self.replications)
             if self.on_probe:
-                self.on_probe(self.values, n, self.cache[n][0])
-        return self.slo.met(self.cache[n][0])
+                self.on_probe(self.values, n, self.cache[n].value)
+        return self.slo.met(self.cache[n].value)
 
     def bisect(self, start: int, limit: int) -> tuple[int, int | None]:
         """(largest passing size, smallest failing size or None): doubling from ``start``, then

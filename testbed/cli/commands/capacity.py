@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
+
+from testbed.cli.help import example
+from testbed.cli.progress import add_quiet, bar, enabled
 
 __all__ = ["register"]
 
@@ -26,9 +31,20 @@ def _capacity(args: argparse.Namespace) -> int:
     if args.set:
         raw = apply_overrides(raw, args.set)
     base = Path(args.file).resolve().parent
-    results = capacity_search(raw, slo, args.field, args.start, args.limit, base,
-                              on_probe=(lambda v, n, x: print(f"  {v} {args.field}={n}: {slo.metric} = "
-                                                              f"{x * 1e3:.1f} ms")) if args.verbose else None)
+    progress = bar(enabled(args), desc="capacity", unit="probe")
+
+    def on_probe(values: dict[str, Any], n: int, x: float) -> None:
+        line = " ".join([*(f"{k}={v}" for k, v in values.items()), f"{args.field}={n}:",
+                         f"{slo.metric} = {x * 1e3:.1f} ms"])
+        progress.update(1)
+        progress.set_postfix_str(line)
+        if args.verbose:
+            progress.write(f"  {line}", file=sys.stdout)
+
+    try:
+        results = capacity_search(raw, slo, args.field, args.start, args.limit, base, on_probe=on_probe)
+    finally:
+        progress.close()
     rows = []
     for r in results:
         rows.append({**r.values, "capacity": r.capacity, f"{slo.metric}_at_capacity_ms": r.value_at_capacity * 1e3,
@@ -38,21 +54,34 @@ def _capacity(args: argparse.Namespace) -> int:
                      "probes": r.probes})
     table = pd.DataFrame(rows)
     print(f"objective: {slo}  (searching {args.field}; dropped or unfinished requests count as late)")
+    print(f"capacity and first_failing in {args.field} units; *_ms latencies in milliseconds; util_* busy "
+          "fractions (0..1) at the first failing size")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    for r in results:  # the run at capacity is a result: say what its summaries warned about
+        where = ", ".join(f"{k}={v}" for k, v in r.values.items())
+        for w in r.warnings:
+            print(f"warning: at capacity {args.field}={r.capacity}{f' ({where})' if where else ''}: {w}",
+                  file=sys.stderr)
     if args.out:
         write_text(args.out, table.to_csv(index=False) if args.out.endswith(".csv") else json_text(rows) + "\n")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("capacity", help="largest fleet meeting a latency objective (bisection)")
-    p.add_argument("file")
-    p.add_argument("--slo", required=True, help="objective, e.g. 'p95 < 200 ms'")
+    p = sub.add_parser("capacity", help="largest fleet meeting a latency objective (bisection)",
+                       description="For each combination of the scenario's other swept values, the largest "
+                                   "fleet size meeting the objective: doubling from --start, then bisection. "
+                                   "Dropped, timed-out and unfinished requests count as infinitely late.",
+                       epilog=example("testbed capacity scenarios/queueing.yaml --slo 'p95 < 200 ms' "
+                                      "--out runs/capacity.csv"))
+    p.add_argument("file", help="scenario YAML file")
+    p.add_argument("--slo", required=True, help="objective, e.g. 'p95 < 200 ms' (p50|p90|p95|p99|max|mean, < or <=)")
     p.add_argument("--field", default="fleet.0.count", help="the fleet-size field to search")
     p.add_argument("--start", type=int, default=8, help="first fleet size probed (then doubled)")
     p.add_argument("--limit", type=int, default=100_000, help="largest fleet size tried")
-    p.add_argument("--set", action="append", metavar="PATH=VALUE")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
     p.add_argument("--out", help="write the table (.csv or .json)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.add_argument("--verbose", action="store_true", help="print every probe")
+    add_quiet(p)
     p.set_defaults(func=_capacity)
