@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from testbed.cli.help import example
+
 __all__ = ["register"]
 
 
@@ -25,7 +27,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="simulator speed (requests/s vs a bare SimPy M/M/1) and memory")
+    p = sub.add_parser("bench", help="simulator speed (requests/s vs a bare SimPy M/M/1) and memory",
+                       epilog=example("testbed bench --scale 0.25 --json"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the 200 s benchmark to run")
     p.add_argument("--csma", action="store_true",

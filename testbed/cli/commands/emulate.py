@@ -6,6 +6,9 @@ import argparse
 import contextlib
 from typing import Any
 
+from testbed.cli.help import example
+from testbed.cli.progress import add_quiet, enabled, ticking
+
 __all__ = ["register"]
 
 
@@ -48,20 +51,25 @@ def _emulate_and_write(args: argparse.Namespace, resolved: Any, raw: dict[str, A
             raise TestbedError(f"--link tc: {why}")
     from testbed.emulate import emulate_scenario, write_emulation
 
-    result = emulate_scenario(resolved, time_scale=args.time_scale, link=args.link, max_frame=args.max_frame,
-                              drain_cap=args.drain_cap)
+    duration = float(resolved.scenario.duration)
+    # scenario seconds elapsed (the run then drains what is in flight, up to --drain-cap)
+    with ticking(enabled(args), "emulate (scenario s)", total=duration, scale=1.0 / args.time_scale):
+        result = emulate_scenario(resolved, time_scale=args.time_scale, link=args.link, max_frame=args.max_frame,
+                                  drain_cap=args.drain_cap)
     if args.out:
         write_emulation(result, raw, args.out, force=True)
     return result
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("emulate", help="run a scenario live: real server, sockets and a shaped link")
+    p = sub.add_parser("emulate", help="run a scenario live: real server, sockets and a shaped link",
+                       epilog=example("testbed emulate scenarios/emulate_10_nodes.yaml --duration '20 s' "
+                                      "--out runs/e1"))
     p.add_argument("file", help="scenario YAML file")
     p.add_argument("--out", help="directory for requests.parquet, summary.json, emulation.json, scenario.yaml")
     p.add_argument("--duration", help="override the scenario duration, e.g. '20 s'")
     p.add_argument("--time-scale", type=float, default=1.0,
-                   help="wall seconds per scenario second: times x K, data rates / K (default 1)")
+                   help="wall seconds per scenario second: times x K, data rates / K")
     p.add_argument("--link", choices=("shaper", "tc"), default="shaper",
                    help="shape the link in the application (default) or with tc in network namespaces (root)")
     p.add_argument("--max-frame", type=int, default=8 << 20, help="largest frame the server accepts (bytes)")
@@ -70,4 +78,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_quiet(p)
     p.set_defaults(func=_emulate)

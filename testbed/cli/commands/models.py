@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from testbed.cli.help import example
+
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("models", help="list splittable models, split points and feature shapes",
                               description="List registered models with the per-image feature shape, element "
-                                          "count and float32 size at every split point.")
+                                          "count and float32 size at every split point.",
+                              epilog=example("testbed models --model efficientnet_lite0"))
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--size", type=int, default=None, help="input side in pixels (default: each model's crop, "
                                                            "224; fixed-size models keep theirs)")

@@ -8,6 +8,9 @@ import math
 import sys
 from typing import Any
 
+from testbed.cli.help import example
+from testbed.cli.progress import add_quiet, bar, enabled
+
 __all__ = ["expand_codecs", "register"]
 
 
@@ -16,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "payloads", help="measure payload bytes, codec time and fidelity per split point and codec",
         description="Run a dataset through head -> codec -> decode -> tail for each split point and codec "
                     "chain and report payload bytes (mean, p95), compression ratios, encode/decode time, "
-                    "feature SNR and cosine, top-1 agreement with the unsplit model and accuracy.")
+                    "feature SNR and cosine, top-1 agreement with the unsplit model and accuracy.",
+        epilog=example("testbed payloads --split stem,blocks.2 --codec 'quantize:bits=4,zlib:level=6' "
+                       "--codec float16+zstd --limit 32"))
     p.add_argument("--model", default="efficientnet_lite0", help="registered model (see `testbed models`; "
                    "default efficientnet_lite0, whose ImageNet weights install with the project)")
     p.add_argument("--split", action="append", metavar="POINT",
@@ -39,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also print, per split point, the smallest payload keeping at least F top-1 agreement "
                         "(e.g. --floor 0.9 0.95 0.99)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default=None, help="device of the tail (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     out = p.add_mutually_exclusive_group()
@@ -47,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--pivot", action="store_true",
                      help="print a markdown matrix of mean payload bytes, split points x codecs")
     out.add_argument("--markdown", action="store_true", help="print the full table as markdown")
+    add_quiet(p)
     p.set_defaults(func=run)
 
 
@@ -107,8 +113,19 @@ def run(args: argparse.Namespace) -> int:
     data = pipe.dataset(args.dataset, args.limit)
     floors = _floors(args.floor)
     images = [_image_arg(v) for v in args.image or []]
-    results = [pipe.run_image(data, fmt, q, args.batch_size).summary() for fmt, q in images]
-    results += [r.summary() for r in pipe.sweep(splits, chains, data, args.batch_size)]
+    progress = bar(enabled(args), total=len(images) + len(splits) * len(chains), desc="payloads", unit="run")
+    results = []
+    try:
+        for fmt, q in images:
+            progress.set_postfix_str(f"image {fmt}")
+            results.append(pipe.run_image(data, fmt, q, args.batch_size).summary())
+            progress.update(1)
+        for split in splits:  # the head runs once per split point for all its codecs
+            progress.set_postfix_str(f"split {split} x {len(chains)} codec(s)")
+            results += [r.summary() for r in pipe.run_codecs(split, chains, data, args.batch_size)]
+            progress.update(len(chains))
+    finally:
+        progress.close()
     if args.weights == "random":
         from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 

@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from testbed.cli.help import example
+
 __all__ = ["register"]
 
 CODEC_MODEL = "efficientnet_lite0"
@@ -75,7 +77,8 @@ def _batches(text: str) -> list[int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("profile", help="measure this device (model blocks, tails by batch, codecs) into a profile")
+    p = sub.add_parser("profile", help="measure this device (model blocks, tails by batch, codecs) into a profile",
+                       epilog=example("testbed profile --model efficientnet_lite0 --role node --out nodes/mypi.yaml"))
     p.add_argument("--model", action="append", required=True, help="model name (repeatable)")
     p.add_argument("--splits", nargs="*", help="split points to time tails after (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -84,8 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=20, help="timed runs per figure (after warm-up)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--name", help="profile name (default: the file name)")
-    p.add_argument("--description", default="")
+    p.add_argument("--description", default="", help="free text stored in the profile")
     p.add_argument("--no-codecs", action="store_true", help="skip codec cost measurement")
     p.add_argument("--out", required=True, help="profile YAML to write, e.g. nodes/mypi.yaml")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out profile")
     p.set_defaults(func=_profile)

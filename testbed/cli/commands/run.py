@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from typing import Any
+
+from testbed.cli.help import example
 
 __all__ = ["register"]
 
@@ -24,12 +27,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text(result.summary))
     else:
-        print(format_summary(result.summary, result.queues))
+        print(format_summary(result.summary))
+        print()
+        print(station_text(result.queues))
         if args.out:
             print(f"\nwrote {args.out}/requests.parquet, summary.json, queues.csv, scenario.yaml")
     for line in format_warnings(result.summary):  # stderr: --json keeps stdout pure JSON
         print(line, file=sys.stderr)
     return 0
+
+
+def station_text(queues: Any) -> str:
+    """The station table (``queues.csv``) under a header saying what its columns count."""
+    return ("stations, time-weighted over the window: *_mean and in_station_peak / open_at_end in requests, "
+            "busy_servers_mean in servers, utilisation = busy_servers_mean / servers (0..1)\n"
+            + queues.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -49,7 +61,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a scenario (the built-in default when no FILE is given)")
+    p = sub.add_parser("run", help="run a scenario (the built-in default when no FILE is given)",
+                       description="Simulate a scenario once and print its summary (keys ending _s in seconds) "
+                                   "and station table; warnings (overload, unfinished requests, a short "
+                                   "warm-up) go to stderr.",
+                       epilog=example("testbed run scenarios/queueing.yaml --out runs/q1 "
+                                      "--set link.datarate='2 MB/s'"))
     p.add_argument("file", nargs="?", help="scenario YAML file")
     p.add_argument("--out", help="directory for requests.parquet, summary.json, queues.csv, scenario.yaml")
     p.add_argument("--set", action="append", metavar="PATH=VALUE",
@@ -58,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
-    v = sub.add_parser("validate", help="check a scenario file and report the first problem")
-    v.add_argument("file")
-    v.add_argument("--set", action="append", metavar="PATH=VALUE")
+    v = sub.add_parser("validate", help="check a scenario file and report the first problem",
+                       epilog=example("testbed validate scenarios/queueing.yaml"))
+    v.add_argument("file", help="scenario YAML file")
+    v.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
     v.set_defaults(func=_validate)

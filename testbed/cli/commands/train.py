@@ -12,8 +12,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from testbed.cli.help import HelpFormatter, example
+from testbed.cli.progress import enabled, ticking
+
 __all__ = ["LazyHelp", "build_parser", "check_common", "register", "run"]
 
+_EXAMPLE = example("testbed train qcnet --out runs/qcnet.pt --split layer1 --epochs 5")
 _COMMON = ("out", "model", "weights", "split", "dataset", "limit", "seed", "device", "threads")
 
 
@@ -32,7 +36,8 @@ class LazyHelp(argparse.Action):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", add_help=False, help="train or calibrate a research method "
-                              "(`testbed train --help` lists them)", usage="testbed train METHOD [options]")
+                              "(`testbed train --help` lists them)", usage="testbed train METHOD [options]",
+                              epilog=_EXAMPLE)
     p.add_argument("-h", "--help", action=LazyHelp, build=build_parser)
     p.add_argument("method", nargs="?", help="a registered research method")
     p.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -47,13 +52,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="",
                    help="tiny_resnet: a `testbed train base` checkpoint (default: train one in process); "
                         "torchvision: DEFAULT, a weights name or a checkpoint path")
-    p.add_argument("--split", default="layer1", help="split point (default layer1)")
+    p.add_argument("--split", default="layer1", help="split point")
     p.add_argument("--dataset", default="digits",
                    help="digits, imagefolder:PATH, or tabular:NAME|CSV for softquant (breast_cancer, wine, iris)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of data splits and training")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress line (it is shown only when stderr is a terminal)")
 
 
 def _method_options(p: argparse.ArgumentParser) -> None:
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lines = "\n".join(f"  {name:12s} {m.title}" for name, m in METHODS.items())
     p = argparse.ArgumentParser(
-        prog="testbed train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="testbed train", formatter_class=HelpFormatter, epilog=_EXAMPLE,
         description="Train/calibrate one research method on a split model and write a checkpoint that a "
                     "scenario's codec chain can reference. Runs on CUDA when available, else the CPU.\n\n"
                     f"methods:\n{lines}")
@@ -114,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
     if args.method is None:
         full.error("the following arguments are required: METHOD")
     ns = vars(full.parse_args([args.method, *args.argv]))
+    quiet = ns.pop("quiet")
     check_common(ns)
     refuse_existing_file(ns["out"], ns.pop("force"))  # before the training spends its time
     opts = TrainOptions(**{k: ns.pop(k) for k in _COMMON})
     method = ns.pop("method")
-    print(json.dumps(train_method(method, opts, ns), indent=2, default=str))
+    with ticking(enabled(argparse.Namespace(quiet=quiet)), f"train {method}"):
+        summary = train_method(method, opts, ns)
+    print(json.dumps(summary, indent=2, default=str))
     return 0
