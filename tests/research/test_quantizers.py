@@ -48,7 +48,7 @@ def test_augq_stage_roundtrip_and_weights(tmp_path: Path, task: SplitTask) -> No
     payloads = chain.encode(feats)
     assert payloads == chain.encode(feats)
     assert all(len(read_frame(p).body) == 32 * 8 * 8 * 2 // 8 for p in payloads)
-    out = decode_payloads(payloads)
+    out = decode_payloads(payloads, chain, tuple(feats.shape[1:]))  # learned stages: the receiver's chain
     assert out.shape == feats.shape
     err_augq = (out - feats).pow(2).mean()
     uni = decode_payloads(parse_chain([{"quantize": {"bits": 2, "granularity": "channel"}}]).encode(feats))
