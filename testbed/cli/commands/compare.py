@@ -18,7 +18,11 @@ def _compare(args: argparse.Namespace) -> int:
         print(json_text(r))
         return 0
     a, b = args.label_a, args.label_b
-    print(f"completed: {a} {r['completed_a']}, {b} {r['completed_b']}")
+    for name, side in ((a, "a"), (b, "b")):
+        share = r[f"unfinished_share_{side}"]
+        print(f"{name}: {r[f'completed_{side}']:,} of {r[f'created_{side}']:,} requests created in the window "
+              f"completed; not completed (dropped, timed out or in flight) {share:.1%}")
+    print("percentiles over completed requests:")
     print(f"{'':>5} {a:>11} {b:>11} {'diff':>9} {'rel':>7}")
     for name, p in r["percentiles"].items():
         print(f"{name:>5} {p['a_s'] * 1e3:>8.2f} ms {p['b_s'] * 1e3:>8.2f} ms {p['diff_s'] * 1e3:>+6.2f} ms "
