@@ -33,6 +33,12 @@ def _answers(df: pd.DataFrame, img: pd.DataFrame, pred: np.ndarray, valid: np.nd
     return out
 
 
+def _agree_top5(img: pd.DataFrame, idx: np.ndarray, valid: np.ndarray, top5: np.ndarray) -> np.ndarray:
+    """1.0 where the unsplit model's answer is among ``top5`` (``[N, 5]``), NaN where not ``valid``."""
+    ref = _column(img, "reference", idx, valid, -1)
+    return np.where(valid, (top5 == ref[:, None]).any(axis=1).astype(float), math.nan)
+
+
 def add_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
     """Records with ``correct`` (prediction equals label; NaN where unlabelled), ``agree`` (prediction
     equals the unsplit model's), ``agree_top5`` (the unsplit model's answer among the split model's
@@ -42,21 +48,22 @@ def add_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
     valid = idx >= 0
     pred = _column(img, "prediction", idx, valid, -1)
     out = _answers(df, img, pred, valid)
-    ref = _column(img, "reference", idx, valid, -1)
     top5 = np.stack([_column(img, f"top5_{j}", idx, valid, -2) for j in range(5)], axis=1)
-    out["agree_top5"] = np.where(valid, (top5 == ref[:, None]).any(axis=1).astype(float), math.nan)
+    out["agree_top5"] = _agree_top5(img, idx, valid, top5)
     return out
 
 
 def add_live_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
-    """Records of an emulation (with the live server's ``prediction`` per request) with ``correct``
-    and ``agree`` as :func:`add_outcomes` gives them, and ``cached_prediction`` (the pipeline's answer
-    for the same image, which the emulated answer should equal)."""
+    """Records of an emulation (with the live server's ``prediction`` and ``top5_0`` .. ``top5_4``
+    per request; -1 where unanswered) with ``correct``, ``agree`` and ``agree_top5`` as
+    :func:`add_outcomes` gives them, and ``cached_prediction`` (the pipeline's answer for the same
+    image, which the emulated answer should equal)."""
     img = table.images.set_index("image")
     idx = df["image"].to_numpy()
     pred = df["prediction"].to_numpy()
     valid = (idx >= 0) & (pred >= 0)
     out = _answers(df, img, pred.astype(float), valid)
-    out["agree_top5"] = math.nan  # the live server returns its top-1 answer only
+    top5 = np.stack([df[f"top5_{j}"].to_numpy(dtype=float) for j in range(5)], axis=1)
+    out["agree_top5"] = _agree_top5(img, idx, valid, top5)
     out["cached_prediction"] = np.where(idx >= 0, img["prediction"].to_numpy()[np.clip(idx, 0, None)], -1)
     return out

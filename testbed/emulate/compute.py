@@ -8,6 +8,7 @@ scenario's point, its codec chain, and on the server the tail a learned codec br
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from testbed.config.resolve import Resolved
 from testbed.config.schema import Scenario
 from testbed.errors import ConfigError
 
-__all__ = ["NodeCompute", "ServerCompute", "check_emulable"]
+__all__ = ["NodeCompute", "ServerCompute", "answers_of", "check_emulable", "top1_first"]
 
 _DISCIPLINES = ("shared_fifo", "fair_share")
 
@@ -70,6 +71,33 @@ class NodeCompute:
             return self.chain.encode(features)[0]
 
 
+def answers_of(model: str) -> Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The pipeline's own answer rule for ``model`` (:meth:`SplitPipeline.answers
+    <testbed.split.pipeline.SplitPipeline.answers>`: top-1, top-5 ``[N, 5]`` padded with -1, confidence),
+    bound to the model's spec without loading the model a second time."""
+    from testbed.split.models import get_spec
+    from testbed.split.pipeline import SplitPipeline
+
+    shell = SplitPipeline.__new__(SplitPipeline)  # answers() reads only the spec (the task)
+    shell.spec = get_spec(model)
+    return shell.answers
+
+
+def top1_first(top1: np.ndarray, top5: np.ndarray) -> np.ndarray:
+    """``[N, 5]``: each image's top-1 answer, then its other best classes in order (-1 padded).
+
+    The pipeline's top-1 is ``argmax`` and its top-5 ``topk``; they agree on the best class except on
+    exact ties, and a detector has a top-1 label but no top-5 (all -1). Leading with the top-1 keeps
+    the wire's ``top5[0]`` equal to the pipeline's prediction and the set equal to its top-5
+    whenever the top-1 is among them (so detectors answer ``[label, -1, -1, -1, -1]``).
+    """
+    out = np.full((len(top1), 5), -1, dtype=np.int64)
+    for i, (best, row) in enumerate(zip(top1.tolist(), top5.tolist(), strict=True)):
+        ranked = [best, *(c for c in row if c != best and c >= 0)][:5]
+        out[i, :len(ranked)] = ranked
+    return out
+
+
 class ServerCompute:
     """Decode payloads (from their own headers) and run the tail in batches on ``device``."""
 
@@ -97,6 +125,7 @@ class ServerCompute:
         with torch.inference_mode():
             self.shape = tuple(head(torch.zeros(1, 3, crop, crop)).shape[1:])
         self.tail = copy.deepcopy(tail).to(self.device) if self.device.type != "cpu" else tail
+        self.answers = answers_of(sc.model.name)
 
     def decode(self, payload: bytes) -> Any:
         """One payload to a feature tensor ``[1, ...]`` with the scenario's own codec chain, bounded by
@@ -106,11 +135,13 @@ class ServerCompute:
         return decode_payloads([payload], self.chain, self.shape).float()
 
     def run_tail(self, features: list[Any]) -> np.ndarray:
-        """Top-1 class per request of a batch (all from one chain and shape)."""
+        """The five best classes ``[N, 5]`` per request of a batch (all from one chain and shape), top-1
+        first, as the pipeline answers (:func:`top1_first`; -1 where none)."""
         torch = self.torch
         with torch.inference_mode():
             x = torch.cat(features).to(self.device)
             out = self.tail(x)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            return out.argmax(dim=1).cpu().numpy()
+            top1, top5, _ = self.answers(out)
+            return top1_first(np.asarray(top1), np.asarray(top5))

@@ -30,7 +30,7 @@ from testbed.emulate.clock import sleep_until
 from testbed.emulate.nominal import Kind, NodeEvent, node_events
 from testbed.emulate.responses import ResponseReader
 from testbed.emulate.shaper import LinkShaper
-from testbed.emulate.wire import pack_request
+from testbed.emulate.wire import TOP_K, pack_request
 from testbed.streams import EMULATION, link_stream, node_stream, stream
 
 __all__ = ["Fleet", "FleetConfig"]
@@ -209,12 +209,15 @@ class Fleet:
         self.rec.tx_end_s[rid] = self.rel(end)
 
     def records(self) -> pd.DataFrame:
-        """The records as the simulator writes them (plus ``prediction`` for model scenarios)."""
+        """The records as the simulator writes them, plus for model scenarios the live server's answers:
+        ``prediction`` (top-1) and ``top5_0`` .. ``top5_4`` (its five best classes; -1 where none)."""
         names = tuple(g.name or f"group{i}" for i, g in enumerate(self.sc.fleet))
         df = self.rec.to_frame(names, (self.sc.warmup, self.sc.duration)).copy()
         if self.sc.model is not None:
-            pred = np.full(len(df), -1, dtype=np.int64)
-            for rid, p in self.responses.prediction.items():
-                pred[rid] = p
-            df["prediction"] = pred
+            top5 = np.full((len(df), TOP_K), -1, dtype=np.int64)
+            for rid, t in self.responses.top5.items():
+                top5[rid] = t
+            df["prediction"] = top5[:, 0]
+            for j in range(TOP_K):
+                df[f"top5_{j}"] = top5[:, j]
         return df

@@ -29,7 +29,7 @@ class ResponseReader:
     def __init__(self, rec: Records, rel: Callable[[float], float], stats: dict[str, Any],
                  kernel_latency: float | None = None) -> None:
         self.rec, self.rel, self.stats, self.kernel_latency = rec, rel, stats, kernel_latency
-        self.prediction: dict[int, int] = {}
+        self.top5: dict[int, tuple[int, ...]] = {}  # per answered request: its five best classes
         self.open = 0
         self._rid: dict[tuple[int, int], int] = {}
         self._all_done = asyncio.Event()
@@ -85,7 +85,7 @@ class ResponseReader:
             rec.result_bytes[rid] = len(r.result)
             rec.batch_size[rid] = r.batch_size
             rec.gpu[rid] = r.gpu
-            self.prediction[rid] = r.prediction
+            self.top5[rid] = r.top5
         else:
             rec.finished_s[rid] = rel(end)
         self.finish_one()

@@ -3,8 +3,8 @@
 Each connection is read by its own task. A request is decoded (the real codec when the scenario
 has a model; its charge is padded with sleep), queued, and batched by the simulator's own policy
 (:class:`testbed.core.policy.Batcher` through :class:`testbed.emulate.batching.LiveBatcher`). A batch runs the real tail (GPU when present, else
-the CPU) and is padded to the server profile's charge; each result goes back through the
-downlink shaper to the connection it came from. A malformed, truncated or oversized frame, or a
+the CPU) and is padded to the server profile's charge; each result (with the split model's five
+best classes) goes back through the downlink shaper to the connection it came from. A malformed, truncated or oversized frame, or a
 client leaving mid-frame, closes that connection and adds an error record; nothing else changes.
 
 :mod:`testbed.emulate.serve` builds its configuration from a resolved scenario and runs it as a
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,7 @@ from testbed.emulate.wire import (
     MAX_FRAME,
     OK,
     TIMED_OUT,
+    TOP_K,
     FrameError,
     pack_response,
     read_frame,
@@ -257,12 +258,12 @@ class EdgeServer:
     async def _run_batch(self, gpu: int, batch: list[_Pending], ready: float, start: float) -> None:
         loop = asyncio.get_running_loop()
         charge = self.cfg.batch_time(len(batch))
-        preds = np.full(len(batch), -1)
+        answers = np.full((len(batch), TOP_K), -1)  # per request its five best classes (-1: none)
         try:
             if self.cfg.compute is not None:
                 t0 = loop.time()
-                preds = await loop.run_in_executor(self._gpu_pools[gpu], self.cfg.compute.run_tail,
-                                                   [p.features for p in batch])
+                answers = await loop.run_in_executor(self._gpu_pools[gpu], self.cfg.compute.run_tail,
+                                                     [p.features for p in batch])
                 spent = loop.time() - t0
                 self.stats["tail_compute_s"] += spent
                 if spent > charge:
@@ -271,14 +272,14 @@ class EdgeServer:
             await sleep_until(start + charge)
         finally:
             end = loop.time()
-            for p, pred in zip(batch, preds.tolist()):
+            for p, top5 in zip(batch, answers.tolist()):
                 p.features = None
-                self._respond(p, OK, end, (ready, start, end), len(batch), gpu, int(pred))
+                self._respond(p, OK, end, (ready, start, end), len(batch), gpu, top5)
             self.batcher.finish(gpu)
 
     # -- responses ------------------------------------------------------------------------------
     def _respond(self, p: _Pending, status: int, at: float, batch: tuple[float, float, float] | None = None,
-                 size: int = 0, gpu: int = -1, prediction: int = -1) -> None:
+                 size: int = 0, gpu: int = -1, top5: Sequence[int] = ()) -> None:
         if p.conn is not None:
             p.conn.release()
         ready, start, end = batch if batch is not None else (math.nan, math.nan, at)
@@ -286,7 +287,7 @@ class EdgeServer:
         stamps = (p.arrival, p.queued, ready, start, end)
 
         def make(t: float) -> bytes:
-            return pack_response(status, p.node, p.request, (*stamps, t), size, gpu, prediction, result)
+            return pack_response(status, p.node, p.request, (*stamps, t), size, gpu, top5, result)
 
         self._spawn(self._send(p, make))
 

@@ -6,11 +6,14 @@ Request (node -> server), header ``>4sBBHII`` (16 bytes)::
 
     magic b"TBE1" | kind 1 | flags 0 | reserved 0 | node u32 | request u32 | payload (codec wire format)
 
-Response (server -> node), header ``>4sBBHII6dhbi`` (70 bytes), then the result bytes::
+Response (server -> node), header ``>4sBBHII6dhb5i`` (87 bytes), then the result bytes::
 
     magic | kind 2 | status (0 ok, 1 dropped at server, 2 timed out, 3 bad payload) | reserved | node | request
     | server_arrival, queued, batch_ready, batch_start, batch_end, downlink_start (CLOCK_MONOTONIC seconds)
-    | batch_size i16 | gpu i8 | prediction i32 (-1 when none)
+    | batch_size i16 | gpu i8 | top5 5 x i32 (the split model's five best classes, best first; -1 where none)
+
+The top-1 answer is ``top5[0]`` (:attr:`Response.prediction`; -1 when none: not answered, or a
+detector that found nothing).
 
 A frame longer than ``max_frame``, shorter than its header, with a wrong magic or kind, or cut
 short by a disconnect raises :class:`FrameError`.
@@ -19,8 +22,9 @@ short by a disconnect raises :class:`FrameError`.
 from __future__ import annotations
 
 import asyncio
+import operator
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "REQUEST",
     "RESPONSE",
     "TIMED_OUT",
+    "TOP_K",
     "FrameError",
     "Request",
     "Response",
@@ -51,7 +56,10 @@ OK, DROPPED, TIMED_OUT, BAD_PAYLOAD = 0, 1, 2, 3
 
 _LEN = struct.Struct(">I")
 _REQ = struct.Struct(">4sBBHII")
-_RESP = struct.Struct(">4sBBHII6dhbi")
+TOP_K = 5
+"""Classes a response carries, best first (-1 past the last one)."""
+_RESP = struct.Struct(f">4sBBHII6dhb{TOP_K}i")
+_I32 = (-(1 << 31), (1 << 31) - 1)
 
 
 class FrameError(Exception):
@@ -73,8 +81,13 @@ class Response:
     stamps: tuple[float, float, float, float, float, float]
     batch_size: int
     gpu: int
-    prediction: int
+    top5: tuple[int, int, int, int, int]
     result: bytes
+
+    @property
+    def prediction(self) -> int:
+        """The top-1 answer (-1 when none)."""
+        return self.top5[0]
 
 
 def frame(body: bytes) -> bytes:
@@ -97,10 +110,25 @@ def unpack_request(body: bytes) -> Request:
     return Request(node, request, body[_REQ.size:])
 
 
+def _top5(top5: Sequence[int]) -> list[int]:
+    """``top5`` as exactly :data:`TOP_K` i32 values: truncated, or padded with -1."""
+    out = []
+    for v in list(top5)[:TOP_K]:
+        try:
+            i = operator.index(v)
+        except TypeError:
+            raise ValueError(f"top5: {v!r} is not an integer class") from None
+        if not _I32[0] <= i <= _I32[1]:
+            raise ValueError(f"top5: {i} does not fit a signed 32-bit integer")
+        out.append(i)
+    return out + [-1] * (TOP_K - len(out))
+
+
 def pack_response(status: int, node: int, request: int, stamps: tuple[float, ...], batch_size: int,
-                  gpu: int, prediction: int, result: bytes) -> bytes:
-    """A complete response frame (length prefix included)."""
-    return frame(_RESP.pack(MAGIC, RESPONSE, status, 0, node, request, *stamps, batch_size, gpu, prediction)
+                  gpu: int, top5: Sequence[int], result: bytes) -> bytes:
+    """A complete response frame (length prefix included); ``top5`` is the split model's best classes,
+    best first, truncated or padded with -1 to five (``[]`` when there is no answer)."""
+    return frame(_RESP.pack(MAGIC, RESPONSE, status, 0, node, request, *stamps, batch_size, gpu, *_top5(top5))
                  + result)
 
 
@@ -112,7 +140,8 @@ def unpack_response(body: bytes) -> Response:
     if magic != MAGIC or kind != RESPONSE:
         raise FrameError(f"not a response frame (magic {magic!r}, kind {kind})")
     stamps = tuple(float(x) for x in rest[:6])
-    return Response(status, node, request, stamps, int(rest[6]), int(rest[7]), int(rest[8]),  # type: ignore[arg-type]
+    top5 = tuple(int(x) for x in rest[8:8 + TOP_K])
+    return Response(status, node, request, stamps, int(rest[6]), int(rest[7]), top5,  # type: ignore[arg-type]
                     body[_RESP.size:])
 
 

@@ -34,11 +34,35 @@ def test_per_request_agreement_columns() -> None:
     assert out["correct"].isna().all()  # unlabelled
 
 
-def test_live_answers_keep_top1_and_confidence_not_top5() -> None:
-    df = pd.DataFrame({"image": [0, 1], "prediction": [7, 5]})
+def _live(image: list[int], top5: list[list[int]]) -> pd.DataFrame:
+    """Emulated records: the live server's five best per request (-1 padded), top-1 first."""
+    df = pd.DataFrame({"image": image, "prediction": [t[0] for t in top5]})
+    for j in range(5):
+        df[f"top5_{j}"] = [t[j] for t in top5]
+    return df
+
+
+def test_live_answers_carry_top1_top5_and_confidence() -> None:
+    df = _live([0, 1, 2, 1, 2, -1], [[7, 1, 2, 4, 5], [5, 3, 6, 0, 2], [9, 8, 1, 2, 4], [3, 4, -1, -1, -1],
+                                     [-1] * 5, [-1] * 5])
     out = add_live_outcomes(df, _table())
-    assert out["agree"].tolist() == [1.0, 1.0] and out["confident"].tolist() == [1.0, 1.0]
-    assert out["agree_top5"].isna().all() and out["cached_prediction"].tolist() == [7, 3]
+    assert out["agree"].tolist()[:4] == [1.0, 1.0, 0.0, 0.0] and out["confident"].tolist()[:4] == [1.0, 1.0, 0.0, 1.0]
+    # the unsplit model's answer among the live five best: as add_outcomes computes it from the table
+    assert out["agree_top5"].tolist()[:4] == [1.0, 1.0, 0.0, 0.0]
+    assert out.iloc[4:][["agree", "agree_top5", "confident"]].isna().all().all()  # unanswered; no image
+    assert out["cached_prediction"].tolist() == [7, 3, 9, 3, 9, -1]
+
+
+def test_live_agree_top5_equals_the_simulated_one_for_the_same_answers() -> None:
+    table = _table()
+    images = [0, 1, 2, 1, 0]
+    rows = table.images.set_index("image").loc[images]
+    live = _live(images, rows[[f"top5_{j}" for j in range(5)]].to_numpy().tolist())
+    live["prediction"] = rows["prediction"].to_numpy()
+    sim = add_outcomes(pd.DataFrame({"image": images}), table)
+    emu = add_live_outcomes(live, table)
+    for col in ("agree", "agree_top5", "confident", "correct"):
+        assert emu[col].equals(sim[col]), col
 
 
 def test_summary_agreement_figures() -> None:

@@ -33,7 +33,7 @@ def _checkpoint(path: Path) -> Path:
 def test_emulated_server_runs_the_finetuned_tail_and_answers_as_the_pipeline(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from testbed.bridge.cache import pipeline_table
-    from testbed.emulate.compute import NodeCompute, ServerCompute
+    from testbed.emulate.compute import NodeCompute, ServerCompute, top1_first
 
     monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
     ckpt = _checkpoint(tmp_path / "qc.pt")
@@ -51,6 +51,8 @@ def test_emulated_server_runs_the_finetuned_tail_and_answers_as_the_pipeline(
     assert any(not torch.equal(base.state_dict()[k], v) for k, v in tuned.items())  # not the base one
     node = NodeCompute(res)
     payloads = [node.encode(node.head_features(i)) for i in range(2)]
-    emulated = server.run_tail([server.decode(p) for p in payloads]).tolist()
+    emulated = server.run_tail([server.decode(p) for p in payloads])
     table = pipeline_table(res.scenario).images.set_index("image")
-    assert emulated == [int(table.loc[i, "prediction"]) for i in range(2)]
+    assert emulated[:, 0].tolist() == [int(table.loc[i, "prediction"]) for i in range(2)]
+    cached = table.loc[[0, 1], [f"top5_{j}" for j in range(5)]].to_numpy()   # and the same five best
+    assert emulated.tolist() == top1_first(table.loc[[0, 1], "prediction"].to_numpy(), cached).tolist()

@@ -37,7 +37,9 @@ def test_real_payloads_round_trip_through_the_live_server(tmp_path: Path) -> Non
     server_compute = ServerCompute(res, "cpu")
     payloads = [node.encode(node.head_features(i)) for i in range(2)]
     with torch.inference_mode():
-        want = [int(server_compute.tail(decode_payloads([p])).argmax(1)) for p in payloads]
+        outs = [server_compute.tail(decode_payloads([p])) for p in payloads]
+    want = [int(o.argmax(1)) for o in outs]
+    want5 = [tuple(o.topk(5, dim=1).indices[0].tolist()) for o in outs]
     corrupt = bytearray(payloads[0])
     corrupt[len(corrupt) // 2] ^= 0xFF   # CRC mismatch: a bad payload answered as such, nothing else
 
@@ -50,8 +52,45 @@ def test_real_payloads_round_trip_through_the_live_server(tmp_path: Path) -> Non
     good, bad = asyncio.run(go())
     assert all(r.status == OK for r in good)
     assert {r.request: r.prediction for r in good} == {i: want[i % 2] for i in range(6)}
+    assert {r.request: r.top5 for r in good} == {i: want5[i % 2] for i in range(6)}  # five best, best first
+    assert all(r.top5 == (-1,) * 5 for r in bad)                                    # no answer: all -1
     assert max(r.batch_size for r in good) > 1          # the tail really ran batched
     assert [r.status for r in bad] == [BAD_PAYLOAD, BAD_PAYLOAD]
+
+
+def test_emulated_top5_agreement_equals_the_cached_pipeline(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model scenario emulated end to end: each answered request carries the live server's five best
+    classes, and its ``agree_top5`` equals the one the simulator joins from the cached pipeline table
+    for the same image, exactly (as ``prediction`` equals ``cached_prediction`` for top-1)."""
+    import math
+
+    import pandas as pd
+
+    from testbed.bridge.cache import pipeline_table
+    from testbed.bridge.outcomes import add_outcomes
+    from testbed.emulate import emulate_scenario
+    from testbed.emulate.compute import top1_first
+    from testbed.run.prepare import prepare_dict
+
+    monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
+    res = prepare_dict({**MODEL_SCENARIO, "duration": "2 s", "drain": "20 s"})  # slack for a loaded machine
+    result = emulate_scenario(res)
+    emu = result.records
+    ok = emu[(emu["status"].astype(str) == "ok") & (emu["image"] >= 0)]
+    assert len(ok) > 0
+    top5 = ok[[f"top5_{j}" for j in range(5)]].to_numpy()
+    assert (top5 >= 0).all() and (top5[:, 0] == ok["prediction"].to_numpy()).all()
+    assert all(len(set(row)) == 5 for row in top5.tolist())                  # five distinct classes
+    assert (ok["prediction"] == ok["cached_prediction"]).all()               # top-1: the pipeline's
+    table = pipeline_table(res.scenario)
+    cached = add_outcomes(pd.DataFrame({"image": ok["image"].to_numpy()}), table)
+    assert ok["agree_top5"].tolist() == cached["agree_top5"].tolist()        # top-5: the pipeline's too
+    images = table.images.set_index("image").loc[ok["image"].to_numpy()]
+    same = top1_first(images["prediction"].to_numpy(), images[[f"top5_{j}" for j in range(5)]].to_numpy())
+    assert (top5 == same).all()                                              # the very same five
+    assert emu.loc[emu["status"].astype(str) != "ok", "agree_top5"].isna().all()  # none where unanswered
+    assert not math.isnan(result.summary["agreement_top5"])                  # the summary reports it
 
 
 def test_emulate_and_compare_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

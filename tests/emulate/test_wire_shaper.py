@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from testbed.emulate.shaper import LinkShaper
@@ -31,11 +32,46 @@ def test_request_and_response_round_trip() -> None:
         body = await read_frame(_reader(frame))
         req = unpack_request(body)
         assert (req.node, req.request, req.payload) == (7, 42, b"payload-bytes")
-        resp = unpack_response(await read_frame(_reader(pack_response(0, 7, 42, (1.0, 2.0, 3.0, 4.0, 5.0, 6.0), 3, 0,
-                                                                       17, b"r" * 64))))
+        top5 = [17, 3, 999, 0, 2**31 - 1]
+        frame = pack_response(0, 7, 42, (1.0, 2.0, 3.0, 4.0, 5.0, 6.0), 3, 0, top5, b"r" * 64)
+        assert len(frame) == 4 + 87 + 64                      # the documented 87-byte header
+        resp = unpack_response(await read_frame(_reader(frame)))
         assert resp.stamps == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
-        assert (resp.batch_size, resp.gpu, resp.prediction, len(resp.result)) == (3, 0, 17, 64)
+        assert (resp.batch_size, resp.gpu, resp.top5, len(resp.result)) == (3, 0, tuple(top5), 64)
+        assert resp.prediction == 17                          # top-1 is top5[0]
     asyncio.run(go())
+
+
+@pytest.mark.parametrize(("top5", "want"), [
+    ([], (-1, -1, -1, -1, -1)),                               # no answer (dropped, timed out, bad payload)
+    ([4, 1], (4, 1, -1, -1, -1)),                             # fewer classes than five: -1 padded
+    (np.array([9, 8, 7, 6, 5, 4, 3]), (9, 8, 7, 6, 5)),       # more than five (numpy ints): truncated
+    ((-1, -1, -1, -1, -1), (-1, -1, -1, -1, -1)),
+    ([-(2**31), 2**31 - 1], (-(2**31), 2**31 - 1, -1, -1, -1)),  # the i32 extremes
+])
+def test_response_top5_is_padded_and_truncated_to_five(top5: object, want: tuple[int, ...]) -> None:
+    resp = unpack_response(pack_response(1, 2, 3, (0.0,) * 6, 1, -1, top5, b"")[4:])  # type: ignore[arg-type]
+    assert resp.top5 == want and resp.prediction == want[0] and resp.result == b""
+
+
+@pytest.mark.parametrize(("top5", "match"), [
+    ([2**31], "signed 32-bit"),
+    ([1, -(2**31) - 1], "signed 32-bit"),
+    ([1.5], "not an integer"),
+    (["3"], "not an integer"),
+    ([None], "not an integer"),
+])
+def test_response_top5_bad_values_are_refused(top5: list[object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        pack_response(0, 0, 0, (0.0,) * 6, 1, 0, top5, b"")  # type: ignore[arg-type]
+
+
+def test_response_shorter_than_its_header_is_refused() -> None:
+    body = pack_response(0, 0, 0, (0.0,) * 6, 1, 0, [1, 2, 3, 4, 5], b"")[4:]
+    with pytest.raises(FrameError, match="shorter than its 87-byte header"):
+        unpack_response(body[:-1])
+    with pytest.raises(FrameError, match="not a response"):
+        unpack_response(b"XXXX" + body[4:])
 
 
 @pytest.mark.parametrize("data,match", [
