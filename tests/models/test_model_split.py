@@ -142,7 +142,7 @@ def test_checkpoint_path_is_loaded_weights_only(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="does not fit ResNet"):
         load_model("resnet18", str(tmp_path / "other.pt"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="cannot read weights file .*junk.pt as a plain state dict"):
+    with pytest.raises(WeightsError, match=r"cannot read weights file .*junk\.pt as a plain state dict"):
         load_model("resnet18", str(tmp_path / "junk.pt"))
     with pytest.raises(ConfigError, match="existing checkpoint file"):
         load_model("resnet18", str(tmp_path / "missing.pt"))
