@@ -42,6 +42,7 @@ __all__ = [
     "STAGE_COLOURS",
     "STAGE_LABELS",
     "Curve",
+    "RunData",
     "breakdown_figure",
     "compare_figures",
     "field_label",
