@@ -73,6 +73,10 @@ CASES = [
     ("compare", ["{d}/run1", "{d}/run2", "--out", "{d}/afile/c"], ["--out", "afile"]),
     ("plot", ["{d}/corrupt"], ["corrupt"]),
     ("plot", ["{d}/missing"], ["missing"]),
+    ("report", ["{d}/corrupt"], ["corrupt"]),
+    ("report", ["{d}/missing"], ["missing"]),
+    ("report", ["{d}/run1", "--out", "{d}/taken.json"], ["--out", "taken.json", "--force"]),
+    ("report", ["{d}/run1", "--out", "{d}/afile/r.html"], ["--out", "afile"]),
     # numeric options of the other commands
     *[("bench", ["--scale", s], ["--scale", v]) for s, v in (("0", "0"), ("nan", "nan"), ("-1", "-1"), ("1e9", "1000000000"))],
     ("models", ["--size", "100000"], ["--size", "100000"]),
