@@ -275,3 +275,21 @@ def test_plot_command(runs: tuple[Path, Path], sweep_dir: Path, capsys: pytest.C
     assert main(["plot", str(sweep_dir), "--dpi", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("error: ") == 2 and "--slo" in err and "--dpi" in err
+
+
+def test_compare_shows_each_runs_unfinished_share(runs: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from testbed.cli import main
+
+    assert main(["compare", str(runs[0]), str(runs[1]), "--out", str(tmp_path / "c"),
+                 "--label-a", "fast", "--label-b", "slow"]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / "c" / "comparison.json").read_text())
+    assert r["unfinished_share_a"] == 0.0 and 0.1 < r["unfinished_share_b"] < 1
+    assert r["completed_b"] < r["created_b"]
+    assert f"slow: {r['completed_b']:,} of {r['created_b']:,}" in out and f"{r['unfinished_share_b']:.1%}" in out
+    cdf = pd.read_csv(tmp_path / "c" / "latency_cdf.csv")
+    top = cdf.groupby("run")["cdf"].max()
+    assert top["fast"] == pytest.approx(1.0) and top["slow"] == pytest.approx(1 - r["unfinished_share_b"])
