@@ -626,6 +626,7 @@ def breakdown_figure(names: Sequence[str], mean: pd.DataFrame, p95: pd.DataFrame
         ax.set_title(title, loc="left")
         ax.grid(axis="y", visible=False)
     axes[-1].set_xlabel(f"latency ({unit})")
+    axes[-1].set_xlim(left=0)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(3, max(1, len(labels))), fontsize=6.5,
                handlelength=1.2, columnspacing=0.8)
