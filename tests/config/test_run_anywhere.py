@@ -54,7 +54,7 @@ def test_validate_run_and_sweep_agree_from_another_directory(project, capsys):
     assert "nestquant_accuracy" in summary and "mean_energy_j" in summary  # modes file and profile power
     assert main(["sweep", scenario, "--out", str(project / "sweep"), "--quiet"]) == 0
     table = pd.read_parquet(project / "sweep" / "summary.parquet")
-    assert list(table["sweep.fleet.0.count"]) == [2, 3]
+    assert list(table["sweep.fleet.0.count"]) == [2, 2, 2, 3, 3, 3]  # 3 replications: a sweep's default
     inputs = json.loads((project / "sweep" / "inputs.json").read_text())
     assert set(inputs) == {str((project / p).resolve()) for p in ("nodes/mycam.yaml", "nestquant/m.json",
                                                                   "trace.csv")} | {str(REPO / "nodes" / "h100.yaml")}
