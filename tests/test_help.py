@@ -12,7 +12,7 @@ from testbed.cli import build_parser
 from testbed.cli.help import HelpFormatter
 
 # the figures engineer's commands get their example with their own changes
-OTHERS_PENDING: set[str] = {"compare"}
+OTHERS_PENDING: set[str] = set()
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from testbed.cli.help import HelpFormatter, example
+
 __all__ = ["register"]
 
 
@@ -34,7 +36,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="compare two runs (simulated vs emulated): CDFs, percentiles, KS, stages")
+    p = sub.add_parser("compare", help="compare two runs (simulated vs emulated): CDFs, percentiles, KS, stages",
+                       description="Compare two runs (usually `testbed run` and `testbed emulate` of one scenario): "
+                                   "latency percentiles, completed and unfinished shares, KS statistic, stage "
+                                   "means, and a CDF figure.",
+                       epilog=example("testbed compare runs/sim10 runs/emu10 --out runs/cmp10"),
+                       formatter_class=HelpFormatter)
     p.add_argument("sim_dir", help="--out folder of testbed run (the reference)")
     p.add_argument("emu_dir", help="--out folder of testbed emulate")
     p.add_argument("--out", help="folder for latency_cdf.png/.csv and comparison.json (default EMU_DIR/compare)")
