@@ -668,8 +668,9 @@ def _utilisation_figure(sw: _Sweep) -> Figure:
         ax.axhline(1.0, color="0.5", lw=0.6, ls="--")
     axes[0].set_ylabel("utilisation (share of time busy)")
     axes[0].set_ylim(0, 1.08)
-    if sw.series:
-        axes[0].legend(title=sw.label(sw.series, unit=False), loc="upper left")
+    if sw.series:  # beside the last panel, clear of the points and their labels
+        axes[-1].legend(title=sw.label(sw.series, unit=False), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                        borderaxespad=0.0, frameon=False)
     if sw.x is not None:
         fig.suptitle(f"points labelled with {sw.label(sw.x)}", fontsize=6.5)
     return fig
@@ -854,9 +855,10 @@ def timeline_figure(run: RunData) -> tuple[Figure, Table]:
     top.set_ylim(bottom=0)
     top.legend(ncol=4, loc="upper left", fontsize=6, handlelength=1.2, columnspacing=0.8)
     bottom.set_ylabel("busy share")
-    bottom.set_ylim(0, 1.08)
+    bottom.set_ylim(0, 1.3)  # headroom above full utilisation for the legend, clear of the lines
+    bottom.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     bottom.set_xlabel(f"time (s; bins of {width:g} s; grey: warm-up{', drain' if end > t1 else ''})")
-    bottom.legend(ncol=3, loc="lower right", fontsize=6, handlelength=1.2, columnspacing=0.8)
+    bottom.legend(ncol=3, loc="upper center", fontsize=6, handlelength=1.2, columnspacing=0.8, frameon=False)
     top.set_xlim(0, end)
     return fig, table
 
