@@ -145,3 +145,13 @@ def test_capacity_prints_units_and_the_warnings_of_the_run_at_capacity(tmp_path,
     (line,) = err.strip().splitlines()   # no progress bar: stderr is not a terminal
     assert line.startswith("warning: at capacity fleet.0.count=")
     assert line.endswith(": warm-up shorter than MSER-5 suggests")
+
+
+def test_a_fleet_too_slow_even_alone_names_no_saturated_station():
+    # one node whose head alone takes longer than the objective: nothing is saturated
+    raw = small()
+    raw["fleet"][0].update(head="150 ms", encode="1 ms", payload="1 kB",
+                           arrivals={"kind": "poisson", "rate": "1/s"})
+    (result,) = capacity_search(raw, parse_slo("p95 < 100 ms"), start=1, limit=4)
+    assert result.capacity == 0
+    assert result.saturating_station.startswith("none saturated at 1 node(s); busiest: ")

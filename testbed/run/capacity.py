@@ -154,8 +154,11 @@ def capacity_search(raw: dict[str, Any], slo: Slo, field: str = "fleet.0.count",
         lo, hi = search.bisect(max(1, start), limit)
         cache = search.cache
         fail_util = cache[hi].utilisation if hi is not None else (cache[lo].utilisation if lo else {})
+        station = saturating(fail_util)
+        if not lo and fail_util and max(fail_util.values()) < 0.5:  # missed with no station even half busy
+            station = f"none saturated at {max(1, start)} node(s); busiest: {station}"
         results.append(CapacityResult(values, lo, cache[lo].value if lo else math.nan, hi,
-                                      cache[hi].value if hi is not None else math.nan, saturating(fail_util),
+                                      cache[hi].value if hi is not None else math.nan, station,
                                       fail_util, len(cache), list(cache[lo].warnings) if lo else []))
     return results
 
