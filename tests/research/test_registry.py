@@ -21,7 +21,8 @@ from testbed.research.train import train_method
 from testbed.split.codecs import CODECS, parse_chain
 
 PAPERS = {"autoencoder": "10.1109/ACCESS.2025.3579107", "qcnet": "10.1109/ACCESS.2025.3627072",
-          "softquant": "2603.05172", "augq": "Applied Intelligence 2025", "nestquant": "2506.17870"}
+          "softquant": "2603.05172", "augq": "Applied Intelligence 2025", "nestquant": "2506.17870",
+          "groupnl": "2506.12335"}
 
 
 def test_registry_lists_the_five_methods_and_the_baseline() -> None:
@@ -34,7 +35,7 @@ def test_registry_lists_the_five_methods_and_the_baseline() -> None:
 
 
 def test_unknown_method_lists_the_registry(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="augq, autoencoder, base, nestquant, qcnet, softquant") as info:
+    with pytest.raises(ConfigError, match="augq, autoencoder, base, groupnl, nestquant, qcnet, softquant") as info:
         train_method("jpeg", TrainOptions(out=str(tmp_path / "x.pt")))
     assert info.value.path == "method"
 
@@ -122,5 +123,6 @@ def test_the_codec_kit_loads_without_its_plug_ins() -> None:
 
 def test_entry_point_loads_every_method_module_once() -> None:
     before = len(CODECS)
-    assert testbed.research.methods.load_all() == ["augq", "autoencoder", "base", "nestquant", "qcnet", "softquant"]
+    assert testbed.research.methods.load_all() == ["augq", "autoencoder", "base", "groupnl", "nestquant", "qcnet",
+                                                  "softquant"]
     assert len(CODECS) == before  # a second load registers nothing twice
