@@ -1,0 +1,301 @@
+"""Which split point and codec to deploy: a search under the scenario's own contention.
+
+For every split point x codec chain (x bit width) the optimiser
+
+1. **screens** the configuration with one short run of a single node per fleet group: the real per-frame
+   payload bytes and agreement (from the cached pipeline), the node's busy share, and the uplink's busy
+   share per node. Scaled to the scenario's fleet, a configuration whose uplink or node CPU would be busy
+   more than ``max_utilisation`` of the time, or whose agreement is below the floor, cannot meet the
+   objective and is pruned (the reason is kept). Scaling one node's uplink share by the fleet size is
+   exact for the offered load of identical nodes; with several groups it assumes their nodes load the
+   link alike.
+2. **simulates** the survivors with the scenario's replications (common random numbers) and keeps their
+   latency percentiles (completed and all-requests), agreement, node energy and utilisations;
+3. **chooses** the best configuration that meets every constraint for the objective, and marks the Pareto
+   front of agreement against p95 latency.
+
+Pure functions (enumeration, screening arithmetic, constraint checks, the Pareto front and the choice)
+are separate from the runs, so they are tested on their own.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from testbed.config.load import apply_overrides
+from testbed.errors import ConfigError
+from testbed.run.capacity import Slo, parse_slo
+from testbed.run.prepare import prepare_dict
+from testbed.run.sweep import replication_seed
+
+__all__ = [
+    "OBJECTIVES",
+    "Config",
+    "Objective",
+    "OptimizeResult",
+    "choose",
+    "configs",
+    "meets",
+    "optimize",
+    "pareto_front",
+    "parse_objective",
+    "screen",
+]
+
+OBJECTIVES = {
+    "max-agreement": ("agreement", True),
+    "min-p95": ("latency_p95_all_s", False),
+    "min-payload": ("mean_payload_bytes", False),
+    "min-energy": ("mean_energy_j", False),
+}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What to optimise: ``metric`` (a summary key) and its direction."""
+
+    name: str
+    metric: str
+    maximise: bool
+
+
+def parse_objective(text: str) -> Objective:
+    if text not in OBJECTIVES:
+        raise ConfigError("--objective", text, f"one of {', '.join(OBJECTIVES)}")
+    metric, up = OBJECTIVES[text]
+    return Objective(text, metric, up)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One candidate: a split point and a codec chain (scenario form)."""
+
+    split: str
+    codec: tuple[dict[str, Any], ...]
+
+    @property
+    def label(self) -> str:
+        parts = []
+        for stage in self.codec:
+            ((name, params),) = stage.items()
+            args = ",".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+            parts.append(f"{name}({args})" if args else name)
+        return f"{self.split} / {' + '.join(parts) or 'float32'}"
+
+
+def configs(splits: Sequence[str], codecs: Sequence[Sequence[dict[str, Any]]],
+            bits: Sequence[int] = ()) -> list[Config]:
+    """Every split x codec chain; a chain with a ``quantize`` stage is repeated for each of ``bits``."""
+    out: list[Config] = []
+    for split in dict.fromkeys(splits):
+        for chain in codecs:
+            has_q = any("quantize" in stage for stage in chain)
+            variants = [chain] if not bits or not has_q else [
+                [{n: ({**(p or {}), "bits": b} if n == "quantize" else p) for n, p in stage.items()}
+                 for stage in chain] for b in bits]
+            for v in variants:
+                c = Config(split, tuple(copy.deepcopy(s) for s in v))
+                if c not in out:
+                    out.append(c)
+    return out
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What one node per group predicts for the whole fleet."""
+
+    agreement: float | None
+    payload_bytes: float
+    node_utilisation: float
+    uplink_utilisation: float  # predicted for the scenario's fleet
+    reason: str | None  # why the configuration cannot meet the objective (None: keep it)
+
+
+def screen(probe: dict[str, Any], probe_nodes: int, nodes: int, min_agreement: float | None,
+           max_utilisation: float = 1.0) -> Screen:
+    """Scale a probe summary (``probe_nodes`` nodes) to ``nodes`` and say whether it can be feasible."""
+    agree = probe.get("agreement")
+    link = float(probe.get("link_utilisation") or 0.0) * nodes / max(1, probe_nodes)
+    node = float(probe.get("node_utilisation") or 0.0)
+    reason = None
+    if min_agreement is not None and (agree is None or agree < min_agreement):
+        reason = f"agreement {agree if agree is None else round(agree, 3)} < {min_agreement}"
+    elif node >= max_utilisation:
+        reason = f"node CPU busy {node:.2f} >= {max_utilisation:g}"
+    elif link >= max_utilisation:
+        reason = f"uplink busy {link:.2f} >= {max_utilisation:g} with {nodes} nodes"
+    return Screen(agree, float(probe.get("mean_payload_bytes") or 0.0), node, link, reason)
+
+
+def meets(row: dict[str, Any], slo: Slo | None, min_agreement: float | None) -> bool:
+    """True when a simulated row meets the latency objective (unfinished and dropped requests count as
+    infinitely late) and the agreement floor."""
+    if slo is not None:
+        value = row.get(f"latency_{slo.metric}_all_s") if slo.metric != "mean" else row.get("latency_mean_s")
+        if value is None or not math.isfinite(value) or not slo.met(value):
+            return False
+    if min_agreement is not None:
+        agree = row.get("agreement")
+        if agree is None or agree < min_agreement:
+            return False
+    return True
+
+
+def _value(row: dict[str, Any], metric: str) -> float:
+    v = row.get(metric)
+    return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else math.nan
+
+
+def choose(rows: Sequence[dict[str, Any]], objective: Objective) -> dict[str, Any] | None:
+    """The feasible row best for ``objective`` (ties: smaller payload, then p95, then first)."""
+    ok = [r for r in rows if r.get("feasible") and not math.isnan(_value(r, objective.metric))]
+    if not ok:
+        return None
+    sign = -1.0 if objective.maximise else 1.0
+    return min(ok, key=lambda r: (sign * _value(r, objective.metric), _value(r, "mean_payload_bytes"),
+                                  _value(r, "latency_p95_all_s")))
+
+
+def pareto_front(points: Iterable[tuple[float, float]]) -> list[bool]:
+    """For (agreement, p95) pairs: True where no other point has agreement >= and p95 <= with one strict.
+    NaN points are never on the front."""
+    pts = list(points)
+    out = []
+    for i, (a, t) in enumerate(pts):
+        if math.isnan(a) or math.isnan(t):
+            out.append(False)
+            continue
+        dominated = any(not (math.isnan(b) or math.isnan(u)) and b >= a and u <= t and (b > a or u < t)
+                        for j, (b, u) in enumerate(pts) if j != i)
+        out.append(not dominated)
+    return out
+
+
+@dataclass
+class OptimizeResult:
+    rows: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    objective: Objective
+    slo: Slo | None
+    min_agreement: float | None
+    recommended: dict[str, Any] | None = None  # the scenario (raw mapping) of the best configuration
+    notes: list[str] = field(default_factory=list)
+
+
+_KEEP = ("agreement", "agreement_top5", "mean_payload_bytes", "latency_p50_s", "latency_p95_s", "latency_p99_s",
+         "latency_p95_all_s", "latency_p99_all_s", "latency_mean_s", "latency_p95_s_run_ci_low",
+         "latency_p95_s_run_ci_high", "completed_share", "link_utilisation", "gpu_utilisation", "node_utilisation",
+         "mean_energy_j", "mean_head_s", "mean_encode_s")
+
+
+def _cell(raw: dict[str, Any], c: Config) -> dict[str, Any]:
+    return apply_overrides(raw, {"model.split": c.split, "codec": [dict(s) for s in c.codec]})
+
+
+def _run(raw: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    from testbed.run.runner import run_scenario
+
+    return run_scenario(prepare_dict(raw, base_dir)).summary
+
+
+def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over replications of each kept figure. An all-requests percentile that is infinite (None) in
+    any replication is infinite pooled; other figures average the replications that have them."""
+    out: dict[str, Any] = {}
+    for k in _KEEP:
+        vals = [s.get(k) for s in summaries]
+        known = [float(v) for v in vals if v is not None]
+        if k.endswith("_all_s") and len(known) < len(vals):
+            out[k] = None
+        else:
+            out[k] = float(np.mean(known)) if known else None
+    out["replications"] = len(summaries)
+    out["warnings"] = sorted({w for s in summaries for w in s.get("warnings", [])})
+    return out
+
+
+def _binding(row: dict[str, Any]) -> str:
+    named = {"uplink": row.get("link_utilisation"), "server GPU": row.get("gpu_utilisation"),
+             "node CPU": row.get("node_utilisation")}
+    util: dict[str, float] = {k: float(v) for k, v in named.items() if v is not None}
+    return max(util, key=util.__getitem__) if util else "-"
+
+
+def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objective, slo: Slo | None,
+             min_agreement: float | None, base_dir: Path | None = None, replications: int | None = None,
+             probe_duration: str = "20 s", max_utilisation: float = 1.0, verify_pruned: int = 0,
+             on_step: Callable[[str, Config, dict[str, Any]], None] | None = None) -> OptimizeResult:
+    """Screen every candidate with one node per group, simulate the survivors and choose the best.
+
+    ``raw`` is the scenario mapping (its ``sweep`` is ignored); ``verify_pruned`` simulates that many
+    pruned candidates in full (the first ones, in order) to show they fail."""
+    if raw.get("model") is None:
+        raise ConfigError("model", None, "a model section: the optimiser chooses its split point and codec")
+    if not candidates:
+        raise ConfigError("--split/--codec", [], "at least one split point and one codec chain")
+    base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
+    reps = int(replications if replications is not None else raw.get("replications", 1))
+    if reps < 1:
+        raise ConfigError("--replications", reps, "a positive number of replications")
+    groups = len(base["fleet"])
+    nodes = sum(int(g.get("count", 1)) for g in base["fleet"])
+    for c in candidates:  # every candidate must be a valid scenario before anything runs
+        prepare_dict(_cell(base, c), base_dir)
+    rows: list[dict[str, Any]] = []
+    pruned_sims = 0
+    for c in candidates:
+        cell = _cell(base, c)
+        probe_raw = apply_overrides(cell, {f"fleet.{i}.count": 1 for i in range(groups)})
+        probe_raw = apply_overrides(probe_raw, {"duration": probe_duration, "warmup": "2 s", "drain": "10 s"})
+        probe = _run(probe_raw, base_dir)
+        s = screen(probe, groups, nodes, min_agreement, max_utilisation)
+        row: dict[str, Any] = {"config": c.label, "split": c.split, "codec": list(c.codec),
+                               "screen_agreement": s.agreement, "screen_payload_bytes": s.payload_bytes,
+                               "predicted_uplink_utilisation": s.uplink_utilisation,
+                               "predicted_node_utilisation": s.node_utilisation, "pruned": s.reason}
+        if s.reason is None or pruned_sims < verify_pruned:
+            if s.reason is not None:
+                pruned_sims += 1
+            sums = [_run(apply_overrides(cell, {"seed": replication_seed(int(base.get("seed", 0)), r)}), base_dir)
+                    for r in range(reps)]
+            row.update(_pooled(sums))
+            row["simulated"] = True
+            row["feasible"] = s.reason is None and meets(row, slo, min_agreement)
+            row["meets_when_simulated"] = meets(row, slo, min_agreement)
+            row["binding"] = _binding(row)
+        else:
+            row.update({"simulated": False, "feasible": False, "meets_when_simulated": None, "binding": "-",
+                        "agreement": s.agreement, "mean_payload_bytes": s.payload_bytes})
+        rows.append(row)
+        if on_step:
+            on_step("pruned" if s.reason else "simulated", c, row)
+    front = pareto_front((_value(r, "agreement"), _value(r, "latency_p95_all_s")) if r["simulated"]
+                         else (math.nan, math.nan) for r in rows)
+    for r, f in zip(rows, front):
+        r["pareto"] = f
+    best = choose(rows, objective)
+    result = OptimizeResult(rows, best, objective, slo, min_agreement)
+    if best is not None:
+        rec = _cell(base, next(c for c in candidates if c.label == best["config"]))
+        rec["name"] = f"{base.get('name', 'scenario')}-optimised"
+        rec["replications"] = reps
+        result.recommended = rec
+    bad = [r for r in rows if r["pruned"] and r["simulated"] and r["meets_when_simulated"]]
+    if bad:
+        result.notes.append(f"{len(bad)} pruned configuration(s) met the objective when simulated: "
+                            + ", ".join(r["config"] for r in bad))
+    return result
+
+
+def parse_constraints(slo: str | None, min_agreement: float | None) -> tuple[Slo | None, float | None]:
+    """The ``--slo`` and ``--min-agreement`` options, checked."""
+    if min_agreement is not None and not (math.isfinite(min_agreement) and 0.0 <= min_agreement <= 1.0):
+        raise ConfigError("--min-agreement", min_agreement, "a share from 0 to 1, e.g. 0.9")
+    return (parse_slo(slo) if slo else None), min_agreement

@@ -1,0 +1,111 @@
+"""The optimiser's pure parts (enumeration, screening, constraints, choice, Pareto front) and, on the real
+model, that it finds the optimum an exhaustive search finds and that what it prunes fails when simulated."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from testbed.errors import ConfigError
+from testbed.run.capacity import parse_slo
+from testbed.run.optimize import (
+    Config,
+    choose,
+    configs,
+    meets,
+    optimize,
+    pareto_front,
+    parse_constraints,
+    parse_objective,
+    screen,
+)
+
+
+def test_configs_expand_bits_only_for_quantize_chains_and_drop_duplicates() -> None:
+    out = configs(["stem", "stage4", "stem"], [[{"quantize": {}}, {"zstd": {}}], [{"float16": {}}]], [2, 8])
+    assert [c.split for c in out] == ["stem"] * 3 + ["stage4"] * 3
+    assert [c.codec for c in out[:3]] == [({"quantize": {"bits": 2}}, {"zstd": {}}),
+                                         ({"quantize": {"bits": 8}}, {"zstd": {}}), ({"float16": {}},)]
+    assert out[0].label == "stem / quantize(bits=2) + zstd"
+    assert Config("none", ()).label == "none / float32"
+
+
+def test_screen_scales_one_node_to_the_fleet_and_names_why_it_prunes() -> None:
+    probe = {"agreement": 0.95, "link_utilisation": 0.02, "node_utilisation": 0.3, "mean_payload_bytes": 5e3}
+    ok = screen(probe, probe_nodes=1, nodes=40, min_agreement=0.9)
+    assert ok.reason is None and ok.uplink_utilisation == pytest.approx(0.8)
+    assert "uplink busy 1.00" in str(screen(probe, 1, 50, 0.9).reason)
+    assert "agreement 0.95 < 0.99" in str(screen(probe, 1, 10, 0.99).reason)
+    assert "node CPU" in str(screen({**probe, "node_utilisation": 1.2}, 1, 10, None).reason)
+    two_groups = screen(probe, probe_nodes=2, nodes=40, min_agreement=None)  # 0.02 for 2 nodes: 0.01 each
+    assert two_groups.uplink_utilisation == pytest.approx(0.4)
+
+
+def test_meets_counts_unfinished_requests_as_late() -> None:
+    slo = parse_slo("p95 < 100 ms")
+    assert meets({"latency_p95_all_s": 0.05, "agreement": 0.93}, slo, 0.9)
+    assert not meets({"latency_p95_all_s": None, "latency_p95_s": 0.05, "agreement": 0.93}, slo, 0.9)
+    assert not meets({"latency_p95_all_s": 0.05, "agreement": 0.85}, slo, 0.9)
+    assert meets({"latency_p95_all_s": 0.5, "agreement": None}, None, None)
+
+
+def test_choose_takes_the_best_feasible_row_for_the_objective() -> None:
+    rows = [{"config": "a", "feasible": True, "agreement": 0.93, "mean_payload_bytes": 5e3, "latency_p95_all_s": 0.05},
+            {"config": "b", "feasible": True, "agreement": 0.99, "mean_payload_bytes": 9e3, "latency_p95_all_s": 0.07},
+            {"config": "c", "feasible": False, "agreement": 1.0, "mean_payload_bytes": 2e4, "latency_p95_all_s": 0.3},
+            {"config": "d", "feasible": True, "agreement": 0.99, "mean_payload_bytes": 8e3, "latency_p95_all_s": 0.08}]
+    assert choose(rows, parse_objective("max-agreement"))["config"] == "d"  # tie on agreement: smaller payload
+    assert choose(rows, parse_objective("min-p95"))["config"] == "a"
+    assert choose(rows, parse_objective("min-payload"))["config"] == "a"
+    assert choose([{**r, "feasible": False} for r in rows], parse_objective("min-p95")) is None
+
+
+def test_pareto_front_of_agreement_against_p95() -> None:
+    pts = [(0.9, 0.05), (0.95, 0.07), (0.93, 0.08), (1.0, 0.2), (0.99, 0.3), (math.nan, 0.01)]
+    assert pareto_front(pts) == [True, True, False, True, False, False]
+
+
+def test_bad_options_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match="--objective"):
+        parse_objective("max-happiness")
+    with pytest.raises(ConfigError, match="--min-agreement"):
+        parse_constraints(None, 1.5)
+    with pytest.raises(ConfigError, match="model"):
+        optimize({"fleet": []}, [Config("stem", ())], parse_objective("min-p95"), None, None)
+
+
+@pytest.mark.zoo
+def test_optimum_equals_an_exhaustive_search_and_pruned_configurations_fail(tmp_path, monkeypatch) -> None:
+    """A small grid on the pretrained Lite0: the optimiser (screening, then simulation) picks the
+    configuration an exhaustive simulation of every candidate picks, and the pruned ones it simulates
+    anyway miss the objective."""
+    from testbed.config.load import apply_overrides
+    from testbed.run.prepare import prepare_dict
+    from testbed.run.runner import run_scenario
+    from tests.conftest import base_scenario
+
+    monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
+    raw = base_scenario(duration="20 s", warmup="2 s")
+    for g in raw["fleet"]:
+        for k in ("head", "encode", "payload"):
+            g.pop(k, None)
+    raw["server"].pop("service")
+    raw["fleet"][0].update(count=60, device="pi4b", arrivals={"kind": "periodic", "rate": "2/s", "jitter": "5 ms"})
+    raw["link"] = {"model": "shared_fifo", "datarate": "1 MB/s", "latency": "2 ms"}
+    raw["server"]["device"] = "h100"
+    raw.update(model={"name": "efficientnet_lite0", "weights": "pretrained", "split": "stage4"},
+               codec=[], dataset={"kind": "photos", "limit": 8})
+    grid = configs(["stage3", "stage4", "stage6"], [[{"quantize": {}}, {"zstd": {}}]], [2, 8])
+    slo, floor = parse_slo("p95 < 150 ms"), 0.8
+    result = optimize(raw, grid, parse_objective("max-agreement"), slo, floor, replications=1, verify_pruned=10)
+    assert any(r["pruned"] for r in result.rows) and any(not r["pruned"] for r in result.rows)
+    # every pruned configuration was simulated (verify_pruned) and misses the objective
+    assert all(r["simulated"] and not r["meets_when_simulated"] for r in result.rows if r["pruned"])
+    exhaustive = []
+    for c in grid:
+        s = run_scenario(prepare_dict(apply_overrides(raw, {"model.split": c.split, "codec": list(c.codec)}))).summary
+        exhaustive.append({"config": c.label, **s, "feasible": meets(s, slo, floor)})
+    best = choose(exhaustive, parse_objective("max-agreement"))
+    assert best is not None and result.best is not None and result.best["config"] == best["config"]
+    assert result.recommended is not None and result.recommended["model"]["split"] == result.best["split"]
