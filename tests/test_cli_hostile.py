@@ -42,8 +42,17 @@ CASES = [
     # run / validate / sweep / capacity / emulate: the scenario file and overrides
     *[(cmd, [f, *extra], [name]) for cmd, extra in [
         ("run", []), ("validate", []), ("sweep", ["--out", "{d}/s0"]), ("capacity", ["--slo", "p95 < 1 s"]),
-        ("emulate", [])]
+        ("emulate", []), ("optimize", [])]
       for f, name in [("{d}/missing.yaml", "missing.yaml"), ("{d}/adir", "adir"), ("{d}/bin.yaml", "bin.yaml")]],
+    # optimize: a scenario without a model, bad objective, floor, bits, existing --out
+    ("optimize", ["{d}/good.yaml"], ["model", "optimiser"]),
+    ("optimize", ["{d}/good.yaml", "--objective", "max-joy"], ["--objective", "max-joy"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--min-agreement", "2"],
+     ["--min-agreement", "2"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--bits", "9"],
+     ["--bits", "9"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--split", "stage99"],
+     ["stage99"]),
     *[(cmd, ["{d}/good.yaml", "--set", s, *extra], [n]) for cmd, extra in [
         ("run", []), ("validate", []), ("sweep", ["--out", "{d}/s0"]), ("capacity", ["--slo", "p95 < 1 s"]),
         ("emulate", [])]

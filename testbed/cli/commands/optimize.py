@@ -54,16 +54,16 @@ def _run(args: argparse.Namespace) -> int:
     from testbed.run.optimize_output import format_table, write_result
     from testbed.run.prepare import scenario_dir
 
+    objective = parse_objective(args.objective)
+    slo, floor = parse_constraints(args.slo, args.min_agreement)
+    if args.verify_pruned < 0:
+        raise ConfigError("--verify-pruned", args.verify_pruned, "a number of pruned configurations >= 0")
     path = Path(args.file)
     raw = read_yaml(path)
     if args.set:
         raw = apply_overrides(raw, args.set)
     if not isinstance(raw.get("model"), dict) or "name" not in raw["model"]:
         raise ConfigError("model", raw.get("model"), "a model section: the optimiser chooses its split and codec")
-    objective = parse_objective(args.objective)
-    slo, floor = parse_constraints(args.slo, args.min_agreement)
-    if args.verify_pruned < 0:
-        raise ConfigError("--verify-pruned", args.verify_pruned, "a number of pruned configurations >= 0")
     candidates = _candidates(raw["model"]["name"], args.split, args.codec, args.bits)
     if args.out:
         from testbed.io import claim_output
