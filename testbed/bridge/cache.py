@@ -113,6 +113,7 @@ def pipeline_key(sc: Scenario) -> tuple[str, dict[str, Any]]:
         "weights_file": _fingerprint_path(sc.model.weights) if is_weights_file(sc.model.weights) else None,
         "weights_seed": sc.model.seed, "split": sc.model.split, "codec": json.loads(json.dumps(list(sc.codec))),
         "dataset": ds, "dataset_files": _fingerprint_path(ds.get("path")),
+        **({"head": sc.model.head, "head_file": _fingerprint_path(sc.model.head)} if sc.model.head else {}),
         "codec_files": [_fingerprint_path(str(params["checkpoint"])) for stage in sc.codec
                         for params in stage.values() if isinstance(params, dict) and params.get("checkpoint")],
     }
@@ -175,7 +176,7 @@ def _run_split(sc: Scenario) -> PipelineTable:
     assert sc.model is not None
     chain = parse_chain(list(sc.codec) or None, "codec")
     res = run_pipeline(sc.model.name, sc.model.split, list(sc.codec) or None, dataset_arg(sc),
-                       sc.model.weights, sc.model.seed, batch_size=8)
+                       sc.model.weights, sc.model.seed, batch_size=8, head=sc.model.head)
     elements = res.feature_elements
     bits = chain.bits or (16 if any(s.name == "float16" for s in chain.tensor_stages) else 32)
     charged = bool(sc.codec) and sc.model.split != "none"

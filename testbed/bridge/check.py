@@ -41,6 +41,7 @@ def check_model(resolved: Resolved) -> None:
     spec = get_spec(sc.model.name, "model.name")
     spec.check_point(sc.model.split, "model.split")
     _check_weights(sc)
+    _check_head(sc)
     _check_dataset(sc)
     costs = _codec_costs(sc)
     _check_profiles(resolved, tuple(spec.points), costs)
@@ -55,6 +56,20 @@ def _check_weights(sc: Scenario) -> None:
         from testbed.split.models import get_spec
 
         weights_enum(get_spec(sc.model.name), w, "model.weights")
+
+
+def _check_head(sc: Scenario) -> None:
+    """A ``model.head`` checkpoint is one a registered method wrote (trained on this model and split:
+    checked when the pipeline loads it); split ``input``/``none`` have no head to replace."""
+    assert sc.model is not None
+    if sc.model.head is None:
+        return
+    if sc.model.split in ("input", "none"):
+        raise ConfigError("model.head", sc.model.head, "no head checkpoint at split input or none")
+    import testbed.research  # noqa: F401  (registers the head loaders)
+    from testbed.split.models import head_method
+
+    head_method(sc.model.head)
 
 
 def _check_dataset(sc: Scenario) -> None:

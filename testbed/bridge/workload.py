@@ -3,7 +3,8 @@ decode and tail times are charged from the node and server device profiles of a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +15,9 @@ from testbed.core.calc import batch_time_fn
 from testbed.core.charges import codec_time, head_figure, spread_dist, tail_table
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.dists import Deterministic, Dist
+from testbed.errors import ConfigError
 
-__all__ = ["PipelineWorkload", "make_workload", "workload_for"]
+__all__ = ["PipelineWorkload", "head_mac_scale", "make_workload", "workload_for"]
 
 
 def _split_points(model: str) -> tuple[str, ...]:
@@ -45,6 +47,10 @@ class PipelineWorkload:
         if g.head is not None:
             return g.head
         fig = head_figure(self.node_profiles[group], m.name, m.split, _split_points(m.name))
+        if m.head is not None:  # a trained replacement head: the profile's head time scaled by MACs
+            scale = head_mac_scale(self.table.meta)
+            return (spread_dist(fig.median * scale, fig.iqr * scale) if m.spread
+                    else Deterministic(fig.median * scale))
         return spread_dist(fig.median, fig.iqr) if m.spread else Deterministic(fig.median)
 
     def _encode_dist(self, group: int) -> Dist:
@@ -86,6 +92,18 @@ class PipelineWorkload:
         if not self.offload:
             return lambda b: 0.0
         return batch_time_fn(table=tail_table(self.server_profile, m.name, m.split))
+
+
+def head_mac_scale(meta: Mapping[str, Any]) -> float:
+    """MACs of the replacement head (``model.head``, e.g. GroupNL) over the model's own head's, from the
+    pipeline table's summary: the factor the node profile's measured head time is charged at (the
+    profile's blocks were measured on the original head; a GroupNL head does the same kind of
+    convolutions, fewer of them, plus elementwise sinusoids that are not counted)."""
+    new, old = meta.get("head_macs"), meta.get("original_head_macs")
+    if not new or not old:
+        raise ConfigError("model.head", meta.get("head"), "a pipeline table with the head's MAC counts "
+                          "(refresh the pipeline cache)")
+    return float(new) / float(old)
 
 
 class _IntSampler:

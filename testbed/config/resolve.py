@@ -155,7 +155,11 @@ def _codec(codec: tuple[Mapping[str, Any], ...], r: _Resolver) -> tuple[Mapping[
 
 
 def _model(model: ModelSpec | None, r: _Resolver) -> ModelSpec | None:
-    if model is None or not is_weights_file(model.weights):
+    if model is None:
+        return model
+    if model.head is not None:
+        model = model.model_copy(update={"head": str(r.reader.existing(model.head, "model.head", "head checkpoint"))})
+    if not is_weights_file(model.weights):
         return model
     path = r.reader.existing(model.weights, "model.weights", "weights file")
     return model.model_copy(update={"weights": str(path)})

@@ -316,13 +316,15 @@ class ModelSpec(_Frozen):
     """The split model: ``weights`` is ``pretrained`` (the default: the model's ImageNet weights, packaged
     or torchvision's), ``random`` (seeded by ``seed``; accuracy and compressed sizes then mean nothing),
     a torchvision weights name or a checkpoint path. ``spread: true`` charges the profile's measured spread (lognormal) instead of
-    its median."""
+    its median. ``head`` is a trained replacement head (a checkpoint of ``testbed train groupnl``) the
+    nodes run instead of the model's own up to ``split``."""
 
     name: str
     weights: str = "pretrained"
     split: str
     seed: Annotated[int, Field(strict=True, ge=0)] = 0
     spread: bool = False
+    head: str | None = None
 
 
 class DatasetSpec(_Frozen):

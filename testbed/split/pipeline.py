@@ -64,6 +64,11 @@ class PipelineResult:
     top5: np.ndarray                  # [N, 5] the split model's five best classes (-1: none)
     reference_confidence: np.ndarray  # [N] the unsplit model's top-1 softmax probability (NaN: none)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    head: str | None = None           # the trained replacement head's checkpoint (``model.head``), if any
+    head_macs: int = 0                # per-image MACs of the head the nodes run
+    original_head_macs: int = 0       # ... and of the model's own head
+    head_params: int = 0
+    original_head_params: int = 0
 
     @property
     def feature_elements(self) -> int:
@@ -103,6 +108,9 @@ class PipelineResult:
             "accuracy": float(np.mean(self.prediction[labelled] == self.label[labelled])) if labelled.any() else None,
             "reference_accuracy": (float(np.mean(self.reference[labelled] == self.label[labelled]))
                                    if labelled.any() else None),
+            **({"head": self.head, "head_macs": self.head_macs, "original_head_macs": self.original_head_macs,
+                "head_params": self.head_params, "original_head_params": self.original_head_params}
+               if self.head else {}),
         }
 
 
@@ -114,7 +122,8 @@ class SplitPipeline:
     """
 
     def __init__(self, model: str, weights: str = "pretrained", seed: int = 0,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, head: str | None = None) -> None:
+        self.head = head  # a trained replacement head (checkpoint path; :func:`~testbed.split.models.load_head`)
         self.spec = get_spec(model)
         self.name, self.weights = model, weights
         self.model = load_model(model, weights, seed)
@@ -181,6 +190,16 @@ class SplitPipeline:
             raise ConfigError("batch_size", batch_size, "a positive integer")
         chains = [c if isinstance(c, CodecChain) else parse_chain(c) for c in codecs]
         head, tail = split_loaded(self.name, self.model, split)
+        costs: dict[str, int] = {}
+        if self.head is not None:
+            from testbed.split.models import load_head
+            from testbed.split.profiler import count_compute
+
+            original = count_compute(head, data.images[:1])
+            head = load_head(self.head, self.name, split, head)
+            new = count_compute(head, data.images[:1])
+            costs = {"head_macs": new.macs, "original_head_macs": original.macs, "head_params": new.params,
+                     "original_head_params": original.params}
         tails = [finetuned_tail(chain, self.name, split, tail) for chain in chains]
         if self.device.type != "cpu":
             tails = [copy.deepcopy(t).to(self.device) for t in tails]
@@ -211,7 +230,8 @@ class SplitPipeline:
                 bits=chain.bits, payload_bytes=cat["payload"], header_bytes=cat["header"],
                 prediction=cat["pred"], reference=reference, label=label, encode_s=cat["enc"],
                 decode_s=cat["dec"], head_s=cat["head"], tail_s=cat["tail"], snr_db=cat["snr"],
-                cosine=cat["cos"], top5=cat["top5"], reference_confidence=confidence, stage_seconds={f"{d}:{name}": s for (d, name), s in timing.items()}))
+                cosine=cat["cos"], top5=cat["top5"], reference_confidence=confidence, stage_seconds={f"{d}:{name}": s for (d, name), s in timing.items()},
+                head=self.head, **costs))
         return results
 
     def _batch(self, chain: CodecChain, feats: Tensor, tail: torch.nn.Module,
@@ -293,12 +313,13 @@ class SplitPipeline:
 
 def run_pipeline(model: str, split: str, codec_spec: Any = None, dataset_spec: Any = "photos",
                  weights: str = "pretrained", seed: int = 0, batch_size: int = 8, limit: int | None = None,
-                 device: str | torch.device | None = None) -> PipelineResult:
+                 device: str | torch.device | None = None, head: str | None = None) -> PipelineResult:
     """One-call API: build ``model``, load ``dataset_spec`` and evaluate ``split`` with ``codec_spec``.
 
-    ``codec_spec`` is anything :func:`~testbed.codecs.parse_chain` accepts (None: raw float32).
+    ``codec_spec`` is anything :func:`~testbed.codecs.parse_chain` accepts (None: raw float32);
+    ``head`` a trained replacement head's checkpoint (``model.head``).
     """
-    pipe = SplitPipeline(model, weights, seed, device)
+    pipe = SplitPipeline(model, weights, seed, device, head)
     return pipe.run(split, codec_spec, pipe.dataset(dataset_spec, limit), batch_size)
 
 

@@ -10,7 +10,7 @@ have bring their own builder (:mod:`testbed.split.models.efficientnet_lite`).
 from testbed.split.models import zoo  # noqa: F401  (registers the torchvision models)
 from testbed.split.models import efficientnet_lite  # noqa: F401  (EfficientNet-Lite, packaged weights)
 # isort: on
-from testbed.split.models.heads import HEADS, load_head, register_head
+from testbed.split.models.heads import HEADS, head_method, load_head, register_head
 from testbed.split.models.registry import INPUT, MODELS, NONE, ModelSpec, get_spec, model_names, register_model
 from testbed.split.models.split import FeatureInfo, feature_table, model_stages, split_loaded, split_model
 from testbed.split.models.weights import WeightsError, load_model
@@ -25,6 +25,7 @@ __all__ = [
     "WeightsError",
     "feature_table",
     "get_spec",
+    "head_method",
     "load_head",
     "load_model",
     "model_names",
