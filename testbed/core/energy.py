@@ -27,8 +27,11 @@ class NodePower:
     radio_rx_w: float = 0.0
 
 
-def add_energy(df: pd.DataFrame, power: Mapping[int, NodePower], horizon_s: float) -> pd.DataFrame:
-    """Records with the energy columns added; ``power`` maps group index to the group's power."""
+def add_energy(df: pd.DataFrame, power: Mapping[int, NodePower], horizon_s: float,
+               frames: np.ndarray | None = None) -> pd.DataFrame:
+    """Records with the energy columns added; ``power`` maps group index to the group's power.
+    ``frames[node]``: each node's frame count over the whole run, when ``df`` holds only some of its
+    rows (a chunk of streamed records); by default counted in ``df``."""
     out = df.copy()
     groups = df["group"].to_numpy()
     get = lambda attr: np.array([getattr(power[g], attr) if g in power else np.nan for g in groups])  # noqa: E731
@@ -41,7 +44,8 @@ def add_energy(df: pd.DataFrame, power: Mapping[int, NodePower], horizon_s: floa
         # the csma link accounts the radio itself (transmitting, receiving, listening while contending)
         radio = df[["radio_tx_j", "radio_rx_j", "radio_idle_j"]].sum(axis=1, min_count=1)
         out["energy_radio_j"] = np.where(radio.notna(), radio, out["energy_radio_j"])
-    frames = df.groupby("node")["node"].transform("size").to_numpy()
-    out["energy_idle_j"] = get("idle_w") * horizon_s / frames
+    per_row = (df.groupby("node")["node"].transform("size").to_numpy() if frames is None
+               else np.asarray(frames)[df["node"].to_numpy()])
+    out["energy_idle_j"] = get("idle_w") * horizon_s / per_row
     out["energy_j"] = out["energy_compute_j"] + out["energy_radio_j"] + out["energy_idle_j"]
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ import pandas as pd
 from testbed.config.schema import Scenario
 from testbed.core.arrivals import expected_frames
 
-__all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "expected_requests", "in_window_mask"]
+__all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "RowSink", "StreamingRecords", "expected_requests",
+           "frame_of", "in_window_mask"]
 
 STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link")
 """Status codes; ``in_flight`` rows were still inside the system when the run ended."""
@@ -139,6 +141,10 @@ class Records:
         return (sum(c.itemsize * len(c) for c in self.f.values())
                 + sum(c.itemsize * len(c) for c in self.i.values()))
 
+    def token(self, rid: int) -> int:
+        """The request number row ``rid`` holds (the row index itself: rows are never reused here)."""
+        return rid
+
     def to_frame(self, group_names: tuple[str, ...] = (), window: tuple[float, float] | None = None) -> pd.DataFrame:
         """One row per request; times in seconds, sizes in bytes, status as a category; with a
         measurement ``window``, the bool column ``in_window`` (created in ``[warmup, duration)``: the
@@ -148,19 +154,123 @@ class Records:
         is over. The arrays can no longer grow afterwards.
         """
         n = self.n
-        data: dict[str, Any] = {"request": np.arange(n, dtype=np.int64)}
         ints = {name: np.frombuffer(icol, dtype=np.dtype(icol.typecode))[:n] for name, icol in self.i.items()}
-        data.update(ints)
-        data["status"] = pd.Categorical.from_codes(ints["status"].astype(np.int8),
-                                                   dtype=pd.CategoricalDtype(list(STATUS)))
-        if group_names:
-            data["group_name"] = pd.Categorical.from_codes(ints["group"].astype(np.int16),
-                                                           dtype=pd.CategoricalDtype(list(group_names)))
-        for name, fcol in self.f.items():
-            data[name] = np.frombuffer(fcol, dtype=np.float64)[:n]
-        if window is not None:
-            data["in_window"] = in_window_mask(data["created_s"], window)
-        return pd.DataFrame(data, copy=False)
+        floats = {name: np.frombuffer(fcol, dtype=np.float64)[:n] for name, fcol in self.f.items()}
+        return frame_of(0, ints, floats, group_names, window)
+
+
+RowSink = Callable[[int, dict[str, np.ndarray]], None]
+"""Receives finished rows: ``sink(first_request, columns)``, every column of :data:`FLOAT_COLUMNS` and
+:data:`INT_COLUMNS` as an array (copies) of consecutive requests from ``first_request`` on."""
+
+
+class StreamingRecords(Records):
+    """Records that hand finished rows to a sink while the run goes on, in request order, so only the
+    rows still in flight (and a bounded batch of finished ones) are held.
+
+    A row is a reusable slot: ``new`` takes a free slot (or a fresh one), and a flush passes the longest
+    prefix of requests (in creation order) that are no longer in flight to ``sink`` and frees their
+    slots. The request number a slot holds now is :meth:`token`. Flushes are looked for every
+    ``flush_rows`` new rows (or as many as are held, whichever is more, so a request stuck in flight
+    costs amortised constant work); :meth:`close` flushes everything left (in flight included).
+    Rows are final once their status is set: every station writes a row's last cells in the event
+    that ends it, and flushes happen only when a new request starts (a later event).
+    """
+
+    def __init__(self, sink: RowSink, flush_rows: int = 16384) -> None:
+        super().__init__(0, chunk=flush_rows)
+        self.sink, self.flush_rows = sink, flush_rows
+        self.flushed = 0                  # requests passed to the sink
+        self.pending = array("i")         # slots of requests flushed..n-1, in creation order
+        self.request = array("q")         # request number each slot holds
+        self._free: list[int] = []
+        self._top = 0                     # slots handed out so far
+        self._check_at = flush_rows
+
+    def new(self, node: int, group: int, frame: int, created_s: float) -> int:
+        """Start a row in a free slot and return the slot."""
+        n = self.n
+        if n >= self._check_at:
+            self._flush(False)
+        if self._free:
+            rid = self._free.pop()
+        else:
+            rid = self._top
+            if rid == self.capacity:
+                self._grow()
+                self.request.extend(array("q", [0]) * self._chunk)
+            self._top = rid + 1
+        self.pending.append(rid)
+        self.request[rid] = n
+        self.n = n + 1
+        self.created_s[rid] = created_s
+        self.node[rid] = node
+        self.group[rid] = group
+        self.frame[rid] = frame
+        return rid
+
+    def token(self, rid: int) -> int:
+        return self.request[rid]
+
+    def held(self) -> int:
+        """Rows held now (requests not yet passed to the sink)."""
+        return len(self.pending)
+
+    def close(self) -> None:
+        """Pass every remaining row to the sink (the run is over: in-flight rows stay ``in_flight``)."""
+        self._flush(True)
+
+    def _flush(self, everything: bool) -> None:
+        slots_all = np.frombuffer(self.pending, dtype=np.int32)
+        if everything:
+            k = len(slots_all)
+        else:
+            status = np.frombuffer(self.status, dtype=np.int8)
+            open_ = np.flatnonzero(status[slots_all] == 0)
+            k = int(open_[0]) if len(open_) else len(slots_all)
+            del status
+        if k:
+            slots = slots_all[:k].copy()
+            cols: dict[str, np.ndarray] = {}
+            for name, col in self.f.items():
+                view = np.frombuffer(col, dtype=np.float64)
+                cols[name] = view[slots]
+                view[slots] = _NAN
+                del view
+            for name, icol in self.i.items():
+                iview = np.frombuffer(icol, dtype=np.dtype(icol.typecode))
+                cols[name] = iview[slots]
+                iview[slots] = _INT_FILL.get(name, 0)
+                del iview
+            del slots_all
+            self.sink(self.flushed, cols)
+            self.flushed += k
+            self._free.extend(slots[::-1].tolist())  # popped in creation order of their last use
+            del self.pending[:k]
+        else:
+            del slots_all
+        self._check_at = self.n + max(self.flush_rows, len(self.pending))
+
+    def to_frame(self, group_names: tuple[str, ...] = (), window: tuple[float, float] | None = None) -> pd.DataFrame:
+        raise TypeError("streamed records are in the sink: read them from there")
+
+
+def frame_of(first: int, ints: dict[str, np.ndarray], floats: dict[str, np.ndarray],
+             group_names: tuple[str, ...] = (), window: tuple[float, float] | None = None) -> pd.DataFrame:
+    """The records DataFrame of consecutive requests from ``first`` on, from their column arrays
+    (:meth:`Records.to_frame`'s columns and order; the arrays are used without a copy)."""
+    n = len(floats["created_s"])
+    data: dict[str, Any] = {"request": np.arange(first, first + n, dtype=np.int64)}
+    data.update(ints)
+    data["status"] = pd.Categorical.from_codes(ints["status"].astype(np.int8),
+                                               dtype=pd.CategoricalDtype(list(STATUS)))
+    if group_names:
+        data["group_name"] = pd.Categorical.from_codes(ints["group"].astype(np.int16),
+                                                       dtype=pd.CategoricalDtype(list(group_names)))
+    data.update(floats)
+    if window is not None:
+        data["in_window"] = in_window_mask(data["created_s"], window)
+    return pd.DataFrame(data, copy=False)
 
 
 def in_window_mask(created_s: np.ndarray, window: tuple[float, float]) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 from testbed.core.monitor import station_table
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.io import json_text, write_output_set
-from testbed.sim.world import SimResult, simulate
+from testbed.sim.world import SimResult, Simulation, simulate
 
 __all__ = ["RunResult", "run_scenario", "station_servers", "write_run"]
 
@@ -31,10 +33,24 @@ class RunResult:
     summary: dict[str, Any]
     queues: pd.DataFrame  # queues.csv: testbed.core.monitor.station_table
     pipeline_s: float = 0.0  # wall time spent getting the model pipeline's table (cache read or model run)
+    requests_path: Path | None = None  # a streamed run's requests.parquet (in a temporary folder)
+    _folder: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)  # removed with the result
 
     @property
     def records(self) -> pd.DataFrame:
+        """Every request (a streamed run reads them from its file on first use)."""
+        if self.sim.streamed and self.requests_path is not None:
+            from testbed.run.stream import read_records
+
+            self.sim.records, self.sim.streamed = read_records(self.requests_path), False
         return self.sim.records
+
+    def write_requests(self, path: Path) -> None:
+        """``requests.parquet`` (every request with its stage columns) into ``path``."""
+        if self.requests_path is not None:
+            shutil.copyfile(self.requests_path, path)
+        else:
+            with_stages(self.records).to_parquet(path, index=False)
 
 
 def node_power(resolved: Resolved) -> dict[int, NodePower]:
@@ -64,13 +80,17 @@ def nestquant_accuracy(records: pd.DataFrame, resolved: Resolved) -> float:
 
 
 def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None,
-                 base_dir: Path | None = None) -> RunResult:
+                 base_dir: Path | None = None, *, stream: bool = True) -> RunResult:
     """Simulate a scenario once and compute its summary and queue table.
 
     Give it a :class:`Resolved` (from :func:`testbed.run.prepare.prepare`); a bare
     :class:`Scenario` is resolved against ``base_dir`` first. With a model section the real
     pipeline supplies payloads and charges (cached on disk), and the records gain ``correct`` and
     ``agree``; with power figures in the node profiles, energy.
+
+    With ``stream`` (the default) the records are never all in memory: they are streamed to
+    ``requests.parquet`` in a temporary folder (:mod:`testbed.run.stream`) and summarised in one chunked
+    pass; ``records`` reads them back only when asked for. Without it, the run is held in memory.
     """
     res = as_resolved(scenario, base_dir)
     sc = res.scenario
@@ -83,6 +103,8 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
         table = pipeline_table(sc)
         pipeline_s = time.perf_counter() - t0
         workload = PipelineWorkload(res, table)
+    if stream:
+        return _run_streamed(res, workload or SyntheticWorkload(sc), table, pipeline_s)
     sim = simulate(res, workload or SyntheticWorkload(sc))
     records = sim.records
     if table is not None:
@@ -96,10 +118,56 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
     summary = summarize(records, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
     if any(m is not None for m in res.nestquant):
         summary["nestquant_accuracy"] = nestquant_accuracy(records, res)
+    summary = _headed(summary, res)
+    return RunResult(sc, sim, summary, station_table(sim.levels, station_servers(sc)), pipeline_s)
+
+
+def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: float) -> RunResult:
+    """:func:`run_scenario` with the records streamed (spilled, then written and summarised in chunks)."""
+    from testbed.core.metrics import SUMMARY_METRICS
+    from testbed.core.metrics.online import ONLINE_METRICS, StreamSummary
+    from testbed.run.stream import Spill, created_at, write_requests
+
+    sc = res.scenario
+    folder = tempfile.TemporaryDirectory(prefix="testbed-run-")
+    spill = Spill(Path(folder.name) / "spill")
+    try:
+        sim = Simulation(res, workload, sink=spill).run()
+    finally:
+        spill.close()
+    power = node_power(res)
+
+    def extend(df: pd.DataFrame, frames: np.ndarray) -> pd.DataFrame:
+        if table is not None:
+            from testbed.bridge.outcomes import add_outcomes
+
+            df = add_outcomes(df, table)
+        return add_energy(df, power, sc.duration, frames) if power else df
+
+    path = Path(folder.name) / "requests.parquet"
+    acc = StreamSummary(sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
+    names = tuple(g.name or f"group{i}" for i, g in enumerate(sc.fleet))
+    write_requests(spill, path, acc, group_names=names, window=sim.window,
+                   frames=np.asarray(sim.frames, dtype=np.int64), extend=extend)
+    spill.remove()
+    result = RunResult(sc, sim, {}, station_table(sim.levels, station_servers(sc)), pipeline_s, path, folder)
+    if all(name in ONLINE_METRICS for name, _ in SUMMARY_METRICS.items()):
+        summary = acc.result(created_at(path, sim.window[1]))
+    else:  # a metric the chunked pass does not know: summarise in memory
+        summary = summarize(result.records, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
+    if any(m is not None for m in res.nestquant):
+        summary["nestquant_accuracy"] = nestquant_accuracy(result.records, res)
+    result.summary = _headed(summary, res)
+    return result
+
+
+def _headed(summary: dict[str, Any], res: Resolved) -> dict[str, Any]:
+    """``scenario`` and ``seed`` first, the random-weights note last."""
+    sc = res.scenario
     summary = {"scenario": sc.name, "seed": sc.seed, **summary}
     if sc.model is not None and sc.model.weights == "random":
         summary["note"] = RANDOM_WEIGHTS_NOTE
-    return RunResult(sc, sim, summary, station_table(sim.levels, station_servers(sc)), pipeline_s)
+    return summary
 
 
 def station_servers(sc: Scenario) -> dict[str, int]:
@@ -110,9 +178,8 @@ def station_servers(sc: Scenario) -> dict[str, int]:
 def write_run(result: RunResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:
     """Write ``requests.parquet``, ``scenario.yaml``, ``queues.csv`` and ``summary.json`` as one set
     (:func:`testbed.io.write_output_set`: all or nothing, refused while another run writes ``out``)."""
-    records = with_stages(result.records)
     return write_output_set(out, {
-        "requests.parquet": lambda p: records.to_parquet(p, index=False),
+        "requests.parquet": result.write_requests,
         "scenario.yaml": lambda p: p.write_text(yaml.safe_dump(raw, sort_keys=False)),
         "queues.csv": lambda p: p.write_text(result.queues.to_csv(index=False)),
         "summary.json": lambda p: p.write_text(json_text(result.summary) + "\n"),

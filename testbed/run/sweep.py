@@ -38,7 +38,7 @@ import pandas as pd
 
 from testbed.config.load import apply_overrides
 from testbed.config.resolve import Resolved
-from testbed.core.metrics import replication_interval, replication_method, replication_warning, with_stages
+from testbed.core.metrics import replication_interval, replication_method, replication_warning
 from testbed.core.metrics.intervals import MIN_REPLICATIONS
 from testbed.errors import ConfigError
 from testbed.io import (
@@ -197,7 +197,7 @@ def run_job(job: Job, out: str, resolved: Resolved) -> dict[str, Any]:
     final = Path(out) / "cells" / job.name
     tmp = make_private_dir(final.parent, job.name)
     try:
-        write_parquet(tmp / "requests.parquet", with_stages(result.records))
+        result.write_requests(tmp / "requests.parquet")
         write_yaml(tmp / "scenario.yaml", job.raw)
         write_json(tmp / "summary.json", row)
         if final.exists():  # a stale partial result from an older run of this job

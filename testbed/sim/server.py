@@ -53,11 +53,12 @@ class Server:
         self.in_station.change(now, 1)
         self.waiting.change(now, 1)
         if self.batcher.timeout is not None:
-            self.env.timeout(self.batcher.timeout).callbacks.append(lambda _e: self._expire(rid))
+            token = rec.token(rid)  # streamed records reuse rows: the timeout is of this request only
+            self.env.timeout(self.batcher.timeout).callbacks.append(lambda _e: self._expire(rid, token))
         self._dispatch()
 
-    def _expire(self, rid: int) -> None:
-        if not self.batcher.expire(rid):
+    def _expire(self, rid: int, token: int) -> None:
+        if self.rec.token(rid) != token or not self.batcher.expire(rid):
             return
         now, rec = self.env.now, self.rec
         rec.status[rid] = _TIMED_OUT

@@ -19,7 +19,7 @@ from testbed.core.arrivals import arrival_times
 from testbed.core.monitor import Level
 from testbed.core.nestquant import controller_for
 from testbed.core.policy import Batcher, NodePolicy
-from testbed.core.records import STATUS, Records, expected_requests
+from testbed.core.records import STATUS, Records, RowSink, StreamingRecords, expected_requests
 from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.dists import constant_of
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
@@ -50,7 +50,8 @@ def _means(levels: dict[str, dict[str, Level]], now: float) -> dict[str, dict[st
 
 @dataclass
 class SimResult:
-    """Records and station monitors of one run."""
+    """Records and station monitors of one run (``streamed``: the records went to a sink, ``records``
+    is empty)."""
 
     records: pd.DataFrame
     levels: dict[str, dict[str, float]]
@@ -59,19 +60,25 @@ class SimResult:
     gpus: int
     events: int = 0
     meta: dict[str, object] = field(default_factory=dict)
+    frames: list[int] = field(default_factory=list)  # frames each node generated
+    streamed: bool = False
 
 
 class Simulation:
-    """One run of a scenario. Build it, then :meth:`run` it once."""
+    """One run of a scenario. Build it, then :meth:`run` it once.
 
-    def __init__(self, scenario: Scenario | Resolved, workload: Workload | None = None) -> None:
+    With a ``sink``, finished rows are handed to it as the run goes on
+    (:class:`~testbed.core.records.StreamingRecords`) and the result holds no records."""
+
+    def __init__(self, scenario: Scenario | Resolved, workload: Workload | None = None,
+                 sink: RowSink | None = None) -> None:
         self.resolved = res = as_resolved(scenario)
         self.sc = sc = res.scenario
         self.workload = workload or SyntheticWorkload(sc)
         self.offload = bool(getattr(self.workload, "offload", True))
         self.env = simpy.Environment()
         self._timeout = self.env.timeout  # bound once (hot path)
-        self.rec = Records(expected_requests(sc))
+        self.rec: Records = Records(expected_requests(sc)) if sink is None else StreamingRecords(sink)
         self.levels = _station_levels(sc.warmup, sc.duration)
         self._up_latency = sc.link.latency.sampler(link_stream(sc.seed))
         self._down_latency = sc.link.downlink_latency.sampler(link_stream(sc.seed, 1))
@@ -174,8 +181,15 @@ class Simulation:
             m["waiting"] = self.link.waiting(m["in_station"], m["busy"], m["waiting"])
         names = tuple(g.name or f"group{i}" for i, g in enumerate(self.sc.fleet))
         window = (self.sc.warmup, self.sc.duration)
-        return SimResult(self.rec.to_frame(names, window), levels, window, now,
-                         self.sc.server.gpus, meta={"nodes": len(self.nodes), "batches": self.server.batches})
+        if isinstance(self.rec, StreamingRecords):
+            self.rec.close()
+            records = pd.DataFrame()
+        else:
+            records = self.rec.to_frame(names, window)
+        return SimResult(records, levels, window, now, self.sc.server.gpus,
+                         meta={"nodes": len(self.nodes), "batches": self.server.batches},
+                         frames=[node.frames for node in self.nodes],
+                         streamed=isinstance(self.rec, StreamingRecords))
 
 
 def simulate(scenario: Scenario | Resolved, workload: Workload | None = None) -> SimResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,27 +33,30 @@ def busiest_node(records: pd.DataFrame, window: tuple[float, float]) -> tuple[in
     return int(busy.index[i]), float(busy.iloc[i]) / (t1 - t0)
 
 
-def station_utilisation(summary: Mapping[str, Any], s: SummaryInput) -> dict[str, float]:
+def station_utilisation(summary: Mapping[str, Any], s: SummaryInput,
+                        busiest_cpu: tuple[int, float] | Literal[False] | None = False) -> dict[str, float]:
     """Busy fraction over the window of the uplink, the server GPUs and the busiest node's CPU
-    (named ``node CPU (node i)``); stations the summary has no figure for are left out."""
+    (named ``node CPU (node i)``; ``busiest_cpu`` when already known, e.g. from a streamed pass);
+    stations the summary has no figure for are left out."""
     out: dict[str, float] = {}
     for key, name in (("link_utilisation", "uplink"), ("gpu_utilisation", "server GPU")):
         v = summary.get(key)
         if isinstance(v, float) and math.isfinite(v):
             out[name] = v
-    node = busiest_node(s.records, s.window) if s.nodes else None
+    node = busiest_cpu if busiest_cpu is not False else (busiest_node(s.records, s.window) if s.nodes else None)
     if node is not None:
         out[f"node CPU (node {node[0]})"] = node[1]
     return out
 
 
-def run_warnings(summary: Mapping[str, Any], s: SummaryInput) -> list[str]:
+def run_warnings(summary: Mapping[str, Any], s: SummaryInput,
+                 busiest_cpu: tuple[int, float] | Literal[False] | None = False) -> list[str]:
     """The summary's warnings, one line each: every station at or above :data:`SATURATED`, an
     unfinished share above :data:`UNFINISHED` (naming the busiest station), a share dropped or timed
     out above it (by cause), and a configured warm-up shorter than MSER-5's (or a latency MSER-5
     finds still trending)."""
     out: list[str] = []
-    util = station_utilisation(summary, s)
+    util = station_utilisation(summary, s, busiest_cpu)
     for name, u in util.items():
         if u >= SATURATED:
             out.append(f"overload: {name} utilisation {u:.3f} (>= {SATURATED}): the offered load is at or above its "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections.abc import Callable
+from typing import cast
 
 import simpy
 
@@ -30,9 +31,10 @@ class ProcessorSharing:
     """Virtual seconds within which two finish tags count as equal (finish together)."""
 
     def __init__(self) -> None:
-        self.heap: list[tuple[float, int]] = []
+        self.heap: list[tuple[float, int, int]] = []  # (finish tag, request number, rid)
         self.vtime = 0.0
         self.last = 0.0
+        self.order: Callable[[int], int] | None = None  # rid -> request number (rows reused); None: rid
 
     def __len__(self) -> int:
         return len(self.heap)
@@ -52,7 +54,7 @@ class ProcessorSharing:
             self.vtime = 0.0
         elif self.vtime > self.REBASE:
             self._rebase()
-        heapq.heappush(self.heap, (self.vtime + seconds, rid))
+        heapq.heappush(self.heap, (self.vtime + seconds, rid if self.order is None else self.order(rid), rid))
         return idle
 
     def next_delay(self) -> float | None:
@@ -68,11 +70,11 @@ class ProcessorSharing:
         self.advance(now)
         if not self.heap:
             return []
-        tag, rid = heapq.heappop(self.heap)
+        tag, _, rid = heapq.heappop(self.heap)
         done = [rid]
         self.vtime = max(self.vtime, tag)
         while self.heap and self.heap[0][0] <= tag + self.TIE:
-            done.append(heapq.heappop(self.heap)[1])
+            done.append(heapq.heappop(self.heap)[2])
         if not self.heap:
             self.vtime = 0.0
         elif self.vtime > self.REBASE:
@@ -81,7 +83,7 @@ class ProcessorSharing:
 
     def _rebase(self) -> None:
         v = self.vtime
-        self.heap = [(t - v, r) for t, r in self.heap]  # a uniform shift keeps the heap order
+        self.heap = [(t - v, k, r) for t, k, r in self.heap]  # a uniform shift keeps the heap order
         heapq.heapify(self.heap)
         self.vtime = 0.0
 
@@ -131,5 +133,9 @@ class SharingChannel:
 
 @LINKS.register("fair_share")
 def build(ctx: LinkContext) -> Link:
-    """One processor-sharing channel per direction; every active transmission is in service."""
-    return one_channel_per_direction(ctx, SharingChannel, one_on_air=False)
+    """One processor-sharing channel per direction; every active transmission is in service (equal
+    finish tags end in request order, also when streamed records reuse rows)."""
+    link = one_channel_per_direction(ctx, SharingChannel, one_on_air=False)
+    for channel in (link.uplink, link.downlink):
+        cast(SharingChannel, channel).ps.order = ctx.rec.token
+    return link
