@@ -4,6 +4,11 @@
 crossing node, uplink, server and downlink) and, in the same run, a bare SimPy M/M/1 loop with one
 process per customer, the floor any SimPy model is measured against. Peak memory per request is
 measured with :mod:`tracemalloc` on a separate run of the same scenario.
+
+``end_to_end_bench`` (``testbed bench --requests N``) times build, simulation, writing and the summary
+of a streamed run in a fresh process and reports its peak resident memory from the operating system;
+``long_run_bench`` (``testbed bench --hours H --nodes N``) reports that peak at 1/4, 1/2 and all of a
+long run, so a flat memory profile is visible.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from testbed.config.schema import Scenario
 from testbed.errors import ConfigError
 from testbed.sim.world import Simulation
 
-__all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "MAX_SCALE", "check_scale", "csma_bench", "simpy_floor", "simulator_bench"]
+__all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "MAX_SCALE", "check_scale", "csma_bench", "end_to_end_bench",
+           "long_run_bench", "peak_rss_bytes", "simpy_floor", "simulator_bench"]
 
 BENCH_SCENARIO: dict[str, Any] = {
     "name": "bench-1000-nodes", "seed": 7, "duration": "200 s", "warmup": "5 s", "drain": "10 s",
@@ -177,4 +183,93 @@ def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, 
                 out["model_share_warm_cache"] = float(table["pipeline_s"].sum() / table["wall_s"].sum())
     out["speedup"] = out["seconds_1_worker"] / out["seconds_2_workers"]
     out["parallel_efficiency"] = out["speedup"] / 2
+    return out
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory from the operating system (``VmHWM``, else ``ru_maxrss``)."""
+    try:
+        for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def end_to_end_scenario(nodes: int, seconds: float) -> Scenario:
+    """The benchmark fleet (Poisson 1/s per node) at ``nodes`` nodes for ``seconds`` simulated seconds."""
+    fleet = [dict(BENCH_SCENARIO["fleet"][0], count=nodes)]
+    return scenario_from_dict(dict(BENCH_SCENARIO, name=f"bench-{nodes}-nodes", fleet=fleet,
+                                   duration=f"{seconds} s", warmup=f"{min(5.0, seconds / 10)} s"))
+
+
+def end_to_end_child(nodes: int, seconds: float) -> dict[str, Any]:
+    """One measurement (run it in a fresh process): build, simulate, write and summarise, timed."""
+    import tempfile
+    from pathlib import Path
+
+    from testbed.run.runner import run_scenario, write_run
+
+    base = peak_rss_bytes()
+    t = time.perf_counter()
+    scenario = end_to_end_scenario(nodes, seconds)
+    result = run_scenario(scenario)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_run(result, {"name": scenario.name}, Path(tmp) / "out")
+    elapsed = time.perf_counter() - t
+    requests = int(sum(result.sim.frames))
+    return {"requests": requests, "seconds": elapsed, "peak_rss_bytes": peak_rss_bytes(),
+            "rss_at_start_bytes": base}
+
+
+def _fresh(call: str) -> dict[str, Any]:
+    """``call`` (an expression of this module) evaluated in a fresh Python process, its JSON result."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"import json; from testbed.run import bench; print(json.dumps(bench.{call}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def floor_child(customers: int) -> dict[str, Any]:
+    """The bare-SimPy floor and this process's peak memory (run it in a fresh process)."""
+    return {"simpy_floor_per_s": simpy_floor(customers), "peak_rss_bytes": peak_rss_bytes()}
+
+
+def end_to_end_bench(requests: int = 1_000_000, nodes: int = 1000) -> dict[str, Any]:
+    """End to end at about ``requests`` requests (``nodes`` nodes at 1/s): requests per second and
+    peak resident memory per request, each measurement in a fresh process, beside the SimPy floor
+    measured in the same run (also in a fresh process)."""
+    run = _fresh(f"end_to_end_child({nodes}, {requests / nodes})")
+    floor = _fresh(f"floor_child({run['requests']})")
+    rate = run["requests"] / run["seconds"]
+    return {"scenario": f"bench-{nodes}-nodes", "nodes": nodes, "requests": run["requests"],
+            "seconds": run["seconds"], "requests_per_s": rate, "simpy_floor_per_s": floor["simpy_floor_per_s"],
+            "ratio": rate / floor["simpy_floor_per_s"], "peak_rss_mb": run["peak_rss_bytes"] / 1e6,
+            "peak_rss_bytes_per_request": run["peak_rss_bytes"] / run["requests"],
+            "rss_at_start_mb": run["rss_at_start_bytes"] / 1e6,
+            "floor_process_peak_rss_mb": floor["peak_rss_bytes"] / 1e6}
+
+
+def long_run_bench(hours: float, nodes: int, points: tuple[float, ...] = (0.25, 0.5, 1.0)) -> dict[str, Any]:
+    """Peak resident memory against simulated time: the run of ``nodes`` nodes cut at each fraction of
+    ``hours`` (each in a fresh process); flat peaks mean memory does not grow with the run's length."""
+    out: dict[str, Any] = {"nodes": nodes, "hours": hours}
+    for f in points:
+        run = _fresh(f"end_to_end_child({nodes}, {hours * 3600 * f})")
+        key = f"at_{f:g}"
+        out[f"{key}_simulated_s"] = hours * 3600 * f
+        out[f"{key}_requests"] = run["requests"]
+        out[f"{key}_peak_rss_mb"] = run["peak_rss_bytes"] / 1e6
+        out[f"{key}_requests_per_s"] = run["requests"] / run["seconds"]
+    first, last = out[f"at_{points[0]:g}_peak_rss_mb"], out[f"at_{points[-1]:g}_peak_rss_mb"]
+    out["peak_growth_ratio"] = last / first
+    out["requests_growth_ratio"] = out[f"at_{points[-1]:g}_requests"] / max(1, out[f"at_{points[0]:g}_requests"])
     return out

@@ -11,10 +11,21 @@ __all__ = ["register"]
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from testbed.run.bench import check_scale, csma_bench, simulator_bench, sweep_bench
+    from testbed.run.bench import (
+        check_scale,
+        csma_bench,
+        end_to_end_bench,
+        long_run_bench,
+        simulator_bench,
+        sweep_bench,
+    )
 
     check_scale(args.scale)
-    if args.sweep:
+    if args.hours is not None:
+        result = long_run_bench(args.hours, args.nodes)
+    elif args.requests is not None:
+        result = end_to_end_bench(args.requests, args.nodes)
+    elif args.sweep:
         result = sweep_bench()
     else:
         result = csma_bench(scale=args.scale) if args.csma else simulator_bench(scale=args.scale)
@@ -35,4 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="benchmark the 802.11 csma link instead (200 nodes, 25 kB payloads)")
     p.add_argument("--sweep", action="store_true",
                    help="a 16-cell sweep on 1 worker vs 2 (parallel efficiency, model-execution share)")
+    p.add_argument("--requests", type=int, default=None,
+                   help="end to end (build, simulate, write, summarise) at about this many requests, in a fresh "
+                        "process: requests/s and peak resident memory per request beside the SimPy floor")
+    p.add_argument("--hours", type=float, default=None,
+                   help="long run: peak resident memory at 1/4, 1/2 and all of this many simulated hours")
+    p.add_argument("--nodes", type=int, default=1000, help="fleet size of --requests and --hours (1 frame/s each)")
     p.set_defaults(func=_bench)
