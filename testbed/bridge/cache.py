@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from testbed.bridge.charges import stage_charges
+from testbed.config.frozen import thaw
 from testbed.config.resolve import is_weights_file
 from testbed.config.schema import Scenario
 from testbed.core.charges import StageCost
@@ -80,6 +81,8 @@ def dataset_arg(sc: Scenario) -> dict[str, Any]:
         out["limit"] = ds.limit
     if ds.seed:
         out["seed"] = ds.seed  # (absent when 0: cache keys of existing scenarios are unchanged)
+    if ds.corruption is not None:
+        out["corruption"] = json.loads(json.dumps(thaw(ds.corruption)))
     return out
 
 
@@ -190,6 +193,21 @@ _IMAGE_COLUMNS = ("image", "payload_bytes", "prediction", *(f"top5_{j}" for j in
                   "reference_confidence", "label")
 
 
+def _with_corruptions(sc: Scenario, table: PipelineTable) -> PipelineTable:
+    """The table with ``corruption`` and ``severity`` per image when the dataset corrupts its frames
+    (the same per-frame draws the dataset made: :func:`~testbed.split.data.corrupt.frame_corruption`)."""
+    ds = dataset_arg(sc)
+    if "corruption" not in ds:
+        return table
+    from testbed.split.data.corrupt import frame_corruption, parse_corruption
+
+    c = parse_corruption(ds["corruption"])
+    assert c is not None
+    draws = [frame_corruption(c, int(ds.get("seed", 0)), int(i)) for i in table.images["image"]]
+    images = table.images.assign(corruption=[d[0] for d in draws], severity=[d[1] for d in draws])
+    return PipelineTable(images, table.elements, table.serialized_bytes, table.costs, table.meta)
+
+
 def _read_entry(folder: Path) -> PipelineTable | None:
     """A complete cache entry, or None when it is unreadable, truncated or inconsistent (a crash
     while writing, a full disk, an edit by hand): the caller rebuilds it."""
@@ -225,6 +243,7 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
     table = _run_image_baseline(sc, params) if params is not None else (
         _run_image_baseline(sc, {"format": "raw", "quality": 90}) if sc.model.split == "input" and not sc.codec
         else _run_split(sc))
+    table = _with_corruptions(sc, table)
     write_parquet(folder / "images.parquet", table.images)
     write_json(folder / "meta.json", table.meta_json(desc))  # meta.json last: marks the entry complete
     return table

@@ -50,6 +50,17 @@ def add_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
     out = _answers(df, img, pred, valid)
     top5 = np.stack([_column(img, f"top5_{j}", idx, valid, -2) for j in range(5)], axis=1)
     out["agree_top5"] = _agree_top5(img, idx, valid, top5)
+    return _add_corruptions(out, img, idx, valid)
+
+
+def _add_corruptions(out: pd.DataFrame, img: pd.DataFrame, idx: np.ndarray, valid: np.ndarray) -> pd.DataFrame:
+    """``corruption`` (name; "" where no image) and ``severity`` (NaN where none) of each request's
+    frame, joined on the image index, when the dataset corrupts its frames."""
+    if "corruption" not in img.columns:
+        return out
+    names = img["corruption"].to_numpy(dtype=object)
+    out["corruption"] = np.where(valid, names[np.clip(idx, 0, None)], "").astype(str)
+    out["severity"] = _column(img, "severity", idx, valid, math.nan)
     return out
 
 
@@ -66,4 +77,4 @@ def add_live_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
     top5 = np.stack([df[f"top5_{j}"].to_numpy(dtype=float) for j in range(5)], axis=1)
     out["agree_top5"] = _agree_top5(img, idx, valid, top5)
     out["cached_prediction"] = np.where(idx >= 0, img["prediction"].to_numpy()[np.clip(idx, 0, None)], -1)
-    return out
+    return _add_corruptions(out, img, idx, idx >= 0)

@@ -330,12 +330,15 @@ class ModelSpec(_Frozen):
 class DatasetSpec(_Frozen):
     """The images frames are drawn from: ``kind`` a registered dataset (``samples``, ``photos``,
     ``digits``, ``imagefolder``), ``path`` its folder, ``limit`` how many images (``photos``: frames),
-    ``seed`` the variations ``photos`` draws."""
+    ``seed`` the variations ``photos`` draws, ``corruption`` the camera corruption applied to each frame
+    before the head: ``{name: gaussian_noise, severity: 3}``, each a value or a list drawn from per frame
+    (the ImageNet-C families; checked by the model side, ``testbed.split.data.corrupt``)."""
 
     kind: str = "photos"
     path: str | None = None
     limit: Annotated[int, Field(strict=True, ge=1)] | None = None
     seed: Annotated[int, Field(strict=True, ge=0)] = 0
+    corruption: FrozenParams | None = None
 
 
 class Scenario(_Frozen):

@@ -6,6 +6,7 @@ Each loader returns uint8 ``[3, H, W]`` images (sizes may differ) and integer la
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from testbed.errors import ConfigError
 from testbed.registry import Registry
+from testbed.split.data.corrupt import Corruption, corrupt_frames, parse_corruption
 from testbed.split.data.preprocess import Preprocess
 
 __all__ = [
@@ -40,12 +42,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".
 class DatasetSpec:
     """``name`` is a registered dataset (``samples``, ``digits``, ``imagefolder`` with ``path``,
     ``photos``); ``limit`` caps the count (for ``photos``: the number of frames); ``seed`` draws the
-    variations of datasets that make frames (``photos``)."""
+    variations of datasets that make frames (``photos``) and each frame's ``corruption`` draw
+    (:mod:`testbed.split.data.corrupt`; None: clean frames)."""
 
     name: str
     path: str | None = None
     limit: int | None = None
     seed: int = 0
+    corruption: Corruption | None = None
 
 
 @dataclass(frozen=True)
@@ -180,13 +184,15 @@ def parse_dataset(value: Any, limit: int | None = None, path: str = "dataset") -
     if isinstance(value, DatasetSpec):
         spec = value
     elif isinstance(value, dict):
-        unknown = set(value) - {"name", "path", "limit", "seed"}
+        unknown = set(value) - {"name", "path", "limit", "seed", "corruption"}
         if unknown:
-            raise ConfigError(f"{path}.{sorted(unknown)[0]}", value[sorted(unknown)[0]], "keys name, path, limit, seed")
+            raise ConfigError(f"{path}.{sorted(unknown)[0]}", value[sorted(unknown)[0]],
+                              "keys name, path, limit, seed, corruption")
         seed = value.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"{path}.seed", seed, "an integer >= 0")
-        spec = DatasetSpec(str(value.get("name", "")), value.get("path"), _limit(value.get("limit"), path), seed)
+        spec = DatasetSpec(str(value.get("name", "")), value.get("path"), _limit(value.get("limit"), path), seed,
+                           parse_corruption(value.get("corruption"), f"{path}.corruption"))
     elif isinstance(value, str):
         name, sep, rest = value.partition(":")
         if not sep and Path(value).is_dir():
@@ -198,7 +204,7 @@ def parse_dataset(value: Any, limit: int | None = None, path: str = "dataset") -
     if spec.name not in DATASETS:
         raise ConfigError(f"{path}.name" if isinstance(value, dict) else path, spec.name, _known())
     if limit is not None:
-        spec = DatasetSpec(spec.name, spec.path, _limit(limit, path), spec.seed)
+        spec = dataclasses.replace(spec, limit=_limit(limit, path))
     _limit(spec.limit, path)
     return spec
 
@@ -214,6 +220,10 @@ def load_dataset(value: Any, preprocess: Preprocess | None = None, limit: int | 
     if spec.limit is not None:
         images, names = images[:spec.limit], names[:spec.limit]
         labels = labels[:spec.limit] if labels is not None else None
+    if spec.corruption is not None:  # before preprocessing, as a camera would deliver the frame
+        done = corrupt_frames([img.permute(1, 2, 0).numpy() for img in images], spec.corruption, spec.seed)
+        images = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f, _, _ in done]
+        names = [f"{n} corruption={c} severity={s}" for n, (_, c, s) in zip(names, done)]
     prep = preprocess or Preprocess()
     batch = torch.stack([prep(img) for img in images])
     return Dataset(batch, torch.tensor(labels, dtype=torch.int64) if labels is not None else None, names, classes)
