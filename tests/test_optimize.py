@@ -111,3 +111,38 @@ def test_optimum_equals_an_exhaustive_search_and_pruned_configurations_fail(tmp_
     best = choose(exhaustive, parse_objective("max-agreement"))
     assert best is not None and result.best is not None and result.best["config"] == best["config"]
     assert result.recommended is not None and result.recommended["model"]["split"] == result.best["split"]
+
+
+def test_an_interrupted_search_resumes_from_the_rows_it_kept(tmp_path, monkeypatch) -> None:
+    """Rows are kept as each candidate finishes; a rerun takes them instead of running again."""
+    import testbed.run.optimize as opt
+
+    calls: list[str] = []
+
+    def fake_run(raw, base_dir):  # one probe or replication: a light, feasible configuration
+        calls.append(raw["model"]["split"])
+        return {"link_utilisation": 0.001, "node_utilisation": 0.1, "mean_payload_bytes": 1e3,
+                "latency_p95_all_s": 0.05, "latency_p95_s": 0.05, "agreement": 1.0}
+
+    monkeypatch.setattr(opt, "_run", fake_run)
+    monkeypatch.setattr(opt, "dataset_figures", lambda raw, base_dir=None: (0.95, 1.0, 1e3))
+    monkeypatch.setattr(opt, "prepare_dict", lambda raw, base_dir=None: None)
+    raw = {"model": {"name": "efficientnet_lite0", "split": "stem"}, "fleet": [{"count": 10}], "seed": 1}
+    grid = configs(["stage2", "stage4", "stage6"], [[{"quantize": {}}]], [4])
+    slo = parse_slo("p95 < 100 ms")
+    stops = {"n": 0}
+
+    def stop_after_two(kind, c, row):
+        stops["n"] += 1
+        if stops["n"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize(raw, grid, parse_objective("max-agreement"), slo, 0.9, replications=1, on_step=stop_after_two,
+                 state_dir=tmp_path / "state")
+    assert calls == ["stage2", "stage2", "stage4", "stage4"]  # probe + one replication each
+    calls.clear()
+    result = optimize(raw, grid, parse_objective("max-agreement"), slo, 0.9, replications=1,
+                      state_dir=tmp_path / "state")
+    assert calls == ["stage6", "stage6"] and [r["split"] for r in result.rows] == ["stage2", "stage4", "stage6"]
+    assert result.best is not None and all(r["feasible"] for r in result.rows)

@@ -249,11 +249,14 @@ def _binding(row: dict[str, Any]) -> str:
 def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objective, slo: Slo | None,
              min_agreement: float | None, base_dir: Path | None = None, replications: int | None = None,
              probe_duration: str = "20 s", max_utilisation: float = 1.0, verify_pruned: int = 0,
-             on_step: Callable[[str, Config, dict[str, Any]], None] | None = None) -> OptimizeResult:
+             on_step: Callable[[str, Config, dict[str, Any]], None] | None = None,
+             state_dir: Path | None = None) -> OptimizeResult:
     """Screen every candidate with one node per group, simulate the survivors and choose the best.
 
     ``raw`` is the scenario mapping (its ``sweep`` is ignored); ``verify_pruned`` simulates that many
-    pruned candidates in full (the first ones, in order) to show they fail."""
+    pruned candidates in full (the first ones, in order) to show they fail. With ``state_dir`` each
+    evaluated candidate's row is kept there as it finishes, keyed by everything that decides it, so an
+    interrupted search resumes where it stopped."""
     if raw.get("model") is None:
         raise ConfigError("model", None, "a model section: the optimiser chooses its split point and codec")
     if not candidates:
@@ -270,6 +273,15 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     pruned_sims = 0
     for c in candidates:
         cell = _cell(base, c)
+        key = _row_key(cell, c, reps, probe_duration, max_utilisation, min_agreement, slo,
+                       s_verify=pruned_sims < verify_pruned)
+        kept = _load_row(state_dir, key)
+        if kept is not None:
+            rows.append(kept)
+            pruned_sims += bool(kept["pruned"] and kept["simulated"])
+            if on_step:
+                on_step("kept", c, kept)
+            continue
         probe_raw = apply_overrides(cell, {f"fleet.{i}.count": 1 for i in range(groups)})
         probe_raw = apply_overrides(probe_raw, {"duration": probe_duration, "warmup": "2 s", "drain": "10 s"})
         probe = _run(probe_raw, base_dir)
@@ -299,6 +311,7 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
             row.update({"simulated": False, "feasible": False, "meets_when_simulated": None, "binding": "-",
                         "agreement": top1, "agreement_top5": top5, "mean_payload_bytes": s.payload_bytes})
         rows.append(row)
+        _save_row(state_dir, key, row)
         if on_step:
             on_step("pruned" if s.reason else "simulated", c, row)
     front = pareto_front((_value(r, "agreement"), _value(r, "latency_p95_all_s")) if r["simulated"] and not r["pruned"]
@@ -317,6 +330,39 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
         result.notes.append(f"{len(bad)} pruned configuration(s) met the objective when simulated: "
                             + ", ".join(r["config"] for r in bad))
     return result
+
+
+def _row_key(cell: dict[str, Any], c: Config, reps: int, probe_duration: str, max_utilisation: float,
+             min_agreement: float | None, slo: Slo | None, s_verify: bool) -> str:
+    import hashlib
+
+    from testbed.io import json_text
+
+    desc = {"cell": cell, "config": c.label, "replications": reps, "probe": probe_duration,
+            "max_utilisation": max_utilisation, "min_agreement": min_agreement, "slo": str(slo), "verify": s_verify}
+    return hashlib.sha256(json_text(desc, indent=None).encode()).hexdigest()[:24]
+
+
+def _load_row(state_dir: Path | None, key: str) -> dict[str, Any] | None:
+    import json
+
+    if state_dir is None:
+        return None
+    f = state_dir / f"{key}.json"
+    try:
+        row = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) and "config" in row else None
+
+
+def _save_row(state_dir: Path | None, key: str, row: dict[str, Any]) -> None:
+    if state_dir is None:
+        return
+    from testbed.io import json_text, write_text
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_text(state_dir / f"{key}.json", json_text(row))
 
 
 def parse_constraints(slo: str | None, min_agreement: float | None) -> tuple[Slo | None, float | None]:

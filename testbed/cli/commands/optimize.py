@@ -65,10 +65,17 @@ def _run(args: argparse.Namespace) -> int:
     if not isinstance(raw.get("model"), dict) or "name" not in raw["model"]:
         raise ConfigError("model", raw.get("model"), "a model section: the optimiser chooses its split and codec")
     candidates = _candidates(raw["model"]["name"], args.split, args.codec, args.bits)
+    state = None
     if args.out:
+        import shutil
+
         from testbed.io import claim_output
 
         claim_output(args.out, args.force, marker="optimize.json").release()  # refuse early, before any run
+        out = Path(args.out)
+        state = out.parent / f".{out.name}.optimize-partial"  # finished configurations: a rerun resumes
+        if args.force:
+            shutil.rmtree(state, ignore_errors=True)
     with bar(enabled(args), total=len(candidates), desc="configurations", unit="config") as b:
         def step(kind: str, c: Any, row: dict[str, Any]) -> None:
             b.update(1)
@@ -76,12 +83,16 @@ def _run(args: argparse.Namespace) -> int:
 
         result = optimize(raw, candidates, objective, slo, floor, base_dir=scenario_dir(path),
                           replications=args.replications, probe_duration=args.probe_duration,
-                          verify_pruned=args.verify_pruned, on_step=step)
+                          verify_pruned=args.verify_pruned, on_step=step, state_dir=state)
     print(format_table(result))
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
     if args.out:
         written = write_result(result, args.out, force=True)
+        if state is not None:
+            import shutil
+
+            shutil.rmtree(state, ignore_errors=True)
         print(f"wrote {written}")
     return 0 if result.best is not None else 1
 
@@ -92,7 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Screen every split point x codec chain x bit width with one node per fleet group (real "
                     "payload bytes and agreement from the cached pipeline; node and uplink load scaled to the "
                     "fleet), prune those that cannot meet the constraints, simulate the survivors with "
-                    "replications, and recommend the best as a runnable scenario. Exit status 1 when no "
+                    "replications, and recommend the best as a runnable scenario. With --out, finished "
+                    "configurations are kept beside it, so a rerun after a stop resumes. Exit status 1 when no "
                     "configuration meets the constraints.",
         epilog=example("testbed optimize scenarios/tcl_setting.yaml --set fleet.0.count=100 --split stage2,stage4,"
                        "stage6 --bits 2 4 8 --slo 'p95 < 100 ms' --min-agreement 0.9 --out runs/opt"),
