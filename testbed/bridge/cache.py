@@ -42,7 +42,7 @@ __all__ = [
     "pipeline_table",
 ]
 
-CACHE_VERSION = 5  # 5: payload headers of learned stages carry no checkpoint path; 4: images.parquet holds top5_0..top5_4 and reference_confidence; 3: typed stage costs
+CACHE_VERSION = 6  # 6: images.parquet holds reference_clean (the unsplit model on the clean frame) for corrupted datasets; 5: payload headers of learned stages carry no checkpoint path; 4: images.parquet holds top5_0..top5_4 and reference_confidence; 3: typed stage costs
 IMAGE_FORMATS = ("raw", "png", "jpeg")
 
 
@@ -129,6 +129,7 @@ class PipelineTable:
     """Per-image results of one (model, split, codec, dataset) and what the charges need."""
 
     images: pd.DataFrame          # image, payload_bytes, prediction, top5_0..4, reference, reference_confidence, label
+    #                               (+ reference_clean, corruption, severity when the dataset corrupts its frames)
     elements: int                 # elements of one feature map (pixels x channels for input)
     serialized_bytes: int         # bytes entering the first lossless coder
     costs: tuple[StageCost, ...]  # how each codec stage is charged (empty: nothing to charge)
@@ -156,18 +157,23 @@ def _run_image_baseline(sc: Scenario, params: dict[str, Any]) -> PipelineTable:
     r = pipe.run_image(data, params["format"], params["quality"])
     elements = int(np.prod(data.images.shape[1:]))
     costs = () if params["format"] == "raw" else (StageCost("element", params["format"]),)
-    table = _images_table(r.payload_bytes, r.prediction, r.top5, r.reference, r.reference_confidence, r.label)
+    table = _images_table(r.payload_bytes, r.prediction, r.top5, r.reference, r.reference_confidence, r.label,
+                          r.reference_clean)
     return PipelineTable(table, elements, elements, costs, {"codec": f"image:{params['format']}"})
 
 
 def _images_table(payload_bytes: Any, prediction: np.ndarray, top5: np.ndarray, reference: np.ndarray,
-                  confidence: np.ndarray, label: np.ndarray) -> pd.DataFrame:
+                  confidence: np.ndarray, label: np.ndarray,
+                  reference_clean: np.ndarray | None = None) -> pd.DataFrame:
     """One row per image: payload bytes, the split model's top-1 and top-5, the unsplit model's
-    top-1 and its confidence, the label (-1: none)."""
+    top-1 and its confidence, the label (-1: none); with a corrupted dataset also ``reference_clean``,
+    the unsplit model's top-1 on the frame before its corruption."""
     cols: dict[str, Any] = {"image": np.arange(len(prediction)), "payload_bytes": payload_bytes,
                             "prediction": prediction}
     cols.update({f"top5_{j}": top5[:, j] for j in range(5)})
     cols.update({"reference": reference, "reference_confidence": confidence, "label": label})
+    if reference_clean is not None:
+        cols["reference_clean"] = reference_clean
     return pd.DataFrame(cols)
 
 
@@ -185,7 +191,7 @@ def _run_split(sc: Scenario) -> PipelineTable:
     charged = bool(sc.codec) and sc.model.split != "none"
     costs = tuple(stage_charges(chain, res.feature_shape)) if charged else ()
     table = _images_table(res.payload_bytes, res.prediction, res.top5, res.reference, res.reference_confidence,
-                          res.label)
+                          res.label, res.reference_clean)
     return PipelineTable(table, elements, -(-elements * bits // 8), costs, res.summary())
 
 

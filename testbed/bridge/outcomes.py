@@ -21,8 +21,9 @@ def _column(img: pd.DataFrame, name: str, idx: np.ndarray, valid: np.ndarray, fi
 
 
 def _answers(df: pd.DataFrame, img: pd.DataFrame, pred: np.ndarray, valid: np.ndarray) -> pd.DataFrame:
-    """``correct``, ``agree`` (top-1 equals the unsplit model's) and ``confident`` (the unsplit
-    model's top-1 probability is at least 0.5) per request."""
+    """``correct``, ``agree`` (top-1 equals the unsplit model's on the same frame), ``confident`` (the
+    unsplit model's top-1 probability is at least 0.5) and, when the dataset corrupts its frames,
+    ``agree_clean`` (top-1 equals the unsplit model's on the clean frame) per request."""
     idx = df["image"].to_numpy()
     ref, lab = _column(img, "reference", idx, valid, -1), _column(img, "label", idx, valid, -1)
     conf = _column(img, "reference_confidence", idx, valid, math.nan)
@@ -30,6 +31,9 @@ def _answers(df: pd.DataFrame, img: pd.DataFrame, pred: np.ndarray, valid: np.nd
     out["correct"] = np.where(valid & (lab >= 0), (pred == lab).astype(float), math.nan)
     out["agree"] = np.where(valid, (pred == ref).astype(float), math.nan)
     out["confident"] = np.where(valid & ~np.isnan(conf), (conf >= CONFIDENT).astype(float), math.nan)
+    if "reference_clean" in img.columns:
+        clean = _column(img, "reference_clean", idx, valid, -1)
+        out["agree_clean"] = np.where(valid, (pred == clean).astype(float), math.nan)
     return out
 
 
@@ -41,7 +45,8 @@ def _agree_top5(img: pd.DataFrame, idx: np.ndarray, valid: np.ndarray, top5: np.
 
 def add_outcomes(df: pd.DataFrame, table: PipelineTable) -> pd.DataFrame:
     """Records with ``correct`` (prediction equals label; NaN where unlabelled), ``agree`` (prediction
-    equals the unsplit model's), ``agree_top5`` (the unsplit model's answer among the split model's
+    equals the unsplit model's on the same frame; ``agree_clean``: on the clean frame, for corrupted
+    datasets), ``agree_top5`` (the unsplit model's answer among the split model's
     five best) and ``confident`` per request, joined on the image index."""
     img = table.images.set_index("image")
     idx = df["image"].to_numpy()

@@ -37,7 +37,9 @@ class PipelineResult:
 
     Arrays have one entry per image: ``payload_bytes`` (whole payload, header included),
     ``header_bytes``, ``prediction`` (top-1 of the split pipeline; for detectors the label of the
-    best box, -1 when none), ``reference`` (same for the unsplit model), ``label`` (-1 when
+    best box, -1 when none), ``reference`` (same for the unsplit model, on the same frame),
+    ``reference_clean`` (the unsplit model's top-1 on the frame before its corruption; None when the
+    dataset does not corrupt its frames), ``label`` (-1 when
     unknown), ``encode_s``/``decode_s`` (codec wall time on this machine), ``head_s``/``tail_s``
     (batch time shared evenly), ``snr_db`` (feature SNR, inf when exact) and ``cosine``.
     """
@@ -69,6 +71,7 @@ class PipelineResult:
     original_head_macs: int = 0       # ... and of the model's own head
     head_params: int = 0
     original_head_params: int = 0
+    reference_clean: np.ndarray | None = None  # [N] the unsplit model's top-1 on the clean frame (corrupted data)
 
     @property
     def feature_elements(self) -> int:
@@ -108,6 +111,9 @@ class PipelineResult:
             "accuracy": float(np.mean(self.prediction[labelled] == self.label[labelled])) if labelled.any() else None,
             "reference_accuracy": (float(np.mean(self.reference[labelled] == self.label[labelled]))
                                    if labelled.any() else None),
+            **({"agreement_clean": float(np.mean(self.prediction == self.reference_clean)),
+                "reference_agreement_clean": float(np.mean(self.reference == self.reference_clean))}
+               if self.reference_clean is not None else {}),
             **({"head": self.head, "head_macs": self.head_macs, "original_head_macs": self.original_head_macs,
                 "head_params": self.head_params, "original_head_params": self.original_head_params}
                if self.head else {}),
@@ -129,7 +135,7 @@ class SplitPipeline:
         self.model = load_model(model, weights, seed)
         self.preprocess = preprocess_for(model, weights)
         self.device = torch.device(device) if device is not None else default_device()
-        self._reference: dict[int, tuple[Tensor, np.ndarray, np.ndarray]] = {}
+        self._reference: dict[int, tuple[Tensor, np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
     def dataset(self, spec: Any = "photos", limit: int | None = None) -> Dataset:
         """Load ``spec`` with this model's preprocessing."""
@@ -162,18 +168,29 @@ class SplitPipeline:
         """The unsplit model's top-1 softmax probability per image (cached with :meth:`reference`)."""
         return self._reference_answers(data, batch_size)[1]
 
-    def _reference_answers(self, data: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def reference_clean(self, data: Dataset, batch_size: int = 8) -> np.ndarray | None:
+        """The unsplit model's top-1 on each frame before its corruption (``data.clean``); None when
+        the dataset does not corrupt its frames (then :meth:`reference` is the clean answer)."""
+        return self._reference_answers(data, batch_size)[2]
+
+    def _reference_answers(self, data: Dataset,
+                           batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Top-1 and confidence of the unsplit model on ``data.images`` and, where ``data.clean`` is
+        set, its top-1 on the clean frames (cached per dataset object)."""
         key = id(data.images)
         cached = self._reference.get(key)
         if cached is None or cached[0] is not data.images:
-            preds, confs = [], []
+            preds, confs, clean = [], [], []
             with torch.inference_mode():
                 for start in range(0, len(data), batch_size):
                     top1, _, conf = self.answers(self.model(data.images[start:start + batch_size]))
                     preds.append(top1)
                     confs.append(conf)
-            cached = self._reference[key] = (data.images, np.concatenate(preds), np.concatenate(confs))
-        return cached[1], cached[2]
+                    if data.clean is not None:
+                        clean.append(self.predict(self.model(data.clean[start:start + batch_size])))
+            cached = self._reference[key] = (data.images, np.concatenate(preds), np.concatenate(confs),
+                                             np.concatenate(clean) if data.clean is not None else None)
+        return cached[1], cached[2], cached[3]
 
     def run(self, split: str, codec: Any, data: Dataset, batch_size: int = 8) -> PipelineResult:
         """Evaluate one split point and codec chain over ``data``."""
@@ -203,7 +220,7 @@ class SplitPipeline:
         tails = [finetuned_tail(chain, self.name, split, tail) for chain in chains]
         if self.device.type != "cpu":
             tails = [copy.deepcopy(t).to(self.device) for t in tails]
-        reference, confidence = self._reference_answers(data, batch_size)
+        reference, confidence, reference_clean = self._reference_answers(data, batch_size)
         keys = ("payload", "header", "pred", "top5", "enc", "dec", "head", "tail", "snr", "cos")
         cols: list[dict[str, list[np.ndarray]]] = [{k: [] for k in keys} for _ in chains]
         timings: list[dict[tuple[str, str], float]] = [{} for _ in chains]
@@ -231,7 +248,7 @@ class SplitPipeline:
                 prediction=cat["pred"], reference=reference, label=label, encode_s=cat["enc"],
                 decode_s=cat["dec"], head_s=cat["head"], tail_s=cat["tail"], snr_db=cat["snr"],
                 cosine=cat["cos"], top5=cat["top5"], reference_confidence=confidence, stage_seconds={f"{d}:{name}": s for (d, name), s in timing.items()},
-                head=self.head, **costs))
+                head=self.head, reference_clean=reference_clean, **costs))
         return results
 
     def _batch(self, chain: CodecChain, feats: Tensor, tail: torch.nn.Module,
@@ -271,7 +288,7 @@ class SplitPipeline:
             raise ConfigError("image", fmt, f"one of {', '.join(IMAGE_FORMATS)}")
         if not 1 <= quality <= 100:
             raise ConfigError("image.quality", quality, "an integer from 1 to 100")
-        reference, confidence = self._reference_answers(data, batch_size)
+        reference, confidence, reference_clean = self._reference_answers(data, batch_size)
         prep = self.preprocess
         pixels = (prep.denormalize(data.images).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         payloads, enc_s, dec_s, decoded = [], [], [], []
@@ -303,7 +320,8 @@ class SplitPipeline:
             header_bytes=np.zeros(n, dtype=np.int64), prediction=np.concatenate([a[0] for a in answers]),
             reference=reference, label=label, encode_s=np.array(enc_s), decode_s=np.array(dec_s),
             head_s=np.zeros(n), tail_s=np.concatenate(tail_s), snr_db=snr, cosine=cos,
-            top5=np.concatenate([a[1] for a in answers]), reference_confidence=confidence)
+            top5=np.concatenate([a[1] for a in answers]), reference_confidence=confidence,
+            reference_clean=reference_clean)
 
     def sweep(self, splits: Sequence[str], codecs: Sequence[Any], data: Dataset,
               batch_size: int = 8) -> list[PipelineResult]:

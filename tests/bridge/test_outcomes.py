@@ -79,3 +79,21 @@ def test_pipeline_agreement_summary() -> None:
     got = agreement(np.array([7, 3, 9]), top5, np.array([7, 5, 3]), np.array([0.9, 0.6, 0.2]))
     assert got == {"top1_agreement": pytest.approx(1 / 3), "top5_agreement": pytest.approx(2 / 3),
                    "confident_frames": 2, "confident_agreement": pytest.approx(0.5)}
+
+
+def test_clean_reference_of_corrupted_frames() -> None:
+    """With a corrupted dataset the table also holds the unsplit model's answer on the clean frame:
+    ``agree_clean`` per request and ``agreement_clean`` in the summary; without one, neither."""
+    table = _table()
+    images = table.images.assign(reference_clean=[7, 3, 1], corruption="gaussian_noise", severity=5)
+    corrupted = PipelineTable(images, 1, 1, (), {})
+    rows = add_outcomes(pd.DataFrame({"image": [0, 1, 2, 1, -1]}), corrupted)
+    assert rows["agree"].tolist()[:4] == [1.0, 0.0, 0.0, 0.0]  # against the same (corrupted) frame
+    assert rows["agree_clean"].tolist()[:4] == [1.0, 1.0, 0.0, 1.0] and math.isnan(rows["agree_clean"].iloc[4])
+    s = SummaryInput(rows, rows, rows, (0.0, 1.0), None, 1, None)
+    assert answers(s)["agreement_clean"] == pytest.approx(0.75)
+    live = add_live_outcomes(_live([0, 1], [[7, 1, 2, 4, 5], [3, 5, 6, 0, 2]]), corrupted)
+    assert live["agree_clean"].tolist() == [1.0, 1.0]
+    plain = add_outcomes(pd.DataFrame({"image": [0, 1]}), table)
+    assert "agree_clean" not in plain and "agreement_clean" not in answers(SummaryInput(plain, plain, plain,
+                                                                                       (0.0, 1.0), None, 1, None))

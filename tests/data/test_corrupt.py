@@ -81,3 +81,21 @@ def test_photos_dataset_corrupts_and_names_each_frame() -> None:
     for i, name in enumerate(a.names):
         c, s, _ = frame_corruption(parse_corruption(spec["corruption"]), 2, i)  # type: ignore[arg-type]
         assert name.endswith(f"corruption={c} severity={s}") and name.startswith(clean.names[i])
+
+
+def test_clean_reference_under_strong_noise() -> None:
+    """The unsplit model under Gaussian noise (severity 5) on the photos: against itself on the same
+    corrupted frame it agrees always (the old reference); against its answer on the clean frame
+    (``reference_clean``) it does not, and the clean frames are kept beside the corrupted ones."""
+    from testbed.split.pipeline import SplitPipeline
+
+    pipe = SplitPipeline("efficientnet_lite0", "pretrained", device="cpu")
+    data = pipe.dataset({"name": "photos", "limit": 16, "corruption": {"name": "gaussian_noise", "severity": 5}})
+    clean = pipe.dataset({"name": "photos", "limit": 16})
+    assert data.clean is not None and np.array_equal(data.clean.numpy(), clean.images.numpy())
+    assert clean.clean is None
+    r = pipe.run("none", None, data)
+    assert r.reference_clean is not None and np.array_equal(r.reference_clean, pipe.reference(clean))
+    s = r.summary()
+    assert s["top1_agreement"] == 1.0 and s["reference_agreement_clean"] == s["agreement_clean"] < 1.0
+    assert "agreement_clean" not in pipe.run("none", None, clean).summary()

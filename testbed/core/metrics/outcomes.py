@@ -22,7 +22,8 @@ RANDOM_WEIGHTS_NOTE = ("random weights: accuracy, agreement and compressed sizes
 
 @SUMMARY_METRICS.register("answers")
 def answers(s: SummaryInput) -> dict[str, Any]:
-    """``accuracy`` (NaN where unlabelled) and ``agreement`` when the records carry answers."""
+    """``accuracy`` (NaN where unlabelled) and ``agreement`` when the records carry answers;
+    ``agreement_clean`` (against the unsplit model on the clean frame) when the frames were corrupted."""
     if "correct" not in s.window_rows:
         return {}
     ok = s.ok
@@ -30,6 +31,8 @@ def answers(s: SummaryInput) -> dict[str, Any]:
            "agreement": float(ok["agree"].mean()) if len(ok) else math.nan}
     if "agree_top5" in ok:  # the unsplit model's answer among the split model's five best
         out["agreement_top5"] = float(ok["agree_top5"].mean()) if ok["agree_top5"].notna().any() else math.nan
+    if "agree_clean" in ok:  # corrupted frames: the unsplit model's answer on the clean frame
+        out["agreement_clean"] = float(ok["agree_clean"].mean()) if ok["agree_clean"].notna().any() else math.nan
     if "confident" in ok:  # frames the unsplit model answers with probability >= CONFIDENT
         confident = ok[ok["confident"] == 1.0]
         out["confident_share"] = float(ok["confident"].mean()) if ok["confident"].notna().any() else math.nan

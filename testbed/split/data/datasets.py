@@ -54,12 +54,15 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Preprocessed images ``[N, 3, S, S]``, labels ``[N]`` (or None) and per-image names."""
+    """Preprocessed images ``[N, 3, S, S]``, labels ``[N]`` (or None) and per-image names; ``clean``:
+    the same frames before their corruption, preprocessed alike, when the dataset corrupts them (else
+    None), so the unsplit model's answer on the clean frame can be the reference."""
 
     images: Tensor
     labels: Tensor | None
     names: list[str]
     classes: list[str] | None = None
+    clean: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -220,13 +223,16 @@ def load_dataset(value: Any, preprocess: Preprocess | None = None, limit: int | 
     if spec.limit is not None:
         images, names = images[:spec.limit], names[:spec.limit]
         labels = labels[:spec.limit] if labels is not None else None
+    prep = preprocess or Preprocess()
+    clean = None
     if spec.corruption is not None:  # before preprocessing, as a camera would deliver the frame
+        clean = torch.stack([prep(img) for img in images])
         done = corrupt_frames([img.permute(1, 2, 0).numpy() for img in images], spec.corruption, spec.seed)
         images = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f, _, _ in done]
         names = [f"{n} corruption={c} severity={s}" for n, (_, c, s) in zip(names, done)]
-    prep = preprocess or Preprocess()
     batch = torch.stack([prep(img) for img in images])
-    return Dataset(batch, torch.tensor(labels, dtype=torch.int64) if labels is not None else None, names, classes)
+    return Dataset(batch, torch.tensor(labels, dtype=torch.int64) if labels is not None else None, names, classes,
+                   clean)
 
 
 def to_chw(arr: np.ndarray) -> Tensor:
