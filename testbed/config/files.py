@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 from testbed.errors import ConfigError
 
 __all__ = ["MAX_DATA_BYTES", "MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_NODES", "FileReader", "load_yaml",
-           "parse_trace", "parse_values", "read_limited"]
+           "parse_rate_trace", "parse_trace", "parse_values", "read_limited"]
 
 MAX_YAML_BYTES = 4 << 20
 """Largest scenario, profile or modes file read (4 MiB; real ones are a few kB)."""
@@ -193,6 +194,26 @@ def _finite(values: tuple[float, ...], what: str) -> None:
     for i, v in enumerate(values):
         if not math.isfinite(v):
             raise ValueError(f"{what} {i + 1} is {v}; every {what} must be a finite number")
+
+
+def parse_rate_trace(data: bytes, path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A CSV of ``time_s`` and ``rate`` (a data rate like ``5 MB/s``, or bytes/s) -> (times, rates)."""
+    import pandas as pd
+
+    from testbed.units import parse_datarate
+
+    df = pd.read_csv(io.BytesIO(data), dtype=str)
+    if "time_s" not in df.columns or "rate" not in df.columns:
+        raise ValueError(f"a rate trace CSV needs 'time_s' and 'rate' columns (has {list(df.columns)[:8]})")
+    times = tuple(float(t) for t in df["time_s"])
+    rates = tuple(parse_datarate(r) for r in df["rate"])
+    _finite(times, "time")
+    _finite(rates, "rate")
+    if not times or times[0] != 0.0 or any(b <= a for a, b in itertools.pairwise(times)):
+        raise ValueError("time_s must start at 0 and increase strictly")
+    if min(rates) <= 0:
+        raise ValueError("every rate must be above 0")
+    return times, rates
 
 
 def parse_trace(data: bytes, path: Path) -> tuple[tuple[float, ...], tuple[int, ...]]:

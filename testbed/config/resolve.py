@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from testbed.config.files import FileReader, parse_trace, parse_values
+from testbed.config.files import FileReader, parse_rate_trace, parse_trace, parse_values
 from testbed.config.frozen import FrozenDict
 from testbed.config.modes import NestQuantModes
 from testbed.config.profiles import Profile, find_profile, parse_profile
-from testbed.config.schema import Arrivals, DatasetSpec, FleetGroup, ModelSpec, Scenario
+from testbed.config.schema import Arrivals, DatasetSpec, FleetGroup, LinkSpec, ModelSpec, Scenario
 from testbed.dists import Dist, EmpiricalFile
 from testbed.errors import ConfigError
 
@@ -185,6 +185,20 @@ def _group(group: FleetGroup, g: int, r: _Resolver) -> tuple[FleetGroup, Profile
     return group.model_copy(update=update), profile, modes
 
 
+def _link(link: LinkSpec, r: _Resolver) -> LinkSpec:
+    """The link with its rate trace file read (times and rates filled in)."""
+    trace = link.rate_trace
+    if trace is None or trace.time_s or trace.file is None:
+        return link
+    path, data = r.reader.read(trace.file, "link.rate_trace.file", "rate trace CSV (columns time_s, rate)")
+    try:
+        times, rates = parse_rate_trace(data, path)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError("link.rate_trace.file", trace.file, f"a CSV of time_s and rate ({exc})") from None
+    return link.model_copy(update={"rate_trace": trace.model_copy(
+        update={"file": str(path), "time_s": times, "rate": rates})})
+
+
 def resolve(scenario: Scenario, base_dir: Path | str | None = None) -> Resolved:
     """Read every file ``scenario`` names, relative paths against ``base_dir``; raises
     :class:`ConfigError` naming the dotted field of the first file that is missing or malformed."""
@@ -193,7 +207,8 @@ def resolve(scenario: Scenario, base_dir: Path | str | None = None) -> Resolved:
     server = r.profile(scenario.server.device, "server", "server.device")
     sc = scenario.model_copy(update={
         "fleet": tuple(grp for grp, _, _ in groups), "codec": _codec(scenario.codec, r),
-        "model": _model(scenario.model, r), "dataset": _dataset(scenario.dataset, r)})
+        "model": _model(scenario.model, r), "dataset": _dataset(scenario.dataset, r),
+        "link": _link(scenario.link, r)})
     sc = _walk(sc, "", lambda v, where: r.dist(v, where) if isinstance(v, EmpiricalFile) else v)
     return Resolved(sc, r.reader.base_dir, tuple(p for _, p, _ in groups), server,
                     tuple(m for _, _, m in groups), r.reader.files)

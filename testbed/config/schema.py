@@ -230,6 +230,29 @@ class CsmaSpec(_Frozen):
         return value
 
 
+class RateTrace(_Frozen):
+    """The cell's data rate over time: ``rate`` from ``time_s`` until the next time (the first time must
+    be 0; the last rate holds to the end). Inline (``time_s: [0, 60]``, ``rate: [5 MB/s, 1 MB/s]``) or
+    a CSV ``file`` with columns ``time_s`` and ``rate``, read when the scenario is resolved. Every node's
+    rate (and the downlink's) is scaled by ``rate(t) / link.datarate`` while it transmits."""
+
+    file: str | None = None
+    time_s: tuple[Annotated[float, Field(ge=0.0, allow_inf_nan=False)], ...] = ()
+    rate: tuple[DataRate, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> RateTrace:
+        if self.file is None and not self.time_s:
+            raise ValueError("a rate trace needs a file (CSV with time_s and rate) or time_s and rate lists")
+        if self.time_s:
+            if len(self.time_s) != len(self.rate):
+                raise ValueError(f"time_s and rate must have the same length ({len(self.time_s)} and "
+                                 f"{len(self.rate)})")
+            if self.time_s[0] != 0.0 or any(b <= a for a, b in zip(self.time_s, self.time_s[1:])):
+                raise ValueError("time_s must start at 0 and increase strictly")
+        return self
+
+
 class LinkSpec(_Frozen):
     """The shared wireless uplink (and a downlink for results).
 
@@ -246,6 +269,7 @@ class LinkSpec(_Frozen):
     latency: DurationDist = Deterministic(0.0)
     downlink: DownlinkSpec = DownlinkSpec()
     csma: CsmaSpec = CsmaSpec()
+    rate_trace: RateTrace | None = None
 
     @property
     def downlink_datarate(self) -> float:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from testbed.dists import Dist
 
-__all__ = ["batch_decision", "batch_time_fn", "interpolate_table"]
+__all__ = ["RateSchedule", "batch_decision", "batch_time_fn", "interpolate_table"]
 
 _EPS = 1e-12
 
@@ -58,3 +59,31 @@ def batch_decision(queued: int, max_batch: int, max_delay: float, oldest_wait: f
     if queued >= max_batch or max_delay <= 0.0 or oldest_wait >= max_delay - _EPS:
         return min(queued, max_batch)
     return 0
+
+
+class RateSchedule:
+    """A piecewise-constant rate factor ``f(t)``: ``factors[i]`` from ``times[i]`` until ``times[i + 1]``
+    (``times[0] == 0``; the last factor holds forever). :meth:`duration` turns the time a transmission
+    would take at the nominal rate into the time it takes under the schedule: the ``T`` with
+    ``integral of f over [start, start + T] == nominal``."""
+
+    def __init__(self, times: Sequence[float], factors: Sequence[float]) -> None:
+        if not times or times[0] != 0.0 or len(times) != len(factors):
+            raise ValueError("times must start at 0 and have one factor each")
+        if any(b <= a for a, b in itertools.pairwise(times)) or min(factors) <= 0:
+            raise ValueError("times must increase strictly and factors be positive")
+        self.times, self.factors = tuple(times), tuple(factors)
+
+    def duration(self, start: float, nominal: float) -> float:
+        import bisect
+
+        i = max(0, bisect.bisect_right(self.times, start) - 1)
+        t, work = start, nominal
+        while i + 1 < len(self.times):
+            room = (self.times[i + 1] - t) * self.factors[i]  # nominal seconds sent before the next change
+            if room >= work:
+                break
+            work -= room
+            t = self.times[i + 1]
+            i += 1
+        return t + work / self.factors[i] - start

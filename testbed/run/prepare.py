@@ -59,7 +59,11 @@ def _check(resolved: Resolved) -> None:
     """What the schema cannot know: the link model's name (the simulator's registry), whether the
     run fits in this machine's memory, then the model side and the profiles' figures
     (:func:`testbed.bridge.check.check`)."""
-    LINKS.get(resolved.scenario.link.model, "link.model")
+    link = resolved.scenario.link
+    LINKS.get(link.model, "link.model")
+    if link.rate_trace is not None and link.model != "shared_fifo":
+        raise ConfigError("link.rate_trace", link.model, "link.model shared_fifo (the only link model that "
+                          "follows a rate trace so far)")
     check_memory(resolved.scenario)
     check(resolved)
 

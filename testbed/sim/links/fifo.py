@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from array import array
 from collections import deque
 from collections.abc import Callable
 
 import simpy
 
+from testbed.core.calc import RateSchedule
 from testbed.core.monitor import Level
 from testbed.sim.links.base import LINKS, Link, LinkContext, one_channel_per_direction
 
@@ -22,9 +24,11 @@ class FifoChannel:
     """
 
     def __init__(self, env: simpy.Environment, *, start_col: array[float], end_col: array[float],
-                 on_done: Callable[[int], None], in_station: Level, busy: Level) -> None:
+                 on_done: Callable[[int], None], in_station: Level, busy: Level,
+                 schedule: RateSchedule | None = None) -> None:
         self.env, self.start_col, self.end_col, self.on_done = env, start_col, end_col, on_done
         self.in_station, self.busy = in_station, busy
+        self.schedule = schedule  # the cell's rate over time (None: the nominal rate throughout)
         self.queue: deque[tuple[int, float]] = deque()
         self.active = False
         self.current = -1  # the request on the air
@@ -40,6 +44,8 @@ class FifoChannel:
             self.busy.change(now, 1)
             self.current = rid  # starts on the air now (inlined in _end too: the hot path)
             self.start_col[rid] = now
+            if self.schedule is not None:
+                seconds = self.schedule.duration(now, seconds)
             self._timeout(seconds).callbacks.append(self._on_end)
 
     def _end(self, _event: simpy.Event) -> None:
@@ -50,6 +56,8 @@ class FifoChannel:
             nxt, seconds = self.queue.popleft()
             self.current = nxt
             self.start_col[nxt] = now
+            if self.schedule is not None:
+                seconds = self.schedule.duration(now, seconds)
             self._timeout(seconds).callbacks.append(self._on_end)
         else:
             self.active = False
@@ -59,5 +67,9 @@ class FifoChannel:
 
 @LINKS.register("shared_fifo")
 def build(ctx: LinkContext) -> Link:
-    """One FIFO channel per direction."""
-    return one_channel_per_direction(ctx, FifoChannel, one_on_air=True)
+    """One FIFO channel per direction; with ``link.rate_trace`` both follow the cell's rate over time."""
+    trace = ctx.spec.rate_trace
+    if trace is None:
+        return one_channel_per_direction(ctx, FifoChannel, one_on_air=True)
+    schedule = RateSchedule(trace.time_s, [r / ctx.spec.datarate for r in trace.rate])
+    return one_channel_per_direction(ctx, functools.partial(FifoChannel, schedule=schedule), one_on_air=True)
