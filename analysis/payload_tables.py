@@ -47,14 +47,11 @@ def codec_specs() -> list[str]:
     return out
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-
-
 def measure(model: str, frames: int, out: Path, threads: int) -> list[dict[str, Any]]:
     import torch
 
     from testbed.cli.commands.payloads import expand_codecs
+    from testbed.io import json_text
     from testbed.split.models import get_spec
     from testbed.split.pipeline import SplitPipeline
 
@@ -75,8 +72,7 @@ def measure(model: str, frames: int, out: Path, threads: int) -> list[dict[str, 
             got = [pipe.run_image(data, fmt, q).summary() for fmt, q in IMAGES]
         else:
             got = [r.summary() for r in pipe.run_codecs(split, chains, data, 8)]
-        got = [_jsonable(r) for r in got]
-        part.write_text(json.dumps(got))
+        part.write_text(json_text(got, indent=None))
         rows += got
         print(f"{split}: {len(got)} rows in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return rows

@@ -31,7 +31,7 @@ import numpy as np
 
 from testbed.config.load import apply_overrides
 from testbed.errors import ConfigError
-from testbed.run.capacity import Slo, parse_slo
+from testbed.run.capacity import Slo, parse_slo, saturating
 from testbed.run.prepare import prepare_dict
 from testbed.run.sweep import replication_seed
 
@@ -93,14 +93,12 @@ class Config:
 def configs(splits: Sequence[str], codecs: Sequence[Sequence[dict[str, Any]]],
             bits: Sequence[int] = ()) -> list[Config]:
     """Every split x codec chain; a chain with a ``quantize`` stage is repeated for each of ``bits``."""
+    from testbed.split.codecs import with_bits
+
     out: list[Config] = []
     for split in dict.fromkeys(splits):
         for chain in codecs:
-            has_q = any("quantize" in stage for stage in chain)
-            variants = [chain] if not bits or not has_q else [
-                [{n: ({**(p or {}), "bits": b} if n == "quantize" else p) for n, p in stage.items()}
-                 for stage in chain] for b in bits]
-            for v in variants:
+            for v in with_bits(chain, bits):
                 c = Config(split, tuple(copy.deepcopy(s) for s in v))
                 if c not in out:
                     out.append(c)
@@ -204,11 +202,13 @@ def dataset_figures(raw: dict[str, Any], base_dir: Path | None = None) -> tuple[
     image once, from the cached pipeline table): the configuration's own figures, of which a run's
     requests are a sample."""
     from testbed.bridge.cache import pipeline_table
+    from testbed.split.pipeline import agreement
 
     images = pipeline_table(prepare_dict(raw, base_dir).scenario).images
-    ref = images["reference"].to_numpy()
-    top5 = images[[f"top5_{j}" for j in range(5)]].to_numpy()
-    return (float(np.mean(images["prediction"].to_numpy() == ref)), float(np.mean((top5 == ref[:, None]).any(axis=1))),
+    a = agreement(images["prediction"].to_numpy(), images[[f"top5_{j}" for j in range(5)]].to_numpy(),
+                  images["reference"].to_numpy(), images["reference_confidence"].to_numpy())
+    top1, top5 = a["top1_agreement"], a["top5_agreement"]
+    return (math.nan if top1 is None else float(top1), math.nan if top5 is None else float(top5),
             float(images["payload_bytes"].mean()))
 
 
@@ -242,8 +242,7 @@ def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 def _binding(row: dict[str, Any]) -> str:
     named = {"uplink": row.get("link_utilisation"), "server GPU": row.get("gpu_utilisation"),
              "node CPU": row.get("node_utilisation")}
-    util: dict[str, float] = {k: float(v) for k, v in named.items() if v is not None}
-    return max(util, key=util.__getitem__) if util else "-"
+    return saturating({k: float(v) for k, v in named.items() if v is not None}, within=0.0)
 
 
 def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objective, slo: Slo | None,

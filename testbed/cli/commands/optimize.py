@@ -15,31 +15,18 @@ __all__ = ["register"]
 DEFAULT_CODECS = ("quantize,lzma", "quantize,zstd", "quantize:granularity=channel,zstd")
 
 
-def _splits(model: str, given: list[str] | None) -> list[str]:
-    from testbed.split.models import get_spec
-
-    spec = get_spec(model, "model.name")
-    points: list[str] = []
-    for item in given or ["all"]:
-        for p in (x.strip() for x in item.split(",")):
-            if p == "all":
-                points += list(spec.split_points)
-            elif p:
-                points.append(spec.check_point(p))
-    return list(dict.fromkeys(points))
-
-
 def _candidates(model: str, splits: list[str] | None, codecs: list[str] | None, bits: list[int]) -> list[Any]:
     from testbed.errors import ConfigError
     from testbed.run.optimize import Config, configs
     from testbed.split.codecs import normalize_spec
+    from testbed.split.models import get_spec
 
     for b in bits:
         if not 1 <= b <= 8:
             raise ConfigError("--bits", b, "bit widths from 1 to 8")
     chains = [[{n: p} for n, p in normalize_spec(text, f"codec[{i}]")]
               for i, text in enumerate(codecs or DEFAULT_CODECS)]
-    points = _splits(model, splits)
+    points = get_spec(model, "model.name").select_points(splits)
     out = configs([p for p in points if p != "none"], chains, bits)
     if "none" in points:  # everything on the node: nothing to encode
         out.append(Config("none", ()))

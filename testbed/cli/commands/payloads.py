@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
@@ -61,7 +60,7 @@ def expand_codecs(codecs: list[str], bits: list[int] | None) -> list[Any]:
     ``--bits`` width. Errors name ``codec`` (one ``--codec``) or ``codec[i]`` (several)."""
     import testbed.research  # noqa: F401  (registers the learned codec stages)
     from testbed.errors import ConfigError
-    from testbed.split.codecs import normalize_spec, parse_chain
+    from testbed.split.codecs import normalize_spec, parse_chain, with_bits
 
     for b in bits or []:
         if not 1 <= b <= 8:
@@ -69,24 +68,10 @@ def expand_codecs(codecs: list[str], bits: list[int] | None) -> list[Any]:
     out: list[Any] = []
     for i, text in enumerate(codecs):
         path = "codec" if len(codecs) == 1 else f"codec[{i}]"
-        items = normalize_spec(text, path)
-        parse_chain([{n: p} for n, p in items], path)  # validate as given
-        has_q = any(name == "quantize" for name, _ in items)
-        variants = [[{n: p} for n, p in items]] if not bits or not has_q else [
-            [{n: ({**p, "bits": b} if n == "quantize" else p)} for n, p in items] for b in bits]
-        out += [parse_chain(v, path) for v in variants]
+        stages = [{n: p} for n, p in normalize_spec(text, path)]
+        parse_chain(stages, path)  # validate as given
+        out += [parse_chain(v, path) for v in with_bits(stages, bits or [])]
     return out
-
-
-def _splits(spec: Any, given: list[str] | None) -> list[str]:
-    points: list[str] = []
-    for item in given or ["all"]:
-        for p in (s.strip() for s in item.split(",")):
-            if p == "all":
-                points += [q for q in spec.split_points if not (q == "none" and spec.task == "detection")]
-            elif p:
-                points.append(spec.check_point(p))
-    return list(dict.fromkeys(points))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from testbed.split.pipeline import SplitPipeline
 
     spec = get_spec(args.model)
-    splits = _splits(spec, args.split)
+    splits = spec.select_points(args.split)
     chains = expand_codecs(args.codec or ["float32"], args.bits)
     if args.batch_size < 1:
         raise ConfigError("batch-size", args.batch_size, "a positive integer")
@@ -132,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
         results = [{**r, "note": RANDOM_WEIGHTS_NOTE} for r in results]
     if args.json:
-        out: Any = [_jsonable(r) for r in results]
-        if floors:
-            out = {"rows": out, "smallest_keeping": _floor_json(results, floors)}
-        print(json.dumps(out, indent=2, allow_nan=False))
+        from testbed.io import json_text
+
+        out: Any = results if not floors else {"rows": results, "smallest_keeping": _floor_json(results, floors)}
+        print(json_text(out))
         return 0
     elif args.pivot:
         print(_pivot(results))
@@ -195,10 +180,6 @@ def _floor_table(rows: list[dict[str, Any]], floors: list[float], markdown: bool
                           *("| " + " | ".join(b) + " |" for b in body)])
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
     return "\n".join([title, *("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in [head, *body])])
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
 def _fmt_bytes(v: float) -> str:

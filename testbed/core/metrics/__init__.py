@@ -27,7 +27,7 @@ from testbed.core.metrics.latency import censored_statistic, latency_or_inf
 from testbed.core.metrics.registry import SUMMARY_METRICS, SummaryInput, SummaryMetric
 from testbed.core.metrics.stages import STAGES, batch_table, in_window, overlap, with_stages
 from testbed.core.metrics.summary import summarize
-from testbed.core.metrics.tables import format_summary, format_warnings, percentile_ci, queue_table
+from testbed.core.metrics.tables import format_summary, format_warnings, percentile_ci
 
 __all__ = [
            "STAGES",
@@ -44,7 +44,6 @@ __all__ = [
            "mser",
            "overlap",
            "percentile_ci",
-           "queue_table",
            "replication_interval",
            "replication_method",
            "replication_warning",

@@ -11,17 +11,7 @@ import pandas as pd
 
 from testbed.core.metrics.intervals import replication_interval
 
-__all__ = ["format_summary", "format_warnings", "percentile_ci", "queue_table"]
-
-
-def queue_table(levels: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
-    """Time-weighted number in station and waiting, per station (over the window)."""
-    rows = []
-    for station, d in levels.items():
-        rows.append({"station": station, "mean_in_station": d["in_station"], "mean_waiting": d["waiting"],
-                     "busy": d["busy"], "peak_in_station": d.get("peak_in_station", math.nan),
-                     "open_at_end": d.get("open_at_end", math.nan)})
-    return pd.DataFrame(rows)
+__all__ = ["format_summary", "format_warnings", "percentile_ci"]
 
 
 percentile_ci = replication_interval

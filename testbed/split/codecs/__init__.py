@@ -32,6 +32,7 @@ from testbed.split.codecs.chain import (
     normalize_spec,
     parse_chain,
     parse_codec_string,
+    with_bits,
 )
 from testbed.split.codecs.errors import PayloadError
 from testbed.split.codecs.pack import pack_bits, packed_size, unpack_bits
@@ -64,6 +65,7 @@ __all__ = [
     "read_frame",
     "register_codec",
     "unpack_bits",
+    "with_bits",
 ]
 
 

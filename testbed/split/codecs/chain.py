@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from testbed.split.codecs.pack import Pack
 from testbed.split.codecs.payload import Frame, encode_spec, read_frame, write_frame
 
 __all__ = ["MAX_ELEMENTS", "CodecChain", "EncodeResult", "decode_payloads", "normalize_spec", "parse_chain",
-           "parse_codec_string"]
+           "parse_codec_string", "with_bits"]
 
 _RAW_NAMES = ("none", "raw", "float32", "identity")
 
@@ -341,6 +341,16 @@ def _chain_from_header(spec_bytes: bytes) -> CodecChain:
 
 
 # -- parsing ---------------------------------------------------------------------------------------
+
+def with_bits(stages: Sequence[Mapping[str, Any]], bits: Sequence[int]) -> list[list[dict[str, Any]]]:
+    """A chain (``[{name: params}, ...]``) once per bit width in ``bits`` when it has a ``quantize`` stage
+    (that stage's ``bits`` set), else once as it is."""
+    chain = [dict(stage) for stage in stages]
+    if not bits or not any("quantize" in stage for stage in chain):
+        return [chain]
+    return [[{n: ({**(p or {}), "bits": b} if n == "quantize" else p) for n, p in stage.items()} for stage in chain]
+            for b in bits]
+
 
 def normalize_spec(spec: Any, path: str = "codec") -> list[tuple[str, dict[str, Any]]]:
     """Turn any accepted spec form into ``[(name, params), ...]``.

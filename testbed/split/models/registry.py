@@ -8,7 +8,7 @@ the full model's forward pass. Splitting after stage *k* gives a head (stages ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,18 @@ class ModelSpec:
     def split_points(self) -> tuple[str, ...]:
         """All split points in pipeline order, ``input`` first and ``none`` last."""
         return (INPUT, *self.points, NONE)
+
+    def select_points(self, given: Sequence[str] | None, path: str = "split") -> list[str]:
+        """Split points named by ``given`` (each a point, a comma list or ``all``; None: ``all``), checked,
+        in the order given without repeats. ``all`` is every split point (a detector's without ``none``)."""
+        points: list[str] = []
+        for item in given or ["all"]:
+            for p in (x.strip() for x in item.split(",")):
+                if p == "all":
+                    points += [q for q in self.split_points if not (q == NONE and self.task == "detection")]
+                elif p:
+                    points.append(self.check_point(p, path))
+        return list(dict.fromkeys(points))
 
     def check_point(self, point: str, path: str = "split") -> str:
         """Return ``point`` if it is one of this model's split points, else raise ConfigError."""
