@@ -11,9 +11,6 @@ import pytest
 from testbed.cli import build_parser
 from testbed.cli.help import HelpFormatter
 
-# the figures engineer's commands get their example with their own changes
-OTHERS_PENDING: set[str] = set()
-
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -33,8 +30,6 @@ def _full(name: str, parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 @pytest.mark.parametrize("name", sorted(_commands()))
 def test_help_has_an_example_and_shows_defaults(name):
-    if name in OTHERS_PENDING:
-        pytest.skip(f"{name}: its example comes with the figures engineer's change")
     parser = _full(name, _commands()[name])
     text = parser.format_help()
     assert "example" in text.lower(), f"testbed {name} --help has no example"
