@@ -28,6 +28,9 @@ def check_emulable(res: Resolved) -> None:
     if sc.link.model not in _DISCIPLINES:
         raise ConfigError("link.model", sc.link.model,
                           f"{' or '.join(_DISCIPLINES)} (the emulator has no 802.11 MAC)")
+    if sc.link.rate_trace is not None:
+        raise ConfigError("link.rate_trace", "a rate trace", "a scenario without a rate trace: the emulator's "
+                          "shaper runs at a fixed rate (testbed run simulates the trace)")
     if sc.model is None:
         return
     if sc.model.split == "none":

@@ -24,11 +24,6 @@ def _emulate(args: argparse.Namespace) -> int:
     if args.duration:
         overrides.append(f"duration={args.duration}")
     resolved, raw = prepare(args.file, overrides or None)
-    if resolved.scenario.link.rate_trace is not None:
-        from testbed.errors import ConfigError
-
-        raise ConfigError("link.rate_trace", args.file, "a scenario without a rate trace: the emulator's shaper "
-                          "runs at a fixed rate (testbed run simulates the trace)")
     with claim_output(args.out, args.force) if args.out else contextlib.nullcontext():  # locked until written
         result = _emulate_and_write(args, resolved, raw)
     if args.json:
