@@ -1,6 +1,6 @@
 """Which split point and bit width wins where: the optimiser's recommendation over data rate and fleet size.
 
-    python analysis/optimize_map.py --out docs/results/optimize-map      # about 10 min here
+    python analysis/optimize_map.py --out docs/results/optimize-map      # about 4 min here (pipelines cached)
 
 For each uplink data rate (1-10 MB/s) and fleet size (10-1,000 Raspberry Pi 4 B cameras at 2 frames/s,
 H100 server) it runs ``testbed.run.optimize.optimize`` on ``scenarios/tcl_setting.yaml`` over a fixed set
