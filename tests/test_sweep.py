@@ -3,7 +3,7 @@ import copy
 import pandas as pd
 import pytest
 
-from testbed.run.sweep import plan, replication_seed, run_job, run_sweep
+from testbed.run.sweep import largest_first, plan, prepare_jobs, replication_seed, run_job, run_sweep
 from tests.conftest import base_scenario
 
 _REAL_RUN_JOB = run_job
@@ -28,6 +28,15 @@ def test_plan_is_a_grid_with_common_seeds():
     assert jobs[0].raw["seed"] == jobs[2].raw["seed"] == replication_seed(3, 0)
     assert jobs[1].raw["seed"] != jobs[0].raw["seed"]
     assert "sweep" not in jobs[0].raw and "replications" not in jobs[0].raw
+
+
+def test_workers_take_the_largest_cells_first_ties_in_plan_order():
+    jobs = plan(sweep_raw())
+    order = [j.name for j, _ in largest_first(list(zip(jobs, prepare_jobs(jobs, None))))]
+    counts = [j.raw["fleet"][0]["count"] for j in jobs]
+    big = [j.name for j, c in zip(jobs, counts) if c == 10]
+    small = [j.name for j, c in zip(jobs, counts) if c == 5]
+    assert order == big + small  # 10-node cells (twice the requests) first, each half in plan order
 
 
 def test_interrupted_sweep_resumes_to_the_same_summary(tmp_path):

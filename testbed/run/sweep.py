@@ -64,6 +64,7 @@ __all__ = [
     "collect",
     "field_unit",
     "input_files",
+    "largest_first",
     "plan",
     "prepare_jobs",
     "quantity",
@@ -223,6 +224,16 @@ def _done(out: Path, job: Job) -> dict[str, Any] | None:
         return None
 
 
+def largest_first(todo: list[tuple[Job, Resolved]]) -> list[tuple[Job, Resolved]]:
+    """The jobs in decreasing expected size (requests the fleet generates), ties in plan order.
+
+    Workers take jobs in this order (longest processing time first, Graham 1969), so a large cell
+    does not start last and leave the other worker idle; results do not depend on the order."""
+    from testbed.core.records import expected_requests
+
+    return sorted(todo, key=lambda jr: -expected_requests(jr[1].scenario))
+
+
 def _warm_caches(resolved: list[Resolved]) -> None:
     """Run each distinct model pipeline once in this process so workers only read the cache."""
     from testbed.bridge.cache import pipeline_key, pipeline_table
@@ -257,7 +268,7 @@ def run_sweep(raw: dict[str, Any], out: Path | str, workers: int = 1, base_dir: 
         clean_stale(out / "cells")
         write_json(out / "inputs.json", input_files(cells))
         write_yaml(out / "sweep.yaml", raw)  # the marker, last: with inputs.json, the sweep's identity
-        todo = [(j, r) for j, r in zip(jobs, cells) if _done(out, j) is None]
+        todo = largest_first([(j, r) for j, r in zip(jobs, cells) if _done(out, j) is None])
         _warm_caches([r for _, r in todo])
         bar = _progress(len(jobs), len(jobs) - len(todo), progress)
         rows = _execute(todo, str(out), workers, scheduler)
