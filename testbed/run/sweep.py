@@ -28,7 +28,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -50,6 +49,7 @@ from testbed.io import (
     write_parquet,
     write_yaml,
 )
+from testbed.run.parallel import MAX_WORKERS, check_workers, run_all
 
 __all__ = [
     "CI_METRICS",
@@ -304,27 +304,6 @@ class SweepInterrupted(KeyboardInterrupt):
         return str(self.args[0])
 
 
-MAX_WORKERS = 1024
-
-
-def check_workers(workers: int, scheduler: str | None) -> None:
-    """Refuse a worker count out of range, or a scheduler when dask.distributed is not installed."""
-    if not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError("--workers", workers, f"a number of worker processes from 1 to {MAX_WORKERS}")
-    if scheduler is not None:
-        import importlib.util
-
-        if not scheduler.strip():
-            raise ConfigError("--scheduler", scheduler, "a Dask scheduler address like tcp://host:8786")
-        try:
-            found = importlib.util.find_spec("dask.distributed") is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            raise ConfigError("--scheduler", scheduler, "needs dask.distributed, which is not installed "
-                                                        "(pip install 'dask[distributed]', or testbed's [dev] extra)")
-
-
 def check_previous(out: Path, raw: dict[str, Any], files: dict[str, str], force: bool) -> None:
     """Refuse (or with ``force`` clear) results in ``out`` of a different sweep: another scenario
     mapping, input files (profiles, traces, data) whose contents changed since, or cells of a sweep
@@ -357,57 +336,8 @@ def check_previous(out: Path, raw: dict[str, Any], files: dict[str, str], force:
 def _execute(todo: list[tuple[Job, Resolved]], out: str, workers: int, scheduler: str | None
              ) -> Generator[dict[str, Any], None, None]:
     """Run the jobs (here, in worker processes or on a Dask cluster), yielding rows as they finish."""
-    if scheduler:
-        from dask.distributed import Client
-        from dask.distributed import as_completed as dask_completed
-
-        if not todo:
-            return
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError("--scheduler", scheduler, f"a reachable Dask scheduler ({type(exc).__name__}: "
-                                                        f"{str(exc)[:120]})") from None
-        with client:
-            futures = client.map(run_job, [j for j, _ in todo], [out] * len(todo), [r for _, r in todo], pure=False)
-            try:
-                for fut in dask_completed(futures):
-                    yield fut.result()
-            finally:
-                client.cancel([f for f in futures if not f.done()])  # nothing more starts on the cluster
-    elif workers <= 1:
-        for job, res in todo:
-            yield run_job(job, out, res)
-    else:
-        import multiprocessing as mp
-
-        # fork: workers start at once with this process's imports; they run no model (the caches
-        # were warmed above), so no torch thread pool is used after the fork
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
-        finished = False
-        try:
-            local = [pool.submit(run_job, job, out, res) for job, res in todo]
-            for done in as_completed(local):
-                yield done.result()
-            finished = True
-        finally:
-            if finished:
-                pool.shutdown(wait=True)
-            else:  # interrupted (or a run failed): start nothing more, stop the runs under way
-                _stop_pool(pool)
-
-
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel the queued runs and end the workers now, not after the jobs already handed to them
-    (a run cut short leaves only a hidden temporary directory, cleaned by the next sweep)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # CPython's, read only
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in processes:
-        proc.join(timeout=5)
+    for _, row in run_all(run_job, [(job, out, res) for job, res in todo], workers, scheduler):
+        yield row
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:
