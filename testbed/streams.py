@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EMULATION", "LINK", "NODE", "SERVER", "link_stream", "node_stream", "server_stream", "stream"]
+__all__ = ["EMULATION", "LINK", "NODE", "SERVER", "TOPOLOGY", "cell_stream", "link_stream", "node_stream",
+           "server_stream", "stream", "topology_stream", "unit_stream"]
 
 NODE = 0        # (0, group, node_in_group): arrivals, then the workload's frame drawer
 LINK = 1        # (1,): uplink latency; (1, 1): downlink latency; (1, 2): the 802.11 cell
 SERVER = 2      # (2,): batch times; (2, 1): decode; (2, 2): result sizes
 EMULATION = 3   # (3, group, node_in_group): emulator-only draws (payload filler bytes)
+TOPOLOGY = 4    # (4, 0, cell, sub): cell >= 1's LINK draws; (4, 1, server, sub): server >= 1's SERVER draws;
+                # (4, 2): the assignment policy; (4, 3, k): backhaul latencies (k = 0 up, 1 down)
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -32,3 +35,18 @@ def link_stream(seed: int, *sub: int) -> np.random.Generator:
 
 def server_stream(seed: int, *sub: int) -> np.random.Generator:
     return stream(seed, SERVER, *sub)
+
+
+def topology_stream(seed: int, *sub: int) -> np.random.Generator:
+    return stream(seed, TOPOLOGY, *sub)
+
+
+def cell_stream(seed: int, cell: int, *sub: int) -> np.random.Generator:
+    """Cell ``cell``'s link stream ``sub`` (cell 0: the one-link scenario's streams, so ``cells: [one]``
+    draws what ``link: one`` draws)."""
+    return link_stream(seed, *sub) if cell == 0 else topology_stream(seed, 0, cell, *sub)
+
+
+def unit_stream(seed: int, server: int, *sub: int) -> np.random.Generator:
+    """Server ``server``'s stream ``sub`` (server 0: the one-server scenario's streams)."""
+    return server_stream(seed, *sub) if server == 0 else topology_stream(seed, 1, server, *sub)

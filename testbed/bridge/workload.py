@@ -38,6 +38,7 @@ class PipelineWorkload:
         self.offload = scenario.model.split != "none"
         self.node_profiles = list(resolved.node_profiles)
         self.server_profile = resolved.server_profile
+        self.server_profiles = resolved.server_profiles or (resolved.server_profile,)  # topology servers
         self._heads = [self._head_dist(i) for i in range(len(scenario.fleet))]
         self._encodes = [self._encode_dist(i) for i in range(len(scenario.fleet))]
 
@@ -92,6 +93,23 @@ class PipelineWorkload:
         if not self.offload:
             return lambda b: 0.0
         return batch_time_fn(table=tail_table(self.server_profile, m.name, m.split))
+
+    def server_decode(self, server: int) -> Dist:
+        """:meth:`decode` on topology server ``server`` (its spec's decode, else its device profile's)."""
+        spec, profile, t = self.sc.server_specs[server], self.server_profiles[server], self.table
+        if spec.decode != Deterministic(0.0):
+            return spec.decode
+        return Deterministic(codec_time(profile, t.costs, t.elements, t.serialized_bytes, "decode"))
+
+    def server_batch_time(self, server: int, rng: np.random.Generator) -> Callable[[int], float]:
+        """:meth:`batch_time` on topology server ``server`` (its spec's service, else its device's tail)."""
+        svc, m = self.sc.server_specs[server].service, self.sc.model
+        if svc is not None:
+            return batch_time_fn(svc.table, svc.per_batch, svc.per_item, svc.dist, rng)
+        assert m is not None
+        if not self.offload:
+            return lambda b: 0.0
+        return batch_time_fn(table=tail_table(self.server_profiles[server], m.name, m.split))
 
 
 def head_mac_scale(meta: Mapping[str, Any]) -> float:

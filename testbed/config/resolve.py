@@ -22,7 +22,7 @@ from testbed.config.files import FileReader, parse_rate_trace, parse_trace, pars
 from testbed.config.frozen import FrozenDict
 from testbed.config.modes import NestQuantModes
 from testbed.config.profiles import Profile, find_profile, parse_profile
-from testbed.config.schema import Arrivals, DatasetSpec, FleetGroup, LinkSpec, ModelSpec, Scenario
+from testbed.config.schema import Arrivals, CellSpec, DatasetSpec, FleetGroup, LinkSpec, ModelSpec, Scenario
 from testbed.dists import Dist, EmpiricalFile
 from testbed.errors import ConfigError
 
@@ -46,7 +46,8 @@ class Resolved:
     in and every path it names absolute; ``node_profiles[g]`` and ``nestquant[g]`` belong to fleet
     group ``g``; ``base_dir`` is the directory relative paths were resolved against (None: the
     working directory, e.g. for the built-in default); ``files`` is (absolute path, sha256) of
-    every file read, in reading order.
+    every file read, in reading order; ``server_profiles[s]`` belongs to topology server ``s``
+    (``servers``; empty without one, ``server_profile`` being the one server's).
     """
 
     scenario: Scenario
@@ -55,6 +56,7 @@ class Resolved:
     server_profile: Profile
     nestquant: tuple[NestQuantModes | None, ...]
     files: tuple[tuple[str, str], ...] = ()
+    server_profiles: tuple[Profile, ...] = ()
 
 
 class _Resolver:
@@ -199,19 +201,39 @@ def _link(link: LinkSpec, r: _Resolver) -> LinkSpec:
         update={"file": str(path), "time_s": times, "rate": rates})})
 
 
+def _cells(cells: tuple[CellSpec, ...], r: _Resolver) -> tuple[CellSpec, ...]:
+    """Every cell with its rate trace file read (cell 0's is ``link``'s, read once more here)."""
+    out = []
+    for c, cell in enumerate(cells):
+        trace = cell.rate_trace
+        if trace is None or trace.time_s or trace.file is None:
+            out.append(cell)
+            continue
+        field = f"cells.{c}.rate_trace.file"
+        path, data = r.reader.read(trace.file, field, "rate trace CSV (columns time_s, rate)")
+        try:
+            times, rates = parse_rate_trace(data, path)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(field, trace.file, f"a CSV of time_s and rate ({exc})") from None
+        out.append(cell.model_copy(update={"rate_trace": trace.model_copy(
+            update={"file": str(path), "time_s": times, "rate": rates})}))
+    return tuple(out)
+
+
 def resolve(scenario: Scenario, base_dir: Path | str | None = None) -> Resolved:
     """Read every file ``scenario`` names, relative paths against ``base_dir``; raises
     :class:`ConfigError` naming the dotted field of the first file that is missing or malformed."""
     r = _Resolver(Path(base_dir).resolve() if base_dir is not None else None)
     groups = [_group(group, g, r) for g, group in enumerate(scenario.fleet)]
-    server = r.profile(scenario.server.device, "server", "server.device")
+    server = r.profile(scenario.server.device, "server", "servers.0.device" if scenario.servers else "server.device")
+    servers = tuple(r.profile(s.device, "server", f"servers.{i}.device") for i, s in enumerate(scenario.servers))
     sc = scenario.model_copy(update={
         "fleet": tuple(grp for grp, _, _ in groups), "codec": _codec(scenario.codec, r),
         "model": _model(scenario.model, r), "dataset": _dataset(scenario.dataset, r),
-        "link": _link(scenario.link, r)})
+        "link": _link(scenario.link, r), "cells": _cells(scenario.cells, r)})
     sc = _walk(sc, "", lambda v, where: r.dist(v, where) if isinstance(v, EmpiricalFile) else v)
     return Resolved(sc, r.reader.base_dir, tuple(p for _, p, _ in groups), server,
-                    tuple(m for _, _, m in groups), r.reader.files)
+                    tuple(m for _, _, m in groups), r.reader.files, servers)
 
 
 def as_resolved(scenario: Scenario | Resolved, base_dir: Path | str | None = None) -> Resolved:

@@ -35,10 +35,15 @@ from testbed.units import parse_datarate, parse_duration, parse_rate, parse_size
 __all__ = [
     "POLICY_KEYS",
     "Arrivals",
+    "AssignmentSpec",
+    "BackhaulSpec",
     "Batching",
+    "CellSpec",
     "CsmaSpec",
     "DatasetSpec",
     "DownlinkSpec",
+    "EdgeServerSpec",
+    "FallbackSpec",
     "FleetGroup",
     "LinkSpec",
     "ModelSpec",
@@ -177,6 +182,7 @@ class FleetGroup(_Frozen):
     payload: SizeDist | None = None
     datarate: DataRate | None = None
     nestquant: NestQuantSpec | None = None
+    cell: Name | None = None  # topology: the cell (``cells[].name``) the group's nodes are in
 
 
 class DownlinkSpec(_Frozen):
@@ -365,6 +371,85 @@ class DatasetSpec(_Frozen):
     corruption: FrozenParams | None = None
 
 
+class CellSpec(LinkSpec):
+    """One access point's cell in a topology: a named link (any link model, its own data rate,
+    latency, downlink, csma section, rate trace)."""
+
+    name: Name
+
+
+class EdgeServerSpec(ServerSpec):
+    """One edge server in a topology: a named server spec (device, GPUs, batching, service...)."""
+
+    name: Name
+
+
+class BackhaulSpec(_Frozen):
+    """The wired backhaul between the cells and the servers: a payload crosses it after the cell's
+    uplink (and a result before the cell's downlink), one at a time at ``datarate`` then ``latency``.
+    ``shared: per_cell``: one backhaul line per cell (each direction); ``per_server``: one per server."""
+
+    datarate: DataRate
+    latency: DurationDist = Deterministic(0.0)
+    shared: Literal["per_cell", "per_server"] = "per_cell"
+
+
+class FallbackSpec(_Frozen):
+    """Local fallback: a node runs the whole model itself (its CPU for ``local`` instead of head and
+    encode; nothing is sent, the answer is ready on the node, ``server`` -1) when the least-loaded
+    server it may use has at least ``queue`` outstanding requests, or when the mean round-trip time
+    (payload handed to the radio to result back) of its offloaded requests that returned in the last
+    ``rtt_window`` exceeds ``rtt``."""
+
+    local: DurationDist
+    queue: Annotated[int, Field(strict=True, ge=1)] | None = None
+    rtt: PositiveSeconds | None = None
+    rtt_window: PositiveSeconds = 1.0
+
+    @model_validator(mode="after")
+    def _check(self) -> FallbackSpec:
+        if self.queue is None and self.rtt is None:
+            raise ValueError("a fallback needs a threshold: 'queue' (outstanding requests) or 'rtt' (like '200 ms')")
+        return self
+
+
+class AssignmentSpec(_Frozen):
+    """Which server gets a request, decided when its payload has left the cell. ``policy`` names a
+    registered assignment policy (:data:`testbed.core.assign.ASSIGNMENTS`: ``static``, ``random``,
+    ``round_robin``, ``jsq``, ``power_of_two``); ``static`` maps a fleet group's or a cell's name to a
+    server name (the group's entry wins; ``static`` policy only); ``fallback`` the optional local
+    fallback."""
+
+    policy: Annotated[str, Field(min_length=1, max_length=64)] = "static"
+    static: Annotated[Mapping[str, str], AfterValidator(freeze)] = freeze({})
+    fallback: FallbackSpec | None = None
+
+
+def _named(items: Any, field: str) -> None:
+    names = [getattr(x, "name", None) for x in items]
+    dup = next((i for i, n in enumerate(names) if names.index(n) != i), None)
+    if dup is not None:
+        raise ConfigError(f"{field}.{dup}.name", names[dup], f"a name no other entry of {field} has")
+
+
+_PLACEHOLDER_LINK = LinkSpec(datarate=1.0)
+_PLACEHOLDER_SERVER = ServerSpec(device="-", service=ServiceSpec(dist=Deterministic(0.0)))
+
+
+def _first_as(items: Any, spec: type[LinkSpec] | type[ServerSpec], placeholder: BaseModel) -> Any:
+    """``link``/``server`` from the first cell/server (a placeholder when it is itself invalid: its error
+    is then reported once, at ``cells.0``/``servers.0``)."""
+    first = items[0]
+    if isinstance(first, spec):
+        return spec(**{f: getattr(first, f) for f in spec.model_fields})
+    if isinstance(first, Mapping):
+        try:
+            return spec.model_validate({k: v for k, v in first.items() if k != "name"})
+        except (ValueError, TypeError, ConfigError):
+            return placeholder
+    return placeholder
+
+
 class Scenario(_Frozen):
     """A complete, validated scenario. Times in seconds, sizes in bytes, rates in bytes/s."""
 
@@ -382,9 +467,32 @@ class Scenario(_Frozen):
     dataset: DatasetSpec | None = None
     sweep: Annotated[Mapping[str, Sequence[Any]], AfterValidator(freeze)] = freeze({})
     replications: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 1
+    cells: tuple[CellSpec, ...] = ()
+    servers: tuple[EdgeServerSpec, ...] = ()
+    backhaul: BackhaulSpec | None = None
+    assignment: AssignmentSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _topology_defaults(cls, data: Any) -> Any:
+        """With ``cells`` (``servers``), ``link`` (``server``) is the first one and must not be given."""
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for many, one, spec, placeholder in (("cells", "link", LinkSpec, _PLACEHOLDER_LINK),
+                                             ("servers", "server", ServerSpec, _PLACEHOLDER_SERVER)):
+            items = out.get(many)
+            if not isinstance(items, Sequence) or isinstance(items, str) or not items:
+                continue
+            if one in out:
+                raise ConfigError(one, f"a {one} beside {many}", f"either '{one}' (one {one}) or '{many}' "
+                                  "(a topology), not both")
+            out[one] = _first_as(items, spec, placeholder)
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
+        self._check_topology()
         if self.warmup >= self.duration:
             raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
         for g, group in enumerate(self.fleet):
@@ -396,6 +504,67 @@ class Scenario(_Frozen):
             raise ValueError("server.service is required when the scenario has no model "
                              "(e.g. service: {table: {1: 5 ms, 32: 20 ms}})")
         return self
+
+    def _check_topology(self) -> None:
+        _named(self.cells, "cells")
+        _named(self.servers, "servers")
+        cells = {c.name for c in self.cells}
+        for g, group in enumerate(self.fleet):
+            if group.cell is not None and group.cell not in cells:
+                raise ConfigError(f"fleet.{g}.cell", group.cell, f"a cell named in cells ({', '.join(sorted(cells))})"
+                                  if cells else "no cell: the scenario has no 'cells' (one link)")
+        if self.model is None:
+            for s, srv in enumerate(self.servers):
+                if srv.service is None:
+                    raise ConfigError(f"servers.{s}.service", None, "a service time (the scenario has no model)")
+        a = self.assignment
+        if a is None:
+            return
+        servers = {s.name for s in self.servers}
+        keys = cells | {g.name for g in self.fleet if g.name}
+        for key, server in a.static.items():
+            if key not in keys:
+                raise ConfigError(f"assignment.static.{key}", key, f"a fleet group or cell name ({', '.join(sorted(keys))})")
+            if server not in servers:
+                raise ConfigError(f"assignment.static.{key}", server,
+                                  f"a server named in servers ({', '.join(sorted(servers)) or 'none: no servers list'})")
+        if a.static and a.policy != "static":
+            raise ConfigError("assignment.static", dict(a.static), f"no static map with policy {a.policy!r}")
+        if a.policy == "static" and len(self.servers) > 1:
+            for g, group in enumerate(self.fleet):
+                if group.name not in a.static and group.cell not in a.static:
+                    raise ConfigError(f"fleet.{g}", group.name or f"group {g}",
+                                      "a server for every group under assignment.policy static (assignment.static: "
+                                      "{group or cell name: server name})")
+
+    @property
+    def topology(self) -> bool:
+        """True when the scenario names cells, servers, a backhaul or an assignment (several cells or
+        servers, or a policy; False: the one link and one server of ``link`` and ``server``)."""
+        return bool(self.cells or self.servers or self.backhaul is not None or self.assignment is not None)
+
+    @property
+    def cell_specs(self) -> tuple[LinkSpec, ...]:
+        """Every cell's link (``link`` alone when the scenario has no ``cells``)."""
+        return self.cells or (self.link,)
+
+    @property
+    def server_specs(self) -> tuple[ServerSpec, ...]:
+        """Every server (``server`` alone when the scenario has no ``servers``)."""
+        return self.servers or (self.server,)
+
+    @property
+    def cell_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cells) or ("cell",)
+
+    @property
+    def server_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.servers) or ("server",)
+
+    def cell_of(self, group: int) -> int:
+        """Index of the cell fleet group ``group`` is in (the first cell when it names none)."""
+        name = self.fleet[group].cell
+        return 0 if name is None else self.cell_names.index(name)
 
     @property
     def node_count(self) -> int:

@@ -45,10 +45,13 @@ FLOAT_COLUMNS = (
     "radio_idle_j",      #   listening while its payload contends (testbed/sim/links/csma.py)
 )
 INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
-               ("batch_size", "h"), ("gpu", "b"), ("status", "b"), ("mode", "b"))
+               ("batch_size", "h"), ("gpu", "b"), ("status", "b"), ("mode", "b"),
+               ("cell", "h"),     # the node's cell (index into Scenario.cell_names; 0 with one link)
+               ("server", "h"))   # the server it was assigned to (Scenario.server_names); -1: none
+                                  #   (ended before it was assigned, or answered on the node)
 
 _NAN = float("nan")
-_INT_FILL = {"image": -1, "gpu": -1}
+_INT_FILL = {"image": -1, "gpu": -1, "server": -1}
 """Integer columns whose unset value is not 0 (filled ahead, so starting a row writes fewer cells)."""
 
 
@@ -87,7 +90,7 @@ class Records:
     radio_tx_j: array[float]
     radio_rx_j: array[float]
     radio_idle_j: array[float]
-    # integer columns, 0 until set (image and gpu -1)
+    # integer columns, 0 until set (image, gpu and server -1)
     node: array[int]
     group: array[int]
     frame: array[int]
@@ -96,6 +99,8 @@ class Records:
     gpu: array[int]
     status: array[int]
     mode: array[int]
+    cell: array[int]
+    server: array[int]
 
     def __init__(self, expected: int = 0, chunk: int = 16384) -> None:
         self.f: dict[str, array[float]] = {name: array("d") for name in FLOAT_COLUMNS}
@@ -125,7 +130,7 @@ class Records:
         self.capacity += self._chunk
 
     def new(self, node: int, group: int, frame: int, created_s: float) -> int:
-        """Start a row (floats NaN, status in_flight, image and gpu -1) and return its index."""
+        """Start a row (floats NaN, status in_flight, image, gpu and server -1) and return its index."""
         rid = self.n
         if rid == self.capacity:
             self._grow()

@@ -33,6 +33,12 @@ class Workload(Protocol):
     def batch_time(self, rng: np.random.Generator) -> Callable[[int], float]:
         """Batch service time as a function of batch size."""
 
+    def server_decode(self, server: int) -> Dist:
+        """:meth:`decode` on topology server ``server`` (``Scenario.server_specs[server]``)."""
+
+    def server_batch_time(self, server: int, rng: np.random.Generator) -> Callable[[int], float]:
+        """:meth:`batch_time` on topology server ``server`` (its own service, device and GPUs)."""
+
 
 class SyntheticWorkload:
     """Charges from the scenario's own distributions (timing-only and queueing studies)."""
@@ -62,4 +68,13 @@ class SyntheticWorkload:
         svc = self.scenario.server.service
         if svc is None:
             raise ValueError("server.service is needed for a synthetic workload")
+        return batch_time_fn(svc.table, svc.per_batch, svc.per_item, svc.dist, rng)
+
+    def server_decode(self, server: int) -> Dist:
+        return self.scenario.server_specs[server].decode
+
+    def server_batch_time(self, server: int, rng: np.random.Generator) -> Callable[[int], float]:
+        svc = self.scenario.server_specs[server].service
+        if svc is None:
+            raise ValueError(f"servers.{server}.service is needed for a synthetic workload")
         return batch_time_fn(svc.table, svc.per_batch, svc.per_item, svc.dist, rng)

@@ -31,18 +31,25 @@ class Node:
     """Frames arrive, the policy admits, queues or drops them, and the CPU computes one at a time.
 
     After head and encode the payload goes to ``send(rid, seconds)``, ``seconds`` being its time on
-    the air alone at the node's uplink ``rate`` (bytes/s).
+    the air alone at the node's uplink ``rate`` (bytes/s). ``cell`` is the node's cell (stamped on its
+    rows). With ``local`` (the topology's local fallback), ``local(rid, now)`` is asked as the CPU starts
+    a frame: a number of seconds means the node runs the whole model itself for that long (nothing is
+    sent; ``send(rid, 0.0)`` is not called, ``answer(rid)`` is), None means it goes on as usual.
     """
 
     def __init__(self, env: simpy.Environment, rec: Records, *, index: int, group: int, policy: NodePolicy,
                  arrivals: Iterator[float], stop_at: float, rate: float,
-                 send: Callable[[int, float], None], levels: NodeLevels) -> None:
+                 send: Callable[[int, float], None], levels: NodeLevels, cell: int = 0,
+                 local: Callable[[int, float], float | None] | None = None,
+                 answer: Callable[[int], None] | None = None) -> None:
         self.env, self.rec, self.index, self.group = env, rec, index, group
         self.policy, self.arrivals, self.stop_at = policy, arrivals, stop_at
         self.rate, self.send = rate, send
         self.in_station, self.waiting, self.busy_cpus = levels.in_station, levels.waiting, levels.busy
         self.frames = 0
         self._serving = -1  # the frame on the CPU (one CPU: at most one completion pending)
+        self.cell, self.local, self.answer = cell, local, answer
+        self._local = False  # the frame on the CPU runs the whole model here (local fallback)
 
     @property
     def controller(self) -> object:
@@ -66,6 +73,8 @@ class Node:
             env.timeout(t - now if t > now else 0.0).callbacks.append(self._arrive)
         rec = self.rec
         rid = rec.new(self.index, self.group, self.frames, now)
+        if self.cell:
+            rec.cell[rid] = self.cell
         self.frames += 1
         decision, dropped = self.policy.arrive(rid)
         if decision is _SERVE:
@@ -84,6 +93,11 @@ class Node:
         rec = self.rec
         rec.mode[rid] = mode
         rec.image[rid] = image
+        if self.local is not None:
+            seconds = self.local(rid, now)
+            self._local = seconds is not None
+            if seconds is not None:  # the whole model on this CPU; nothing to send
+                payload, head, encode = 0.0, seconds, 0.0
         rec.payload_bytes[rid] = payload
         rec.head_start_s[rid] = now
         rec.head_end_s[rid] = now + head
@@ -100,4 +114,8 @@ class Node:
             self._serve(nxt, now)
         else:
             self.busy_cpus.change(now, -1)
+        if self._local and self.answer is not None:
+            self._local = False
+            self.answer(rid)
+            return
         self.send(rid, self.rec.payload_bytes[rid] / self.rate)

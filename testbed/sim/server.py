@@ -30,13 +30,14 @@ class ServerLevels:
 
 
 class Server:
-    """Requests arrive after decode; batches run for ``batch_time(size)``; ``on_done(rid)`` per request."""
+    """Requests arrive after decode; batches run for ``batch_time(size)``; ``on_done(rid)`` per request;
+    ``on_lost(rid)`` (optional) per request the queue bound or the timeout ends here."""
 
     def __init__(self, env: simpy.Environment, rec: Records, *, batcher: Batcher,
                  batch_time: Callable[[int], float], on_done: Callable[[int], None],
-                 levels: ServerLevels) -> None:
+                 levels: ServerLevels, on_lost: Callable[[int], None] | None = None) -> None:
         self.env, self.rec, self.batcher = env, rec, batcher
-        self.batch_time, self.on_done = batch_time, on_done
+        self.batch_time, self.on_done, self.on_lost = batch_time, on_done, on_lost
         self.in_station, self.waiting, self.busy = levels.in_station, levels.waiting, levels.busy
 
     @property
@@ -48,6 +49,8 @@ class Server:
         if not self.batcher.arrive(rid, now):
             rec.status[rid] = _DROPPED
             rec.finished_s[rid] = now
+            if self.on_lost is not None:
+                self.on_lost(rid)
             return
         rec.queued_s[rid] = now
         self.in_station.change(now, 1)
@@ -65,6 +68,8 @@ class Server:
         rec.finished_s[rid] = now
         self.in_station.change(now, -1)
         self.waiting.change(now, -1)
+        if self.on_lost is not None:
+            self.on_lost(rid)
 
     def _dispatch(self) -> None:
         now = self.env.now

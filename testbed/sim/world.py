@@ -25,6 +25,7 @@ from testbed.dists import constant_of
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
+from testbed.sim.topology import Topology
 from testbed.streams import link_stream, node_stream, server_stream
 
 __all__ = ["STATION_NAMES", "SimResult", "Simulation", "expected_requests", "simulate"]
@@ -90,11 +91,18 @@ class Simulation:
         self._fixed_down = down
         self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
-        self.node_rates = [g.datarate or sc.link.datarate for g in sc.fleet for _ in range(g.count)]
-        self._down_rates = [min(rate, self._down_rate) for rate in self.node_rates]  # results' rates
-        self.link = self._build_link()
+        self.topology: Topology | None = None
+        if sc.topology:  # several cells or servers (testbed.sim.topology); cell 0 and server 0 below
+            self.topology = topo = Topology(self.env, self.rec, sc, self.workload, self.levels,
+                                            lambda rid: self._answered_on_node(rid, 0.0))
+            self.node_rates, self._down_rates = topo.node_rates, topo.down_rates
+            self.link, self.server = topo.links[0], topo.servers[0]
+        else:
+            self.node_rates = [g.datarate or sc.link.datarate for g in sc.fleet for _ in range(g.count)]
+            self._down_rates = [min(rate, self._down_rate) for rate in self.node_rates]  # results' rates
+            self.link = self._build_link()
+            self.server = self._build_server()
         self.uplink, self.downlink = self.link.uplink, self.link.downlink
-        self.server = self._build_server()
         self.nodes = self._build_nodes()
 
     def _build_link(self) -> Link:
@@ -121,19 +129,24 @@ class Simulation:
     def _build_nodes(self) -> list[Node]:
         """One node per fleet member; arrivals and frame draws from its stream (0, g, i)."""
         sc, res, env, rec, lv = self.sc, self.resolved, self.env, self.rec, self.levels
-        send = self.uplink.submit if self.offload else self._answered_on_node
+        topo = self.topology
+        sends = topo.uplinks() if topo is not None else None
+        local = topo.local if topo is not None and topo.fallback is not None and self.offload else None
+        answer = topo.answered if topo is not None else None
         nodes: list[Node] = []
         for g, group in enumerate(sc.fleet):
-            rate = group.datarate or sc.link.datarate
             for i in range(group.count):
+                k = len(nodes)
+                send = (sends[k] if sends is not None else self.uplink.submit) if self.offload else self._answered_on_node
                 rng = node_stream(sc.seed, g, i)
                 arrivals = arrival_times(group.arrivals, i, rng)
                 policy = NodePolicy(self.workload.frame_drawer(g, i, rng), capacity=group.queue.capacity,
                                     drop_oldest=group.queue.policy == "drop_oldest",
                                     controller=controller_for(group.nestquant, res.nestquant[g],
                                                               res.node_profiles[g]))
-                node = Node(env, rec, index=len(nodes), group=g, policy=policy, arrivals=arrivals,
-                            stop_at=sc.duration, rate=rate, send=send, levels=NodeLevels(**lv["node"]))
+                node = Node(env, rec, index=k, group=g, policy=policy, arrivals=arrivals, stop_at=sc.duration,
+                            rate=self.node_rates[k], send=send, levels=NodeLevels(**lv["node"]),
+                            cell=topo.node_cell[k] if topo is not None else 0, local=local, answer=answer)
                 nodes.append(node)
         return nodes
 
@@ -148,6 +161,7 @@ class Simulation:
         fixed = self._fixed_up
         latency, decode = fixed if fixed is not None else (self._up_latency(), self._decode())
         rec.server_arrival_s[rid] = now + latency
+        rec.server[rid] = 0
         delay = latency + decode
         if delay > 0.0:
             arrive = self.server.arrive
@@ -176,9 +190,17 @@ class Simulation:
         self.execute()
         now = self.env.now
         levels = _means(self.levels, now)
+        topo = self.topology
         for name in ("uplink", "downlink"):
             m = levels[name]
-            m["waiting"] = self.link.waiting(m["in_station"], m["busy"], m["waiting"])
+            m["waiting"] = (self.link.waiting(m["in_station"], m["busy"], m["waiting"]) if topo is None
+                            else topo.waiting(name, now))
+        meta: dict[str, object] = {"nodes": len(self.nodes), "batches": self.server.batches}
+        gpus = self.sc.server.gpus
+        if topo is not None:
+            meta.update(topo.unit_levels(now))
+            meta["batches"] = sum(srv.batches for srv in topo.servers)
+            gpus = sum(topo.gpus)
         names = tuple(g.name or f"group{i}" for i, g in enumerate(self.sc.fleet))
         window = (self.sc.warmup, self.sc.duration)
         if isinstance(self.rec, StreamingRecords):
@@ -186,8 +208,7 @@ class Simulation:
             records = pd.DataFrame()
         else:
             records = self.rec.to_frame(names, window)
-        return SimResult(records, levels, window, now, self.sc.server.gpus,
-                         meta={"nodes": len(self.nodes), "batches": self.server.batches},
+        return SimResult(records, levels, window, now, gpus, meta=meta,
                          frames=[node.frames for node in self.nodes],
                          streamed=isinstance(self.rec, StreamingRecords))
 

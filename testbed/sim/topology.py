@@ -1,0 +1,289 @@
+"""Several cells and several edge servers: the scenario's ``cells``, ``servers``, ``backhaul`` and
+``assignment`` wired into one SimPy environment (:class:`Topology`; :mod:`testbed.sim.world` uses it when
+``Scenario.topology`` is set and keeps its one-link, one-server path otherwise).
+
+A node's frames go up its cell's link (any registered link model, its own rate, latency and stream).
+When a payload has left the cell, the assignment policy (:data:`testbed.core.assign.ASSIGNMENTS`) picks a
+server from the servers' loads (requests assigned and not yet served, per GPU); the payload then crosses
+the cell's latency, the backhaul if there is one (a FIFO line per cell or per server, at its rate, then
+its latency), the server's decode and its batching queue. The result goes back the same way: backhaul,
+then the cell's downlink. Records carry ``cell`` and ``server`` (-1: never assigned, or answered on the
+node by the local fallback).
+
+Streams (:mod:`testbed.streams`): cell 0 and server 0 draw from the one-link, one-server streams, cells
+and servers >= 1 from ``(4, 0, cell, ...)`` and ``(4, 1, server, ...)``, the policy from ``(4, 2)``, the
+backhaul latencies from ``(4, 3, 0|1)``, the fallback's local compute times from ``(4, 4)``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import simpy
+
+from testbed.config.schema import Scenario
+from testbed.core.assign import ASSIGNMENTS, AssignmentContext, RecentRtt, falls_back
+from testbed.core.monitor import Level
+from testbed.core.policy import Batcher
+from testbed.core.records import STATUS, Records
+from testbed.core.workload import Workload
+from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
+from testbed.sim.server import Server, ServerLevels
+from testbed.streams import cell_stream, topology_stream, unit_stream
+
+__all__ = ["BackhaulLine", "Tee", "Topology"]
+
+_OK = STATUS.index("ok")
+
+
+class Tee(Level):
+    """A level that also moves ``total`` (a station's level summed over cells or servers)."""
+
+    __slots__ = ("total",)
+
+    def __init__(self, t0: float, t1: float, total: Level) -> None:
+        super().__init__(t0, t1)
+        self.total = total
+
+    def change(self, now: float, delta: int) -> None:
+        Level.change(self, now, delta)
+        self.total.change(now, delta)
+
+
+class BackhaulLine:
+    """One direction of a backhaul line: transmissions one at a time in arrival order, each ``seconds``
+    long; ``then(rid)`` when its last bit is sent. ``busy_s``: time spent transmitting."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.queue: deque[tuple[int, float, Callable[[int], None]]] = deque()
+        self.active = False
+        self.busy_s = 0.0
+
+    def submit(self, rid: int, seconds: float, then: Callable[[int], None]) -> None:
+        if self.active:
+            self.queue.append((rid, seconds, then))
+        else:
+            self.active = True
+            self._start(rid, seconds, then)
+
+    def _start(self, rid: int, seconds: float, then: Callable[[int], None]) -> None:
+        self.busy_s += seconds
+        self.env.timeout(seconds).callbacks.append(lambda _e: self._end(rid, then))
+
+    def _end(self, rid: int, then: Callable[[int], None]) -> None:
+        if self.queue:
+            self._start(*self.queue.popleft())
+        else:
+            self.active = False
+        then(rid)
+
+
+@dataclass(frozen=True)
+class _Station:
+    """Per cell or server: its own levels (each a :class:`Tee` into the station's total)."""
+
+    in_station: Tee
+    busy: Tee
+    waiting: Tee
+
+
+def _station(t0: float, t1: float, total: dict[str, Level]) -> _Station:
+    return _Station(Tee(t0, t1, total["in_station"]), Tee(t0, t1, total["busy"]), Tee(t0, t1, total["waiting"]))
+
+
+def static_servers(sc: Scenario) -> list[int]:
+    """Each fleet group's server under ``static`` (by group name, else by its cell's name; the only server
+    when there is one; -1 when none is given)."""
+    names = sc.server_names
+    if len(names) == 1:
+        return [0] * len(sc.fleet)
+    table = sc.assignment.static if sc.assignment is not None else {}
+    out = []
+    for g, group in enumerate(sc.fleet):
+        name = table.get(group.name) if group.name in table else table.get(sc.cell_names[sc.cell_of(g)])
+        out.append(names.index(name) if name is not None else -1)
+    return out
+
+
+class Topology:
+    """The cells, servers, backhaul and assignment of one run (see the module docstring).
+
+    ``levels`` are the simulation's station levels (node, uplink, server, downlink), which every cell and
+    server also feeds; ``answered(rid)`` marks a request answered on its node."""
+
+    def __init__(self, env: simpy.Environment, rec: Records, sc: Scenario, workload: Workload,
+                 levels: dict[str, dict[str, Level]], answered: Callable[[int], None]) -> None:
+        self.env, self.rec, self.sc, self.workload, self.answered = env, rec, sc, workload, answered
+        t0, t1 = sc.warmup, sc.duration
+        seed, cells, servers = sc.seed, sc.cell_specs, sc.server_specs
+        self.node_cell = [sc.cell_of(g) for g, group in enumerate(sc.fleet) for _ in range(group.count)]
+        self.node_group = [g for g, group in enumerate(sc.fleet) for _ in range(group.count)]
+        self.node_rates = [group.datarate or cells[sc.cell_of(g)].datarate
+                           for g, group in enumerate(sc.fleet) for _ in range(group.count)]
+        self.down_rates = [min(rate, cells[c].downlink_datarate) for rate, c in zip(self.node_rates, self.node_cell)]
+        self.up_latency = [c.latency.sampler(cell_stream(seed, i)) for i, c in enumerate(cells)]
+        self.down_latency = [c.downlink_latency.sampler(cell_stream(seed, i, 1)) for i, c in enumerate(cells)]
+        self.cell_levels = [{d: _station(t0, t1, levels[d]) for d in ("uplink", "downlink")} for _ in cells]
+        self.links: list[Link] = [self._link(c) for c in range(len(cells))]
+        self.server_levels = [_station(t0, t1, levels["server"]) for _ in servers]
+        self.servers = [self._server(s) for s in range(len(servers))]
+        self.decode = [workload.server_decode(s).sampler(unit_stream(seed, s, 1)) for s in range(len(servers))]
+        self.result_size = workload.result_drawer(unit_stream(seed, 0, 2))
+        self.gpus = [srv.gpus for srv in servers]
+        self.outstanding = [0] * len(servers)
+        self.loads = [0.0] * len(servers)
+        self.static = static_servers(sc)
+        spec = sc.assignment
+        self.policy = ASSIGNMENTS.get(spec.policy if spec is not None else "static", "assignment.policy")(
+            AssignmentContext(len(servers), self.static, topology_stream(seed, 2)))
+        bh = sc.backhaul
+        self.backhaul_rate = bh.datarate if bh is not None else 0.0
+        lines = (len(cells) if bh.shared == "per_cell" else len(servers)) if bh is not None else 0
+        self.lines_up = [BackhaulLine(env) for _ in range(lines)]
+        self.lines_down = [BackhaulLine(env) for _ in range(lines)]
+        self.per_cell = bh is not None and bh.shared == "per_cell"
+        self.bh_up = bh.latency.sampler(topology_stream(seed, 3, 0)) if bh is not None else None
+        self.bh_down = bh.latency.sampler(topology_stream(seed, 3, 1)) if bh is not None else None
+        fb = spec.fallback if spec is not None else None
+        self.fallback = fb
+        self.local_time = fb.local.sampler(topology_stream(seed, 4)) if fb is not None else None
+        self.rtt = [RecentRtt(fb.rtt_window) for _ in self.node_cell] if fb is not None and fb.rtt is not None else None
+
+    # -- construction ---------------------------------------------------------------------------
+    def _link(self, c: int) -> Link:
+        spec, lv = self.sc.cell_specs[c], self.cell_levels[c]
+        ctx = LinkContext(env=self.env, rec=self.rec, spec=spec, rates=self.node_rates,
+                          down_rate=spec.downlink_datarate, rng=cell_stream(self.sc.seed, c, 2),
+                          on_delivered=self._delivered, on_returned=self._returned,
+                          up=StationLevels(lv["uplink"].in_station, lv["uplink"].busy),
+                          down=StationLevels(lv["downlink"].in_station, lv["downlink"].busy))
+        return LINKS.get(spec.model, f"cells.{c}.model" if self.sc.cells else "link.model")(ctx)
+
+    def _server(self, s: int) -> Server:
+        srv, lv = self.sc.server_specs[s], self.server_levels[s]
+        batcher = Batcher(gpus=srv.gpus, max_batch=srv.batching.max_batch, max_delay=srv.batching.max_delay,
+                          capacity=srv.queue_capacity, timeout=srv.timeout)
+        return Server(self.env, self.rec, batcher=batcher, on_done=self._served, on_lost=self._lost,
+                      batch_time=self.workload.server_batch_time(s, unit_stream(self.sc.seed, s)),
+                      levels=ServerLevels(lv.in_station, lv.waiting, lv.busy))
+
+    def uplinks(self) -> list[Callable[[int, float], None]]:
+        """``send`` of each node: its cell's uplink."""
+        return [self.links[c].uplink.submit for c in self.node_cell]
+
+    # -- decisions ------------------------------------------------------------------------------
+    def _candidates(self, group: int) -> Sequence[int]:
+        s = self.static[group]
+        return (s,) if self.sc.assignment is None or self.sc.assignment.policy == "static" else range(len(self.gpus))
+
+    def local(self, rid: int, now: float) -> float | None:
+        """The local fallback's decision as a node starts a frame: seconds of local compute, or None."""
+        fb = self.fallback
+        assert fb is not None and self.local_time is not None
+        node = self.rec.node[rid]
+        least = min(self.outstanding[s] for s in self._candidates(self.node_group[node]))
+        rtt = self.rtt[node].mean(now) if self.rtt is not None else None
+        return self.local_time() if falls_back(least, rtt, fb.queue, fb.rtt) else None
+
+    def _assign(self, rid: int) -> int:
+        s = self.policy.choose(self.rec.group[rid], self.loads)
+        self.rec.server[rid] = s
+        n = self.outstanding[s] + 1
+        self.outstanding[s] = n
+        self.loads[s] = n / self.gpus[s]
+        return s
+
+    def _release(self, s: int) -> None:
+        n = self.outstanding[s] - 1
+        self.outstanding[s] = n
+        self.loads[s] = n / self.gpus[s]
+
+    # -- hand-offs --------------------------------------------------------------------------------
+    def _delivered(self, rid: int) -> None:
+        rec, now = self.rec, self.env.now
+        s = self._assign(rid)
+        latency = self.up_latency[rec.cell[rid]]()
+        if self.bh_up is not None:
+            self.env.timeout(latency).callbacks.append(lambda _e: self._backhaul_up(rid))
+            return
+        self._arrive(rid, s, now + latency)
+
+    def _backhaul_up(self, rid: int) -> None:
+        rec, s = self.rec, self.rec.server[rid]
+        line = self.lines_up[rec.cell[rid] if self.per_cell else s]
+        line.submit(rid, rec.payload_bytes[rid] / self.backhaul_rate, self._backhaul_up_done)
+
+    def _backhaul_up_done(self, rid: int) -> None:
+        assert self.bh_up is not None
+        self._arrive(rid, self.rec.server[rid], self.env.now + self.bh_up())
+
+    def _arrive(self, rid: int, s: int, at: float) -> None:
+        """The payload reaches server ``s`` at ``at`` (then decodes and queues)."""
+        self.rec.server_arrival_s[rid] = at
+        delay = at - self.env.now + self.decode[s]()
+        arrive = self.servers[s].arrive
+        if delay > 0.0:
+            self.env.timeout(delay).callbacks.append(lambda _e: arrive(rid))
+        else:
+            arrive(rid)
+
+    def _lost(self, rid: int) -> None:
+        self._release(self.rec.server[rid])
+
+    def _served(self, rid: int) -> None:
+        rec = self.rec
+        s = rec.server[rid]
+        self._release(s)
+        size = self.result_size()
+        rec.result_bytes[rid] = size
+        if self.bh_down is not None:
+            line = self.lines_down[rec.cell[rid] if self.per_cell else s]
+            line.submit(rid, size / self.backhaul_rate, self._backhaul_down_done)
+        else:
+            self._down(rid)
+
+    def _backhaul_down_done(self, rid: int) -> None:
+        assert self.bh_down is not None
+        self.env.timeout(self.bh_down()).callbacks.append(lambda _e: self._down(rid))
+
+    def _down(self, rid: int) -> None:
+        rec = self.rec
+        size = rec.result_bytes[rid]
+        node = rec.node[rid]
+        self.links[rec.cell[rid]].downlink.submit(rid, size / self.down_rates[node] if size > 0 else 0.0)
+
+    def _returned(self, rid: int) -> None:
+        rec, now = self.rec, self.env.now
+        rec.finished_s[rid] = now + self.down_latency[rec.cell[rid]]()
+        rec.status[rid] = _OK
+        if self.rtt is not None:
+            self.rtt[rec.node[rid]].add(now, rec.finished_s[rid] - rec.encode_end_s[rid])
+
+    # -- results ----------------------------------------------------------------------------------
+    def unit_levels(self, now: float) -> dict[str, dict[str, dict[str, float]]]:
+        """Per cell (uplink and downlink) and per server: time-weighted means over the window."""
+        cells: dict[str, dict[str, float]] = {}
+        for name, link, lv in zip(self.sc.cell_names, self.links, self.cell_levels):
+            d: dict[str, float] = {}
+            for direction in ("uplink", "downlink"):
+                st = lv[direction]
+                inside, busy = st.in_station.mean(now), st.busy.mean(now)
+                d[f"{direction}_in_station"] = inside
+                d[f"{direction}_busy"] = busy
+                d[f"{direction}_waiting"] = link.waiting(inside, busy, st.waiting.mean(now))
+            cells[name] = d
+        servers: dict[str, dict[str, float]] = {}
+        for name, srv, st, gpus in zip(self.sc.server_names, self.servers, self.server_levels, self.gpus):
+            busy = st.busy.mean(now)
+            servers[name] = {"in_station": st.in_station.mean(now), "waiting": st.waiting.mean(now),
+                             "busy_gpus": busy, "gpus": float(gpus), "gpu_utilisation": busy / gpus,
+                             "batches": float(srv.batches)}
+        return {"cells": cells, "servers": servers}
+
+    def waiting(self, direction: str, now: float) -> float:
+        """The mean number waiting in ``direction`` summed over the cells (each by its own link model)."""
+        return sum(link.waiting(lv[direction].in_station.mean(now), lv[direction].busy.mean(now),
+                                lv[direction].waiting.mean(now)) for link, lv in zip(self.links, self.cell_levels))
