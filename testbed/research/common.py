@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from testbed.errors import ConfigError, TestbedError
 from testbed.split.profiler import Compute, count_compute
@@ -33,6 +33,7 @@ __all__ = [
     "save_checkpoint",
     "seeded",
     "set_threads",
+    "train_mode",
 ]
 
 CHECKPOINT_FORMAT = "testbed.research"
@@ -66,6 +67,17 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def train_mode(module: nn.Module, frozen_bn: bool = False) -> nn.Module:
+    """``module.train()``; with ``frozen_bn`` its batch-norm layers stay in eval mode (running
+    statistics untouched), as when fine-tuning a pretrained network on a few hundred frames."""
+    module.train()
+    if frozen_bn:
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    return module
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> list[Tensor]:

@@ -20,6 +20,7 @@ from testbed.research.common import pick_device, set_threads
 from testbed.research.measure import SECTIONS, EvalContext, EvalSettings, Log, Row
 from testbed.research.nets import TINY_MODEL, load_split_task
 from testbed.research.registry import METHODS
+from testbed.research.repro import reproducible
 
 __all__ = ["format_nestquant", "format_table", "run_eval", "write_results"]
 
@@ -30,7 +31,13 @@ def _section_rank(row: Row) -> int:
 
 def run_eval(settings: EvalSettings, methods: Sequence[str] | None = None, log: Log = print) -> list[Row]:
     """Train/calibrate the ``methods`` (default: every registered one) into ``settings.out`` and
-    measure them; rows are grouped by section, baselines first."""
+    measure them; rows are grouped by section, baselines first. Runs under
+    :func:`~testbed.research.repro.reproducible` (deterministic kernels, ``settings.threads``)."""
+    with reproducible(settings.threads):
+        return _run_eval(settings, methods, log)
+
+
+def _run_eval(settings: EvalSettings, methods: Sequence[str] | None, log: Log) -> list[Row]:
     entries = [METHODS.get(m, "method") for m in (methods or METHODS.names())]
     set_threads(settings.threads)
     dev = pick_device(settings.device)

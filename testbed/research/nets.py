@@ -9,7 +9,7 @@ otherwise (ImageNet weights on an arbitrary folder): methods then distil the uns
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -183,16 +183,47 @@ class SplitTask:
     y_test: Tensor | None
     target: str  # "labels" or "teacher"
     weights: str
+    #: the unsplit model's outputs on ``x_train``/``x_test`` when already known (computed once, shared
+    #: by every split of the same model and frames); :meth:`teacher_logits` fills them in on first use
+    teacher_train: Tensor | None = None
+    teacher_test: Tensor | None = None
+    _memo: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+    def _which(self, x: Tensor) -> str | None:
+        return "train" if x is self.x_train else "test" if x is self.x_test else None
 
     def features(self, x: Tensor, batch_size: int = 256, device: torch.device | None = None) -> Tensor:
-        """Head outputs of ``x`` (no gradient), on the CPU."""
+        """Head outputs of ``x`` (no gradient), on the CPU; those of the task's own train/test
+        tensors are computed once."""
+        which = self._which(x)
+        if which is not None and f"features.{which}" in self._memo:
+            return self._memo[f"features.{which}"]
+        out = self._features(x, batch_size, device)
+        if which is not None:
+            self._memo[f"features.{which}"] = out
+        return out
+
+    def _features(self, x: Tensor, batch_size: int, device: torch.device | None) -> Tensor:
         device = device or torch.device("cpu")
         self.head.to(device).eval()
         with torch.no_grad():
             return torch.cat([self.head(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
     def teacher_logits(self, x: Tensor, batch_size: int = 256, device: torch.device | None = None) -> Tensor:
-        """Unsplit model outputs (``tail(head(x))`` with the original tail)."""
+        """Unsplit model outputs (``tail(head(x))`` with the original tail); those of the task's own
+        train/test tensors are computed once (or given as :attr:`teacher_train`/:attr:`teacher_test`)."""
+        which = self._which(x)
+        known = self.teacher_train if which == "train" else self.teacher_test if which == "test" else None
+        if known is not None:
+            return known
+        out = self._teacher(x, batch_size, device)
+        if which == "train":
+            self.teacher_train = out
+        elif which == "test":
+            self.teacher_test = out
+        return out
+
+    def _teacher(self, x: Tensor, batch_size: int, device: torch.device | None) -> Tensor:
         device = device or torch.device("cpu")
         self.tail.to(device).eval()
         f = self.features(x, batch_size, device)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from testbed.research.common import pick_device, set_threads
 from testbed.research.nets import SplitTask, evaluate_logits, load_split_task
 from testbed.research.registry import METHODS, TrainOptions
+from testbed.research.repro import isa_pinned, reproducible
 
 __all__ = ["TABULAR_PREFIX", "TrainOptions", "eval_tail", "split_task", "train_method"]
 
@@ -45,6 +46,9 @@ def train_method(method: str, o: TrainOptions, params: Mapping[str, Any] | None 
     values = entry.params(params or {})
     set_threads(o.threads)
     device = pick_device(o.device)
-    summary: dict[str, Any] = {"method": method, "checkpoint": o.out, "device": str(device)}
-    summary.update(entry.train(o, values, device))
+    summary: dict[str, Any] = {"method": method, "checkpoint": o.out, "device": str(device),
+                               "reproducible": {"deterministic_algorithms": True, "threads": o.threads,
+                                                "cpu_isa_pinned": isa_pinned(), "seed": o.seed}}
+    with reproducible(o.threads):
+        summary.update(entry.train(o, values, device))
     return summary

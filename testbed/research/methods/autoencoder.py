@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
-from testbed.research.common import batches, count_compute, load_checkpoint, save_checkpoint, seeded
+from testbed.research.common import batches, count_compute, load_checkpoint, save_checkpoint, seeded, train_mode
 from testbed.research.measure import LZMA, EvalContext, Row, Seq
 from testbed.research.nets import SplitTask, task_loss
 from testbed.research.registry import Method, Option, register_method
@@ -58,17 +58,20 @@ class BottleneckEncoder(nn.Module):
 
 
 class BottleneckDecoder(nn.Module):
-    """Server side: ``[N, c, H, W] -> [N, C, H, W]`` (1x1 expand, 3x3 refine, ReLU like the feature)."""
+    """Server side: ``[N, c, H, W] -> [N, C, H, W]`` (1x1 expand, 3x3 refine); ends with a ReLU when
+    the split feature is non-negative (``nonneg``; a split after a ReLU), linear otherwise (the
+    linear bottlenecks of MobileNet-style blocks such as EfficientNet-Lite's)."""
 
-    def __init__(self, channels: int, code_channels: int) -> None:
+    def __init__(self, channels: int, code_channels: int, nonneg: bool = True) -> None:
         super().__init__()
+        self.nonneg = nonneg
         self.expand = nn.Sequential(nn.Conv2d(code_channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
                                     nn.ReLU())
         self.refine = nn.Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, z: Tensor) -> Tensor:
         y = self.expand(z)
-        return F.relu(y + self.refine(y))
+        return F.relu(y + self.refine(y)) if self.nonneg else y + self.refine(y)
 
 
 def tcl_loss(z: Tensor, bits: int) -> Tensor:
@@ -108,6 +111,10 @@ class AutoencoderConfig:
     schedule: str = "quadratic"
     batch_size: int = 64
     seed: int = 0
+    #: fine-tune the tail jointly (stored under ``tail.``); False keeps the original tail frozen
+    finetune_tail: bool = True
+    #: weight of the task loss (cross-entropy on labels, or KL to the unsplit model's softened outputs)
+    task_weight: float = 1.0
 
     def validate(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -118,6 +125,9 @@ class AutoencoderConfig:
             raise ConfigError("epochs", self.epochs, "a positive number of epochs")
         if self.schedule not in SCHEDULES:
             raise ConfigError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.task_weight <= 1e6 or not 0.0 <= self.tcl_max <= 1e6:
+            raise ConfigError("task_weight", (self.task_weight, self.tcl_max),
+                              "task_weight and tcl_max from 0 to 1e6")
 
 
 def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.device | None = None,
@@ -132,15 +142,26 @@ def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.dev
     feats = task.features(task.x_train, device=device)
     teacher = task.teacher_logits(task.x_train, device=device) if task.target == "teacher" else None
     channels = feats.shape[1]
+    nonneg = bool(feats.min() >= 0)
     with seeded(cfg.seed):
         enc = BottleneckEncoder(channels, cfg.code_channels)
-        dec = BottleneckDecoder(channels, cfg.code_channels)
+        dec = BottleneckDecoder(channels, cfg.code_channels, nonneg)
     tail = copy.deepcopy(task.tail)
-    for m in (enc, dec, tail):
+    frozen_bn = task.target == "teacher"  # a pretrained network distilled on a few hundred frames
+    for m in (enc, dec):
         m.to(device).train()
+    tail.to(device)
+    if cfg.finetune_tail:
+        train_mode(tail, frozen_bn)
+    else:
+        tail.eval()
+    for p in tail.parameters():
+        p.requires_grad_(cfg.finetune_tail)
     scale = float(feats.pow(2).mean().sqrt().clamp(min=1e-6))
-    opt = torch.optim.Adam([{"params": [*enc.parameters(), *dec.parameters()], "lr": cfg.lr},
-                            {"params": tail.parameters(), "lr": cfg.tail_lr}])
+    groups: list[dict[str, Any]] = [{"params": [*enc.parameters(), *dec.parameters()], "lr": cfg.lr}]
+    if cfg.finetune_tail:
+        groups.append({"params": tail.parameters(), "lr": cfg.tail_lr})
+    opt = torch.optim.Adam(groups)
     g = torch.Generator().manual_seed(cfg.seed)
     total = cfg.epochs * len(batches(len(feats), cfg.batch_size))
     step = 0
@@ -158,7 +179,7 @@ def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.dev
                            teacher[idx].to(device) if teacher is not None else None)
             lc = tcl_loss(z, cfg.bits)
             w = tcl_weight(step, total, cfg.tcl_max, cfg.schedule)
-            loss = lt + cfg.recon_weight * F.mse_loss(r, f) / scale ** 2 + w * lc
+            loss = cfg.task_weight * lt + cfg.recon_weight * F.mse_loss(r, f) / scale ** 2 + w * lc
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -171,13 +192,17 @@ def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.dev
         hist["task"].append(sums[1] / n)
         hist["tcl"].append(sums[2] / n)
         hist["tcl_weight"].append(w)
-    for m in (enc, dec, tail):
-        m.cpu().eval()
+    for mod in (enc, dec, tail):
+        mod.cpu().eval()
+    for p in tail.parameters():
+        p.requires_grad_(True)
     if out:
+        tuned = tail.state_dict() if cfg.finetune_tail else {}
         state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
                  **{f"decoder.{k}": v for k, v in dec.state_dict().items()},
-                 **{f"tail.{k}": v for k, v in tail.state_dict().items()}}
-        config = {**cfg.__dict__, "channels": channels, "model": task.model_name, "split": task.point}
+                 **{f"tail.{k}": v for k, v in tuned.items()}}
+        config = {**cfg.__dict__, "channels": channels, "nonneg": nonneg, "model": task.model_name,
+                  "split": task.point}
         save_checkpoint(out, "autoencoder", config, state, {"history": hist})
     return enc, dec, tail, hist
 
@@ -188,7 +213,7 @@ def load_autoencoder(path: str, field: str = "checkpoint") -> tuple[BottleneckEn
     blob = load_checkpoint(path, "autoencoder", field)
     cfg = blob["config"]
     enc = BottleneckEncoder(int(cfg["channels"]), int(cfg["code_channels"]))
-    dec = BottleneckDecoder(int(cfg["channels"]), int(cfg["code_channels"]))
+    dec = BottleneckDecoder(int(cfg["channels"]), int(cfg["code_channels"]), bool(cfg.get("nonneg", True)))
     state = blob["state"]
     enc.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
     dec.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("decoder.")})
@@ -228,7 +253,8 @@ class AutoencoderStage(LearnedStage):
 def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     task = split_task(o, device)
     cfg = AutoencoderConfig(bits=p["bits"], code_channels=p["code_channels"], epochs=p["epochs"],
-                            tcl_max=p["tcl_max"], schedule=p["schedule"], seed=o.seed)
+                            tcl_max=p["tcl_max"], schedule=p["schedule"], seed=o.seed,
+                            finetune_tail=p["finetune_tail"], task_weight=p["task_weight"])
     enc, dec, tail, hist = train_autoencoder(task, cfg, device, o.out)
     return {"history": hist["loss"], "float_metrics": eval_tail(task.head, tail, task, lambda f: dec(enc(f))),
             "codec": [{"autoencoder": {"checkpoint": o.out}}, {"quantize": {"bits": cfg.bits}}, LZMA]}
@@ -245,7 +271,8 @@ def eval_rows(ctx: EvalContext) -> list[Row]:
                               path)
             enc, dec, state, _ = load_autoencoder(path)
             tail = copy.deepcopy(task.tail)
-            tail.load_state_dict(state)
+            if state:
+                tail.load_state_dict(state)
             name = "autoencoder + TCL" if tcl else "autoencoder, no TCL (ablation)"
             with torch.no_grad():
                 code = enc(f1)
@@ -265,4 +292,6 @@ METHOD = register_method(Method(
              Option("epochs", int, 10, "training epochs"),
              Option("code_channels", int, 8, "channels of the code"),
              Option("tcl_max", float, 20.0, "final TCL weight (0 = no TCL)"),
-             Option("schedule", str, "quadratic", f"TCL weight schedule: {', '.join(SCHEDULES)}"))))
+             Option("schedule", str, "quadratic", f"TCL weight schedule: {', '.join(SCHEDULES)}"),
+             Option("finetune_tail", bool, True, "fine-tune the tail jointly (--no-finetune-tail: frozen tail)"),
+             Option("task_weight", float, 1.0, "weight of the task/distillation loss (0: feature loss only)"))))

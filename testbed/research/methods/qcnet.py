@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
-from testbed.research.common import batches, count_compute, load_checkpoint, save_checkpoint, seeded
+from testbed.research.common import batches, count_compute, load_checkpoint, save_checkpoint, seeded, train_mode
 from testbed.research.measure import LZMA, EvalContext, Row, Seq
 from testbed.research.nets import SplitTask, task_loss
 from testbed.research.registry import Method, Option, register_method
@@ -41,11 +41,13 @@ History = dict[str, list[float]]
 
 
 class QCNet(nn.Module):
-    """Residual refinement of a dequantized map: ``relu(x + conv(relu(conv(x))))``, ``blocks`` times,
-    with a ``hidden``-channel bottleneck (lightweight next to the tail)."""
+    """Residual refinement of a dequantized map: ``x + conv(relu(conv(x)))``, ``blocks`` times, with a
+    ``hidden``-channel bottleneck (lightweight next to the tail), then a ReLU when the split feature
+    is non-negative (``nonneg``), none for a linear bottleneck (EfficientNet-Lite)."""
 
-    def __init__(self, channels: int, hidden: int = 32, blocks: int = 2) -> None:
+    def __init__(self, channels: int, hidden: int = 32, blocks: int = 2, nonneg: bool = True) -> None:
         super().__init__()
+        self.nonneg = nonneg
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv2d(channels, hidden, 3, 1, 1), nn.ReLU(), nn.Conv2d(hidden, channels, 3, 1, 1))
             for _ in range(blocks))
@@ -53,7 +55,7 @@ class QCNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for b in self.blocks:
             x = x + b(x)
-        return F.relu(x)
+        return F.relu(x) if self.nonneg else x
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def _fit(task: SplitTask, chain: CodecChain, module: nn.Module | None, cfg: QCNe
     feats = task.features(task.x_train, device=device)
     deq = quantize_roundtrip(chain, feats)
     teacher = task.teacher_logits(task.x_train, device=device) if task.target == "teacher" else None
-    tail = copy.deepcopy(task.tail).to(device).train()
+    tail = train_mode(copy.deepcopy(task.tail).to(device), frozen_bn=task.target == "teacher")
     groups: list[dict[str, Any]] = [{"params": tail.parameters(), "lr": cfg.tail_lr if module is not None else cfg.lr}]
     if module is not None:
         module.to(device).train()
@@ -136,14 +138,15 @@ def train_qcnet(task: SplitTask, cfg: QCNetConfig, device: torch.device | None =
     """Train QCNet together with fine-tuning of the tail; the head is untouched."""
     chain = cfg.validate()
     device = device or torch.device("cpu")
-    channels = int(task.features(task.x_train[:1]).shape[1])
+    feats = task.features(task.x_train, device=device)
+    channels, nonneg = int(feats.shape[1]), bool(feats.min() >= 0)
     with seeded(cfg.seed):
-        net = QCNet(channels, cfg.hidden, cfg.blocks)
+        net = QCNet(channels, cfg.hidden, cfg.blocks, nonneg)
     tail, hist = _fit(task, chain, net, cfg, device)
     if out:
         state = {**{f"qcnet.{k}": v for k, v in net.state_dict().items()},
                  **{f"tail.{k}": v for k, v in tail.state_dict().items()}}
-        config = {"channels": channels, "hidden": cfg.hidden, "blocks": cfg.blocks, "quantizer": cfg.quantizer,
+        config = {"channels": channels, "nonneg": nonneg, "hidden": cfg.hidden, "blocks": cfg.blocks, "quantizer": cfg.quantizer,
                   "epochs": cfg.epochs, "seed": cfg.seed, "model": task.model_name, "split": task.point}
         save_checkpoint(out, "qcnet", config, state, {"history": hist})
     return net, tail, hist
@@ -159,7 +162,7 @@ def load_qcnet(path: str, field: str = "checkpoint") -> tuple[QCNet, dict[str, T
     """QCNet, the fine-tuned tail's state dict and the config of a checkpoint."""
     blob = load_checkpoint(path, "qcnet", field)
     cfg = blob["config"]
-    net = QCNet(int(cfg["channels"]), int(cfg["hidden"]), int(cfg["blocks"]))
+    net = QCNet(int(cfg["channels"]), int(cfg["hidden"]), int(cfg["blocks"]), bool(cfg.get("nonneg", True)))
     net.load_state_dict({k[6:]: v for k, v in blob["state"].items() if k.startswith("qcnet.")})
     tail = {k[5:]: v for k, v in blob["state"].items() if k.startswith("tail.")}
     return net.eval(), tail, cfg

@@ -32,7 +32,15 @@ from torch import Tensor, nn
 
 from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
-from testbed.research.common import Compute, batches, count_compute, load_checkpoint, save_checkpoint, seeded
+from testbed.research.common import (
+    Compute,
+    batches,
+    count_compute,
+    load_checkpoint,
+    save_checkpoint,
+    seeded,
+    train_mode,
+)
 from testbed.research.measure import LZMA, EvalContext, Row
 from testbed.research.nets import TabularMLP, evaluate_logits, tabular_tensors, task_loss, train_classifier
 from testbed.research.registry import Method, Option, register_method
@@ -170,7 +178,10 @@ def train_softquant(model: nn.Module, x: Tensor, y: Tensor | None, cfg: SoftQuan
     lo, hi = _init_range(x, pshape)
     quant = SoftBitQuantizer(pshape, cfg.bits, lo, hi).to(device).train()
     net = copy.deepcopy(model).to(device)
-    net.train(cfg.finetune)
+    if cfg.finetune:
+        train_mode(net, frozen_bn=teacher is not None)
+    else:
+        net.eval()
     for p in net.parameters():
         p.requires_grad_(cfg.finetune)
     groups: list[dict[str, Any]] = [{"params": quant.parameters(), "lr": cfg.lr}]
@@ -269,11 +280,11 @@ def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[s
     else:
         task = split_task(o, device, split="input")
         full = nn.Sequential(task.head, task.tail)
-        teacher = full(task.x_train).detach() if task.target == "teacher" else None
+        teacher = task.teacher_logits(task.x_train) if task.target == "teacher" else None
         q, net, hist = train_softquant(full, task.x_train, task.y_train, cfg, teacher, device, o.out,
                                        meta={"model": o.model, "dataset": o.dataset})
         with torch.no_grad():
-            metrics = evaluate_logits(net(q(task.x_test)), task.y_test, full(task.x_test))
+            metrics = evaluate_logits(net(q(task.x_test)), task.y_test, task.teacher_logits(task.x_test))
     return {"history": hist["loss"], "metrics": metrics, "codec": [{"softquant": {"checkpoint": o.out}}, LZMA],
             "note": "the server runs the fine-tuned model stored under 'model.' in the checkpoint"}
 
@@ -294,7 +305,7 @@ def _input_rows(ctx: EvalContext) -> list[Row]:
         rows.append(ctx.measure("input", "uniform input quantize", str(b), [{"quantize": {"bits": b}}, LZMA], full,
                                 none_c, full_c, task.x_test, raw_uint8_bytes=raw))
         path = ctx.path(f"softquant_input_{b}bit.pt")
-        teacher = full(itask.x_train).detach() if itask.target == "teacher" else None
+        teacher = itask.teacher_logits(itask.x_train) if itask.target == "teacher" else None
         train_softquant(full, itask.x_train, itask.y_train,
                         SoftQuantConfig(bits=b, epochs=max(3, s.epochs // 2), seed=s.seed), teacher, ctx.device, path)
         rows.append(ctx.measure("input", "bitwise soft quantization", str(b), [{"softquant": {"checkpoint": path}},
