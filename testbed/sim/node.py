@@ -105,7 +105,7 @@ class Node:
         self.env.timeout(head + encode).callbacks.append(self._done)
 
     def _done(self, _event: simpy.Event) -> None:
-        rid, now = self._serving, self.env.now
+        rid, now, local = self._serving, self.env.now, self._local  # (serving the next frame resets them)
         self.rec.encode_end_s[rid] = now
         self.in_station.change(now, -1)
         nxt = self.policy.next()
@@ -114,8 +114,7 @@ class Node:
             self._serve(nxt, now)
         else:
             self.busy_cpus.change(now, -1)
-        if self._local and self.answer is not None:
-            self._local = False
+        if local and self.answer is not None:
             self.answer(rid)
             return
         self.send(rid, self.rec.payload_bytes[rid] / self.rate)
