@@ -118,6 +118,7 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
     summary = summarize(records, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
     if any(m is not None for m in res.nestquant):
         summary["nestquant_accuracy"] = nestquant_accuracy(records, res)
+    summary.update(_per_unit(records, sim, sc))
     summary = _headed(summary, res)
     return RunResult(sc, sim, summary, station_table(sim.levels, station_servers(sc)), pipeline_s)
 
@@ -157,8 +158,20 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
         summary = summarize(result.records, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
     if any(m is not None for m in res.nestquant):
         summary["nestquant_accuracy"] = nestquant_accuracy(result.records, res)
+    if sc.topology:  # per-cell and per-server figures read the records back (topology runs only)
+        summary.update(_per_unit(result.records, sim, sc))
     result.summary = _headed(summary, res)
     return result
+
+
+def _per_unit(records: pd.DataFrame, sim: SimResult, sc: Scenario) -> dict[str, Any]:
+    """Per-cell and per-server figures of a topology run (none for one link and one server)."""
+    if not sc.topology:
+        return {}
+    from testbed.core.metrics.topology import topology_summary
+
+    units: Any = sim.meta
+    return topology_summary(records, sim.window, sc.cell_names, sc.server_names, units)
 
 
 def _headed(summary: dict[str, Any], res: Resolved) -> dict[str, Any]:
@@ -171,8 +184,10 @@ def _headed(summary: dict[str, Any], res: Resolved) -> dict[str, Any]:
 
 
 def station_servers(sc: Scenario) -> dict[str, int]:
-    """Servers of each station: a CPU per node, one channel per link direction, the GPUs."""
-    return {"node": sc.node_count, "uplink": 1, "server": sc.server.gpus, "downlink": 1}
+    """Servers of each station: a CPU per node, one channel per link direction and cell, the GPUs of
+    every server."""
+    cells = len(sc.cell_specs)
+    return {"node": sc.node_count, "uplink": cells, "server": sum(s.gpus for s in sc.server_specs), "downlink": cells}
 
 
 def write_run(result: RunResult, raw: dict[str, Any], out: Path | str, force: bool = False) -> Path:

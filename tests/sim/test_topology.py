@@ -278,3 +278,25 @@ def test_topology_errors_name_the_field() -> None:
     bad["cells"][0]["model"] = "lte"
     with pytest.raises(ConfigError, match=r"cells\.0\.model"):
         simulate(scenario_from_dict(bad))
+
+
+def test_per_cell_and_per_server_summaries() -> None:
+    from testbed.run.runner import run_scenario, station_servers
+
+    raw = two_servers("jsq", 120.0, 20.0)
+    raw["servers"][1]["gpus"] = 2
+    streamed = run_scenario(scenario_from_dict(raw)).summary
+    held = run_scenario(scenario_from_dict(raw), stream=False)
+    assert streamed["by_server"] == held.summary["by_server"] and streamed["by_cell"] == held.summary["by_cell"]
+    by_server, cell = held.summary["by_server"], held.summary["by_cell"]["a"]
+    df = in_window(held.records, held.sim.window)
+    assert cell["requests"] == len(df) == held.summary["requests"]
+    assert by_server["x"]["requests"] + by_server["y"]["requests"] == len(df)
+    assert by_server["y"]["share"] > 0.5  # two GPUs: JSQ per GPU sends it more
+    x = df[df["server"] == 0]
+    assert by_server["x"]["latency_mean_s"] == pytest.approx(float((x["finished_s"] - x["created_s"]).mean()))
+    assert by_server["x"]["mean_batch_size"] == 1.0
+    busy = sum(by_server[s]["gpu_utilisation"] * g for s, g in (("x", 1), ("y", 2)))
+    assert busy == pytest.approx(held.sim.levels["server"]["busy"])
+    assert station_servers(held.scenario)["server"] == 3
+    assert "by_cell" not in run_scenario(scenario_from_dict(one_cell())).summary

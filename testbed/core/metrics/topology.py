@@ -1,0 +1,91 @@
+"""Per-cell and per-server figures of a topology run (several cells or servers).
+
+Not a registered summary metric: a one-cell, one-server run's summary is unchanged, and the runner adds
+these keys only when the scenario has a topology (``Scenario.topology``): ``by_cell`` and ``by_server``,
+each a mapping of the cell's (server's) name to its figures, and ``local_share``.
+
+``by_cell.<name>``: ``requests``, ``completed_share``, ``drop_rate``, ``latency_mean_s``, ``latency_p95_s``
+    Requests created in the window by the cell's nodes, and their outcome (latency over completed ones);
+    ``uplink_utilisation``, ``downlink_utilisation``: the share of time each direction was transmitting
+    (the simulator's monitors).
+``by_server.<name>``: ``requests``, ``share``, ``latency_mean_s``, ``latency_p95_s``, ``mean_server_s``
+    Requests of the window assigned to the server, their share of all the window's requests, end-to-end
+    latency of the completed ones and their mean time from arrival at the server to the end of their
+    batch (decode, queue and GPU); ``gpu_utilisation``: busy GPUs over the server's GPUs (monitors);
+    ``mean_batch_size``: of the batches it started in the window.
+``local_share``
+    Requests of the window answered on their node by the local fallback (present when any was).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from testbed.core.metrics.latency import LOST
+
+__all__ = ["topology_summary"]
+
+
+def _latency(rows: pd.DataFrame) -> tuple[float, float]:
+    ok = rows[rows["status"].astype(str) == "ok"]
+    lat = (ok["finished_s"] - ok["created_s"]).to_numpy(dtype=float)
+    if not len(lat):
+        return math.nan, math.nan
+    return float(lat.mean()), float(np.percentile(lat, 95))
+
+
+def topology_summary(records: pd.DataFrame, window: tuple[float, float], cell_names: Sequence[str],
+                     server_names: Sequence[str],
+                     units: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None) -> dict[str, Any]:
+    """The per-cell and per-server keys (module docstring) over requests created in ``window``;
+    ``units`` is the simulator's ``meta`` with ``cells`` and ``servers`` monitor means (optional)."""
+    t0, t1 = window
+    created = records["created_s"].to_numpy(dtype=float)
+    rows = records[(created >= t0) & (created < t1)]
+    n = len(rows)
+    status = rows["status"].astype(str)
+    by_cell: dict[str, dict[str, Any]] = {}
+    cells = (units or {}).get("cells", {})
+    for c, name in enumerate(cell_names):
+        part = rows[rows["cell"].to_numpy() == c]
+        k = len(part)
+        st = status[rows["cell"].to_numpy() == c]
+        mean, p95 = _latency(part)
+        d: dict[str, Any] = {"requests": k,
+                             "completed_share": float((st == "ok").mean()) if k else math.nan,
+                             "drop_rate": float(st.isin(list(LOST)).mean()) if k else math.nan,
+                             "latency_mean_s": mean, "latency_p95_s": p95}
+        if name in cells:
+            d["uplink_utilisation"] = float(cells[name]["uplink_busy"])
+            d["downlink_utilisation"] = float(cells[name]["downlink_busy"])
+        by_cell[name] = d
+    servers = (units or {}).get("servers", {})
+    by_server: dict[str, dict[str, Any]] = {}
+    batches_all = records[records["batch_size"].to_numpy() > 0]
+    for s, name in enumerate(server_names):
+        part = rows[rows["server"].to_numpy() == s]
+        mean, p95 = _latency(part)
+        done = part[part["status"].astype(str) == "ok"]
+        e: dict[str, Any] = {"requests": len(part), "share": len(part) / n if n else math.nan,
+                             "latency_mean_s": mean, "latency_p95_s": p95,
+                             "mean_server_s": (float((done["batch_end_s"] - done["server_arrival_s"]).mean())
+                                               if len(done) else math.nan)}
+        if name in servers:
+            e["gpu_utilisation"] = float(servers[name]["gpu_utilisation"])
+        mine = batches_all[batches_all["server"].to_numpy() == s]
+        start = mine["batch_start_s"].to_numpy(dtype=float)
+        mine = mine[(start >= t0) & (start < t1)]
+        # a batch of size b has b rows: weight each row 1/b to count batches
+        weights = 1.0 / mine["batch_size"].to_numpy(dtype=float)
+        e["mean_batch_size"] = float(len(mine) / weights.sum()) if len(mine) else math.nan
+        by_server[name] = e
+    out: dict[str, Any] = {"by_cell": by_cell, "by_server": by_server}
+    local = int(((rows["server"].to_numpy() == -1) & (status == "ok").to_numpy()).sum())
+    if local:
+        out["local_share"] = local / n
+    return out
