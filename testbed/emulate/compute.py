@@ -31,6 +31,16 @@ def check_emulable(res: Resolved) -> None:
     if sc.link.rate_trace is not None:
         raise ConfigError("link.rate_trace", "a rate trace", "a scenario without a rate trace: the emulator's "
                           "shaper runs at a fixed rate (testbed run simulates the trace)")
+    if sc.topology:  # the first topology feature set, by what it needs that the emulator lacks
+        field, value = next((f, v) for f, v, used in (
+            ("cells", [c.name for c in sc.cells], len(sc.cells) > 1),
+            ("servers", [s.name for s in sc.servers], len(sc.servers) > 1),
+            ("backhaul", "a backhaul", sc.backhaul is not None),
+            ("assignment", sc.assignment.policy if sc.assignment is not None else None, sc.assignment is not None),
+            ("cells", [c.name for c in sc.cells], bool(sc.cells)),
+            ("servers", [s.name for s in sc.servers], True)) if used)
+        raise ConfigError(field, value, "one link and one server (link:, server:): the emulator runs one shaped cell "
+                          "and one server process (testbed run simulates cells, servers, backhaul and assignment)")
     if sc.model is None:
         return
     if sc.model.split == "none":

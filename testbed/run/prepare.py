@@ -24,6 +24,7 @@ from testbed.core.arrivals import expected_frames
 from testbed.core.records import FLOAT_COLUMNS, INT_COLUMNS
 from testbed.errors import ConfigError
 from testbed.sim.links import LINKS
+from testbed.sim.topology import check_topology
 
 __all__ = ["NODE_BYTES", "check_memory", "memory_needed", "prepare", "prepare_dict", "scenario_dir"]
 
@@ -59,6 +60,7 @@ def _check(resolved: Resolved) -> None:
     """What the schema cannot know: the link model's name (the simulator's registry), whether the
     run fits in this machine's memory, then the model side and the profiles' figures
     (:func:`testbed.bridge.check.check`)."""
+    check_topology(resolved.scenario)  # cells (link is the first of them), servers, assignment
     link = resolved.scenario.link
     LINKS.get(link.model, "link.model")
     if link.rate_trace is not None and link.model != "shared_fifo":

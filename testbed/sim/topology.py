@@ -29,11 +29,12 @@ from testbed.core.monitor import Level
 from testbed.core.policy import Batcher
 from testbed.core.records import STATUS, Records
 from testbed.core.workload import Workload
+from testbed.errors import ConfigError
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.server import Server, ServerLevels
 from testbed.streams import cell_stream, topology_stream, unit_stream
 
-__all__ = ["BackhaulLine", "Tee", "Topology"]
+__all__ = ["BackhaulLine", "Tee", "Topology", "check_topology", "static_servers"]
 
 _OK = STATUS.index("ok")
 
@@ -287,3 +288,17 @@ class Topology:
         """The mean number waiting in ``direction`` summed over the cells (each by its own link model)."""
         return sum(link.waiting(lv[direction].in_station.mean(now), lv[direction].busy.mean(now),
                                 lv[direction].waiting.mean(now)) for link, lv in zip(self.links, self.cell_levels))
+
+
+def check_topology(sc: Scenario) -> None:
+    """What the schema cannot know about a topology: each cell's link model and the assignment policy
+    are registered names, and a cell with a rate trace uses ``shared_fifo`` (:class:`ConfigError`)."""
+    if not sc.cells and sc.assignment is None:
+        return
+    for c, cell in enumerate(sc.cells):
+        LINKS.get(cell.model, f"cells.{c}.model")
+        if cell.rate_trace is not None and cell.model != "shared_fifo":
+            raise ConfigError(f"cells.{c}.rate_trace", cell.model, "model shared_fifo (the only link model that "
+                              "follows a rate trace so far)")
+    if sc.assignment is not None:
+        ASSIGNMENTS.get(sc.assignment.policy, "assignment.policy")

@@ -300,3 +300,23 @@ def test_per_cell_and_per_server_summaries() -> None:
     assert busy == pytest.approx(held.sim.levels["server"]["busy"])
     assert station_servers(held.scenario)["server"] == 3
     assert "by_cell" not in run_scenario(scenario_from_dict(one_cell())).summary
+
+
+def test_prepare_and_the_emulator_name_the_topology_field(tmp_path) -> None:
+    from testbed.config.resolve import resolve
+    from testbed.emulate.compute import check_emulable
+    from testbed.run.prepare import prepare_dict
+
+    bad = two_servers("jsq", 10.0, 10.0)
+    bad["cells"] = [{"name": "a", "datarate": "1 MB/s"}, {"name": "b", "datarate": "1 MB/s", "model": "lte"}]
+    with pytest.raises(ConfigError, match=r"cells\.1\.model"):
+        prepare_dict(bad)
+    bad["cells"][1] = {"name": "b", "datarate": "1 MB/s", "model": "csma",
+                       "rate_trace": {"time_s": [0], "rate": ["1 MB/s"]}}
+    with pytest.raises(ConfigError, match=r"cells\.1\.rate_trace"):
+        prepare_dict(bad)
+    with pytest.raises(ConfigError, match=r"^servers: got \['x', 'y'\]; one link and one server"):
+        check_emulable(resolve(scenario_from_dict(two_servers("jsq", 10.0, 10.0))))
+    with pytest.raises(ConfigError, match=r"^cells: got \['a'\]"):
+        check_emulable(resolve(scenario_from_dict(as_topology(one_cell()))))
+    check_emulable(resolve(scenario_from_dict(one_cell())))
