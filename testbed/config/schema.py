@@ -48,6 +48,7 @@ __all__ = [
     "LinkSpec",
     "ModelSpec",
     "NestQuantSpec",
+    "OutageSpec",
     "QueueSpec",
     "Scenario",
     "ServerSpec",
@@ -378,10 +379,47 @@ class CellSpec(LinkSpec):
     name: Name
 
 
+class OutageSpec(_Frozen):
+    """When a server is down, and what becomes of its requests.
+
+    ``at``: scripted outages, ``[down, up]`` pairs of times (``[[30 s, 45 s]]``), or ``mttf`` and ``mttr``:
+    random outages, exponential times to failure and to repair (its own stream). While down the server
+    takes no request: the assignment policy picks among the servers that are up. When it goes down, the
+    requests queued or on its GPUs, and those reaching it while it is down, are ``lost`` (status
+    ``server_failed``) or, with ``fate: retry``, sent again after ``retry_after`` (the failure's detection
+    time) to a server that is up, at most ``max_retries`` times (then lost). A request that finds no server
+    up is treated the same way.
+    """
+
+    at: tuple[tuple[NonNegSeconds, NonNegSeconds], ...] = ()
+    mttf: PositiveSeconds | None = None
+    mttr: PositiveSeconds | None = None
+    fate: Literal["lost", "retry"] = "lost"
+    retry_after: NonNegSeconds = 0.0
+    max_retries: Annotated[int, Field(strict=True, ge=0, le=100)] = 3
+
+    @model_validator(mode="after")
+    def _check(self) -> OutageSpec:
+        random = self.mttf is not None or self.mttr is not None
+        if random and (self.mttf is None or self.mttr is None):
+            raise ValueError("random outages need both 'mttf' and 'mttr' (like '10 min' and '30 s')")
+        if random == bool(self.at):
+            raise ValueError("give either 'at' (scripted [down, up] times) or 'mttf' and 'mttr', one of them")
+        last = -1.0
+        for down, up in self.at:
+            if not last < down < up:
+                raise ValueError(f"each outage [down, up] must have down < up and start after the previous one "
+                                 f"ends (got [{down:g} s, {up:g} s])")
+            last = up
+        return self
+
+
 class EdgeServerSpec(ServerSpec):
-    """One edge server in a topology: a named server spec (device, GPUs, batching, service...)."""
+    """One edge server in a topology: a named server spec (device, GPUs, batching, service...) and its
+    optional ``outages``."""
 
     name: Name
+    outages: OutageSpec | None = None
 
 
 class BackhaulSpec(_Frozen):
@@ -444,7 +482,7 @@ def _first_as(items: Any, spec: type[LinkSpec] | type[ServerSpec], placeholder: 
         return spec(**{f: getattr(first, f) for f in spec.model_fields})
     if isinstance(first, Mapping):
         try:
-            return spec.model_validate({k: v for k, v in first.items() if k != "name"})
+            return spec.model_validate({k: v for k, v in first.items() if k in spec.model_fields})
         except (ValueError, TypeError, ConfigError):
             return placeholder
     return placeholder

@@ -4,8 +4,10 @@ A policy is built by a factory registered in :data:`ASSIGNMENTS` (``assignment.p
 :class:`AssignmentContext` (how many servers, each fleet group's static server, its own random stream) and
 answers :meth:`AssignmentPolicy.choose` with a server index, given each server's load: the requests
 assigned to it and not yet served (in transit on the backhaul, decoding, queued or on a GPU), divided by
-its GPUs. The driver (the simulator) keeps the loads; a policy keeps only its own state (a counter, its
-stream).
+its GPUs, ``inf`` for a server that is down. Every policy but ``static`` picks among the servers that
+are up while there is one (the driver handles a choice of a server that is down: no server was up, or a
+static group's server is down). The driver (the simulator) keeps the loads; a policy keeps only its own
+state (a counter, its stream).
 
 - ``static``: each fleet group's server (``assignment.static`` by group name, else by cell name; the
   only server when there is one).
@@ -21,6 +23,7 @@ stream).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +41,7 @@ _BLOCK = 1024
 
 class AssignmentPolicy(Protocol):
     """``choose(group, loads)``: the server for a request of fleet group ``group``; ``loads[s]``: server
-    ``s``'s outstanding requests per GPU (``inf`` for a server that cannot take requests)."""
+    ``s``'s outstanding requests per GPU (``inf``: server ``s`` is down)."""
 
     def choose(self, group: int, loads: Sequence[float]) -> int: ...
 
@@ -51,6 +54,13 @@ class AssignmentContext:
     servers: int
     static: Sequence[int]
     rng: np.random.Generator
+
+
+def _up(loads: Sequence[float]) -> list[int] | None:
+    """The servers that are up when some are down (None when all are up, the common case)."""
+    if math.inf not in loads:
+        return None
+    return [s for s, load in enumerate(loads) if load != math.inf]
 
 
 class _Draws:
@@ -79,23 +89,30 @@ class Static:
 
 
 class RandomChoice:
-    """A server uniformly at random, whatever the loads."""
+    """A server uniformly at random (among those up), whatever the loads."""
 
     def __init__(self, servers: int, rng: np.random.Generator) -> None:
-        self.draw = _Draws(rng, servers)
+        self.draw, self.rng = _Draws(rng, servers), rng
 
     def choose(self, group: int, loads: Sequence[float]) -> int:
-        return self.draw()
+        up = _up(loads)
+        if up is None or not up:
+            return self.draw()
+        return up[int(self.rng.integers(len(up)))]
 
 
 class RoundRobin:
-    """Servers 0, 1, ..., n-1, 0, ... over all requests."""
+    """Servers 0, 1, ..., n-1, 0, ... over all requests (skipping those down)."""
 
     def __init__(self, servers: int) -> None:
         self.servers, self.next = servers, 0
 
     def choose(self, group: int, loads: Sequence[float]) -> int:
         s = self.next
+        for _ in range(self.servers - 1):
+            if loads[s] != math.inf:
+                break
+            s = (s + 1) % self.servers
         self.next = (s + 1) % self.servers
         return s
 
@@ -113,15 +130,17 @@ class Jsq:
 
 
 class PowerOfTwo:
-    """Two distinct servers at random, the less loaded (the first drawn on a tie)."""
+    """Two distinct servers at random (among those up), the less loaded (the first drawn on a tie)."""
 
     def __init__(self, servers: int, rng: np.random.Generator) -> None:
         self.servers, self.rng = servers, rng
 
     def choose(self, group: int, loads: Sequence[float]) -> int:
-        if self.servers == 1:
-            return 0
-        a, b = (int(x) for x in self.rng.choice(self.servers, 2, replace=False))
+        up = _up(loads)
+        pool = list(range(self.servers)) if up is None or not up else up
+        if len(pool) == 1:
+            return pool[0]
+        a, b = (pool[int(x)] for x in self.rng.choice(len(pool), 2, replace=False))
         return b if loads[b] < loads[a] else a
 
 
@@ -159,7 +178,7 @@ class RecentRtt:
         return self.total / len(samples)
 
 
-def falls_back(outstanding: int, rtt_mean_s: float | None, queue: int | None, rtt_s: float | None) -> bool:
+def falls_back(outstanding: float, rtt_mean_s: float | None, queue: int | None, rtt_s: float | None) -> bool:
     """Run on the node when the least-loaded usable server has ``queue`` or more outstanding requests,
     or the node's recent mean round trip exceeds ``rtt_s`` (a threshold left None is not checked)."""
     if queue is not None and outstanding >= queue:

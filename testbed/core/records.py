@@ -20,8 +20,9 @@ from testbed.core.arrivals import expected_frames
 __all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "RowSink", "StreamingRecords", "expected_requests",
            "frame_of", "in_window_mask"]
 
-STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link")
-"""Status codes; ``in_flight`` rows were still inside the system when the run ended."""
+STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link", "server_failed")
+"""Status codes; ``in_flight`` rows were still inside the system when the run ended; ``server_failed``: lost
+to a server outage (it was on the server when it went down, or no server was up to take it)."""
 
 FLOAT_COLUMNS = (
     "created_s",         # frame captured at the node
@@ -47,8 +48,9 @@ FLOAT_COLUMNS = (
 INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
                ("batch_size", "h"), ("gpu", "b"), ("status", "b"), ("mode", "b"),
                ("cell", "h"),     # the node's cell (index into Scenario.cell_names; 0 with one link)
-               ("server", "h"))   # the server it was assigned to (Scenario.server_names); -1: none
+               ("server", "h"),   # the server it was assigned to (Scenario.server_names); -1: none
                                   #   (ended before it was assigned, or answered on the node)
+               ("retries", "b"))  # times it was sent to a server again after an outage
 
 _NAN = float("nan")
 _INT_FILL = {"image": -1, "gpu": -1, "server": -1}
@@ -101,6 +103,7 @@ class Records:
     mode: array[int]
     cell: array[int]
     server: array[int]
+    retries: array[int]
 
     def __init__(self, expected: int = 0, chunk: int = 16384) -> None:
         self.f: dict[str, array[float]] = {name: array("d") for name in FLOAT_COLUMNS}

@@ -31,18 +31,41 @@ class ServerLevels:
 
 class Server:
     """Requests arrive after decode; batches run for ``batch_time(size)``; ``on_done(rid)`` per request;
-    ``on_lost(rid)`` (optional) per request the queue bound or the timeout ends here."""
+    ``on_lost(rid)`` (optional) per request the queue bound or the timeout ends here.
+
+    :meth:`fail` takes the server down (its queued and running requests are handed back, its GPUs
+    stop, nothing scheduled before counts any more); it is empty when the driver sends it requests again."""
 
     def __init__(self, env: simpy.Environment, rec: Records, *, batcher: Batcher,
                  batch_time: Callable[[int], float], on_done: Callable[[int], None],
                  levels: ServerLevels, on_lost: Callable[[int], None] | None = None) -> None:
         self.env, self.rec, self.batcher = env, rec, batcher
         self.batch_time, self.on_done, self.on_lost = batch_time, on_done, on_lost
+        self.epoch = 0  # outages so far: events scheduled before the last one are ignored
+        self.gpus = len(batcher.free_gpus)
+        self.running: dict[int, Batch] = {}  # GPU -> its batch
+        self._batches_before = 0  # batches of batchers replaced by an outage
         self.in_station, self.waiting, self.busy = levels.in_station, levels.waiting, levels.busy
 
     @property
     def batches(self) -> int:
-        return self.batcher.batches
+        return self._batches_before + self.batcher.batches
+
+    def fail(self) -> list[int]:
+        """Go down now: the requests queued and on the GPUs, in that order (their rows untouched but for
+        the levels); the batcher starts again empty."""
+        now, b = self.env.now, self.batcher
+        queued = [rid for rid in b.queue if rid in b.queued_at]
+        running = [rid for batch in self.running.values() for rid in batch.rids]
+        self.in_station.change(now, -(len(queued) + len(running)))
+        self.waiting.change(now, -len(queued))
+        self.busy.change(now, -len(self.running))
+        self.epoch += 1
+        self.running = {}
+        self._batches_before += b.batches
+        self.batcher = Batcher(gpus=self.gpus, max_batch=b.max_batch, max_delay=b.max_delay, capacity=b.capacity,
+                               timeout=b.timeout)
+        return queued + running
 
     def arrive(self, rid: int) -> None:
         now, rec = self.env.now, self.rec
@@ -57,11 +80,12 @@ class Server:
         self.waiting.change(now, 1)
         if self.batcher.timeout is not None:
             token = rec.token(rid)  # streamed records reuse rows: the timeout is of this request only
-            self.env.timeout(self.batcher.timeout).callbacks.append(lambda _e: self._expire(rid, token))
+            epoch = self.epoch
+            self.env.timeout(self.batcher.timeout).callbacks.append(lambda _e: self._expire(rid, token, epoch))
         self._dispatch()
 
-    def _expire(self, rid: int, token: int) -> None:
-        if self.rec.token(rid) != token or not self.batcher.expire(rid):
+    def _expire(self, rid: int, token: int, epoch: int = 0) -> None:
+        if self.rec.token(rid) != token or epoch != self.epoch or not self.batcher.expire(rid):
             return
         now, rec = self.env.now, self.rec
         rec.status[rid] = _TIMED_OUT
@@ -77,7 +101,11 @@ class Server:
         for batch in batches:
             self._start(batch, now)
         if at is not None:
-            self.env.timeout(at - now).callbacks.append(self._on_timer)
+            if self.epoch:
+                epoch = self.epoch
+                self.env.timeout(at - now).callbacks.append(lambda e: self._on_timer(e) if epoch == self.epoch else None)
+            else:
+                self.env.timeout(at - now).callbacks.append(self._on_timer)
 
     def _on_timer(self, _event: simpy.Event) -> None:
         self.batcher.timer_fired()
@@ -92,9 +120,14 @@ class Server:
             rec.gpu[rid] = batch.gpu
         self.waiting.change(now, -take)
         self.busy.change(now, 1)
-        self.env.timeout(self.batch_time(take)).callbacks.append(lambda _e: self._end(batch))
+        self.running[batch.gpu] = batch
+        epoch = self.epoch
+        self.env.timeout(self.batch_time(take)).callbacks.append(lambda _e: self._end(batch, epoch))
 
-    def _end(self, batch: Batch) -> None:
+    def _end(self, batch: Batch, epoch: int = 0) -> None:
+        if epoch != self.epoch:  # the server went down while this batch ran: its requests were handed back
+            return
+        del self.running[batch.gpu]
         now, rec = self.env.now, self.rec
         for rid in batch.rids:
             rec.batch_end_s[rid] = now

@@ -17,13 +17,14 @@ backhaul latencies from ``(4, 3, 0|1)``, the fallback's local compute times from
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import simpy
 
-from testbed.config.schema import Scenario
+from testbed.config.schema import OutageSpec, Scenario
 from testbed.core.assign import ASSIGNMENTS, AssignmentContext, RecentRtt, falls_back
 from testbed.core.monitor import Level
 from testbed.core.policy import Batcher
@@ -36,7 +37,11 @@ from testbed.streams import cell_stream, topology_stream, unit_stream
 
 __all__ = ["BackhaulLine", "Tee", "Topology", "check_topology", "static_servers"]
 
+_LOST = OutageSpec(at=((0.0, 1.0),))
+"""The fate of a request sent to a server without outages that is down (never: such a server is always up)."""
+
 _OK = STATUS.index("ok")
+_FAILED = STATUS.index("server_failed")
 
 
 class Tee(Level):
@@ -152,6 +157,13 @@ class Topology:
         self.fallback = fb
         self.local_time = fb.local.sampler(topology_stream(seed, 4)) if fb is not None else None
         self.rtt = [RecentRtt(fb.rtt_window) for _ in self.node_cell] if fb is not None and fb.rtt is not None else None
+        self.up = [True] * len(servers)
+        self.outages = [getattr(srv, "outages", None) for srv in servers]
+        self.down_s = [0.0] * len(servers)  # time each server was down inside the window
+        self._down_since = [0.0] * len(servers)
+        for s, spec_s in enumerate(self.outages):
+            if spec_s is not None:
+                env.process(self._outages(s, spec_s))
 
     # -- construction ---------------------------------------------------------------------------
     def _link(self, c: int) -> Link:
@@ -185,13 +197,18 @@ class Topology:
         fb = self.fallback
         assert fb is not None and self.local_time is not None
         node = self.rec.node[rid]
-        least = min(self.outstanding[s] for s in self._candidates(self.node_group[node]))
+        least = min((self.outstanding[s] for s in self._candidates(self.node_group[node]) if self.up[s]),
+                    default=math.inf)
         rtt = self.rtt[node].mean(now) if self.rtt is not None else None
         return self.local_time() if falls_back(least, rtt, fb.queue, fb.rtt) else None
 
     def _assign(self, rid: int) -> int:
+        """The server for ``rid`` (counted as outstanding there), or -1 when the one chosen is down."""
         s = self.policy.choose(self.rec.group[rid], self.loads)
         self.rec.server[rid] = s
+        if not self.up[s]:
+            self._unserved(rid)
+            return -1
         n = self.outstanding[s] + 1
         self.outstanding[s] = n
         self.loads[s] = n / self.gpus[s]
@@ -207,6 +224,8 @@ class Topology:
         rec, now = self.rec, self.env.now
         s = self._assign(rid)
         latency = self.up_latency[rec.cell[rid]]()
+        if s < 0:
+            return
         if self.bh_up is not None:
             self.env.timeout(latency).callbacks.append(lambda _e: self._backhaul_up(rid))
             return
@@ -225,11 +244,80 @@ class Topology:
         """The payload reaches server ``s`` at ``at`` (then decodes and queues)."""
         self.rec.server_arrival_s[rid] = at
         delay = at - self.env.now + self.decode[s]()
-        arrive = self.servers[s].arrive
+        arrive = self.servers[s].arrive if self.outages[s] is None else lambda r: self._reach(r, s)
         if delay > 0.0:
             self.env.timeout(delay).callbacks.append(lambda _e: arrive(rid))
         else:
             arrive(rid)
+
+    def _reach(self, rid: int, s: int) -> None:
+        """``rid`` reaches server ``s``, which may have gone down meanwhile."""
+        if self.up[s]:
+            self.servers[s].arrive(rid)
+        else:
+            self._release(s)
+            self._unserved(rid)
+
+    # -- outages ----------------------------------------------------------------------------------
+    def _outages(self, s: int, spec: OutageSpec) -> Generator[simpy.Event, None, None]:
+        """Server ``s``'s outages: the scripted ``[down, up]`` times, or alternating exponential times to
+        failure and to repair from its own stream (4, 5, s)."""
+        env = self.env
+        if spec.at:
+            for down, up in spec.at:
+                yield env.timeout(max(0.0, down - env.now))
+                self._fail(s)
+                yield env.timeout(up - env.now)
+                self._recover(s)
+            return
+        assert spec.mttf is not None and spec.mttr is not None
+        rng = topology_stream(self.sc.seed, 5, s)
+        while True:
+            yield env.timeout(float(rng.exponential(spec.mttf)))
+            self._fail(s)
+            yield env.timeout(float(rng.exponential(spec.mttr)))
+            self._recover(s)
+
+    def _fail(self, s: int) -> None:
+        now = self.env.now
+        self.up[s] = False
+        self._down_since[s] = now
+        victims = self.servers[s].fail()
+        self.outstanding[s] -= len(victims)
+        self.loads[s] = math.inf
+        for rid in victims:
+            self._unserved(rid)
+
+    def _recover(self, s: int) -> None:
+        now, (t0, t1) = self.env.now, (self.sc.warmup, self.sc.duration)
+        self.up[s] = True
+        self.loads[s] = self.outstanding[s] / self.gpus[s]
+        self.down_s[s] += max(0.0, min(now, t1) - max(self._down_since[s], t0))
+
+    def _unserved(self, rid: int) -> None:
+        """``rid`` was on a server that went down, reached one that is down, or was assigned to one that is
+        down: lost, or sent again after ``retry_after`` (the outage spec of the server it was on)."""
+        rec, now = self.rec, self.env.now
+        spec = self.outages[rec.server[rid]] or _LOST
+        if spec.fate == "retry" and rec.retries[rid] < spec.max_retries:
+            rec.retries[rid] += 1
+            token = rec.token(rid)
+            self.env.timeout(spec.retry_after).callbacks.append(lambda _e: self._resend(rid, token))
+            return
+        rec.status[rid] = _FAILED
+        rec.finished_s[rid] = now
+
+    def _resend(self, rid: int, token: int) -> None:
+        """Send ``rid`` again from its cell to a server chosen now (over the backhaul if there is one)."""
+        if self.rec.token(rid) != token:
+            return
+        s = self._assign(rid)
+        if s < 0:
+            return
+        if self.bh_up is not None:
+            self._backhaul_up(rid)
+        else:
+            self._arrive(rid, s, self.env.now)
 
     def _lost(self, rid: int) -> None:
         self._release(self.rec.server[rid])
@@ -277,11 +365,14 @@ class Topology:
                 d[f"{direction}_waiting"] = link.waiting(inside, busy, st.waiting.mean(now))
             cells[name] = d
         servers: dict[str, dict[str, float]] = {}
-        for name, srv, st, gpus in zip(self.sc.server_names, self.servers, self.server_levels, self.gpus):
+        t0, t1 = self.sc.warmup, self.sc.duration
+        for s, (name, srv, st, gpus) in enumerate(zip(self.sc.server_names, self.servers, self.server_levels,
+                                                      self.gpus)):
             busy = st.busy.mean(now)
+            down = self.down_s[s] + (0.0 if self.up[s] else max(0.0, min(now, t1) - max(self._down_since[s], t0)))
             servers[name] = {"in_station": st.in_station.mean(now), "waiting": st.waiting.mean(now),
                              "busy_gpus": busy, "gpus": float(gpus), "gpu_utilisation": busy / gpus,
-                             "batches": float(srv.batches)}
+                             "batches": float(srv.batches), "down_share": down / (t1 - t0)}
         return {"cells": cells, "servers": servers}
 
     def waiting(self, direction: str, now: float) -> float:

@@ -90,3 +90,17 @@ def test_falls_back_on_either_threshold() -> None:
     assert falls_back(0, 0.3, queue=None, rtt_s=0.2)
     assert not falls_back(0, 0.1, queue=8, rtt_s=0.2)
     assert not falls_back(100, None, queue=None, rtt_s=0.2)  # no recent round trip: offload
+
+
+def test_policies_skip_servers_that_are_down() -> None:
+    inf = float("inf")
+    loads = [inf, 3.0, inf, 5.0]
+    random = RandomChoice(4, rng(4))
+    assert {random.choose(0, loads) for _ in range(200)} == {1, 3}
+    rr = RoundRobin(4)
+    assert [rr.choose(0, loads) for _ in range(4)] == [1, 3, 1, 3]
+    two = PowerOfTwo(4, rng(5))
+    assert {two.choose(0, loads) for _ in range(200)} == {1}  # the pair is always (1, 3)
+    assert Jsq(rng()).choose(0, loads) == 1
+    assert Static([2]).choose(0, loads) == 2  # the driver deals with a static server that is down
+    assert RandomChoice(2, rng()).choose(0, [inf, inf]) in (0, 1)  # none up: the driver's case

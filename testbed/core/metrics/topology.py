@@ -11,7 +11,9 @@ each a mapping of the cell's (server's) name to its figures, and ``local_share``
 ``by_server.<name>``: ``requests``, ``share``, ``latency_mean_s``, ``latency_p95_s``, ``mean_server_s``
     Requests of the window assigned to the server, their share of all the window's requests, end-to-end
     latency of the completed ones and their mean time from arrival at the server to the end of their
-    batch (decode, queue and GPU); ``gpu_utilisation``: busy GPUs over the server's GPUs (monitors);
+    batch (decode, queue and GPU); ``server_failed``: those lost to its outages, ``retried``: those sent
+    again after an outage (counted at the server that finally had them); ``gpu_utilisation``: busy GPUs
+    over the server's GPUs (monitors), ``down_share``: the share of the window it was down;
     ``mean_batch_size``: of the batches it started in the window.
 ``local_share``
     Requests of the window answered on their node by the local fallback (present when any was).
@@ -75,8 +77,11 @@ def topology_summary(records: pd.DataFrame, window: tuple[float, float], cell_na
                              "latency_mean_s": mean, "latency_p95_s": p95,
                              "mean_server_s": (float((done["batch_end_s"] - done["server_arrival_s"]).mean())
                                                if len(done) else math.nan)}
+        e["server_failed"] = int((part["status"].astype(str) == "server_failed").sum())
+        e["retried"] = int((part["retries"].to_numpy() > 0).sum()) if "retries" in part else 0
         if name in servers:
             e["gpu_utilisation"] = float(servers[name]["gpu_utilisation"])
+            e["down_share"] = float(servers[name].get("down_share", 0.0))
         mine = batches_all[batches_all["server"].to_numpy() == s]
         start = mine["batch_start_s"].to_numpy(dtype=float)
         mine = mine[(start >= t0) & (start < t1)]

@@ -1,0 +1,103 @@
+"""Server outages (servers[].outages): scripted and random, requests lost or retried elsewhere, with
+their cause in the records."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from testbed.config.load import scenario_from_dict
+from testbed.core.metrics import in_window
+from testbed.errors import ConfigError
+from testbed.sim import simulate
+
+
+def scripted(fate: str, policy: str = "jsq", **extra: object) -> dict:
+    """One request every 10 ms to two servers (20 ms each, no batching); server x is down 1-2 s."""
+    server = {"device": "h100", "batching": {"max_batch": 1}, "service": {"table": {1: "20 ms"}}}
+    return {
+        "seed": 1, "duration": "3 s", "drain": "1 s",
+        "fleet": [{"name": "cams", "count": 1, "device": "pi4b", "cell": "a", "payload": "0 B",
+                   "arrivals": {"kind": "periodic", "rate": "100/s", "random_phase": False}}],
+        "cells": [{"name": "a", "datarate": "1 GB/s"}],
+        "servers": [{"name": "x", **server, "outages": {"at": [["1 s", "2 s"]], "fate": fate, **extra}},
+                    {"name": "y", **server}],
+        "assignment": {"policy": policy},
+        "workload": {"result": "0 B"},
+    }
+
+
+def test_scripted_outage_loses_what_the_server_held_and_sends_the_rest_elsewhere() -> None:
+    df = simulate(scenario_from_dict(scripted("lost"))).records
+    failed = df[df["status"] == "server_failed"]
+    # at 1 s server x holds the request it is serving (JSQ alternates: x takes one every 20 ms)
+    assert len(failed) == 1 and failed["server"].tolist() == [0]
+    assert failed["finished_s"].tolist() == pytest.approx([1.0])
+    assert (df["status"].isin(["ok", "server_failed"])).all()
+    created = df["created_s"].to_numpy()
+    during = df[(created > 1.0 + 1e-9) & (created < 2.0 - 1e-9)]
+    assert len(during) > 90 and (during["server"] == 1).all()  # only y while x is down
+    after = df[created > 2.05]
+    assert set(after["server"]) == {0, 1}
+    # y alone gets 100/s of 20 ms requests while x is down: its queue grows, then drains
+    lat = during["finished_s"] - during["created_s"]
+    assert lat.iloc[-1] > 0.8
+
+
+def test_retry_sends_the_held_requests_again_after_the_detection_time() -> None:
+    df = simulate(scenario_from_dict(scripted("retry", retry_after="50 ms"))).records
+    assert (df["status"] == "ok").all()
+    retried = df[df["retries"] > 0]
+    assert len(retried) == 1 and retried["retries"].tolist() == [1]
+    row = retried.iloc[0]
+    assert row["server"] == 1
+    assert row["server_arrival_s"] == pytest.approx(1.05)  # sent again 50 ms after the outage began
+
+
+def test_static_group_whose_server_is_down_retries_until_the_limit() -> None:
+    raw = scripted("retry", policy="static", retry_after="300 ms", max_retries=2)
+    raw["assignment"]["static"] = {"cams": "x"}
+    df = simulate(scenario_from_dict(raw)).records
+    created = df["created_s"].to_numpy()
+    # created at 1.3 s: tries at 1.3, 1.6 and 1.9 s, all while x is down -> lost after two retries
+    r = df[np.isclose(created, 1.3)].iloc[0]
+    assert r["status"] == "server_failed" and r["retries"] == 2 and r["finished_s"] == pytest.approx(1.9)
+    # created at 1.5 s: tries at 1.5, 1.8 and 2.1 s -> served after x is back
+    r = df[np.isclose(created, 1.5)].iloc[0]
+    assert r["status"] == "ok" and r["retries"] == 2 and r["server_arrival_s"] == pytest.approx(2.1)
+    assert (df["server"][df["status"] == "ok"] == 0).all()
+
+
+def test_random_outages_match_their_availability() -> None:
+    raw = scripted("lost", policy="random")
+    raw["duration"], raw["drain"] = "600 s", "5 s"
+    raw["fleet"][0]["arrivals"] = {"kind": "poisson", "rate": "20/s"}
+    raw["servers"][0]["outages"] = {"mttf": "20 s", "mttr": "5 s"}
+    raw["servers"][1]["outages"] = {"mttf": "20 s", "mttr": "5 s"}
+    from testbed.run.runner import run_scenario
+
+    result = run_scenario(scenario_from_dict(raw))
+    by_server = result.summary["by_server"]
+    # availability mttf / (mttf + mttr) = 0.8: each server is down about 20% of the time
+    for name in ("x", "y"):
+        assert by_server[name]["down_share"] == pytest.approx(0.2, abs=0.07), by_server[name]
+    df = in_window(result.records, result.sim.window)
+    # a request is lost when both are down (about 4% of the time) or its server fails under it
+    lost = (df["status"] == "server_failed").mean()
+    assert 0.01 < lost < 0.1
+    assert result.summary["server_failed"] == int((df["status"] == "server_failed").sum())
+    shares = ["completed_share", "dropped_share", "timed_out_share", "in_flight_share"]
+    assert sum(result.summary[k] for k in shares) == pytest.approx(1.0)
+
+
+def test_outage_spec_errors() -> None:
+    raw = scripted("lost")
+    for outages, field in (({"at": [["2 s", "1 s"]]}, "servers.0.outages"),
+                           ({"mttf": "1 s"}, "servers.0.outages"),
+                           ({"at": [["1 s", "2 s"]], "fate": "drop"}, "servers.0.outages.fate")):
+        bad = copy.deepcopy(raw)
+        bad["servers"][0]["outages"] = outages
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            scenario_from_dict(bad)
