@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``testbed research-eval``."""
     p.add_argument("--method", action="append", metavar="NAME",
                    help="a registered method to run (repeatable; default: all, see --help)")
-    p.add_argument("--dataset", default="digits", help="digits or imagefolder:PATH")
+    p.add_argument("--dataset", default="digits", help="digits, photos (label-free) or imagefolder:PATH; for "
+                                                       "the multi-seed table on the real model see "
+                                                       "analysis/research_table.py")
     p.add_argument("--model", default="tiny_resnet", help="tiny_resnet or a registered torchvision classifier")
     p.add_argument("--weights", default="", help="tiny_resnet: base checkpoint (default: trained here); "
                                                  "torchvision: DEFAULT, a weights name or a checkpoint")

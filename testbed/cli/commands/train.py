@@ -17,7 +17,8 @@ from testbed.cli.progress import enabled, ticking
 
 __all__ = ["LazyHelp", "build_parser", "check_common", "register", "run"]
 
-_EXAMPLE = example("testbed train qcnet --out runs/qcnet.pt --split layer1 --epochs 5")
+_EXAMPLE = example("testbed train entropy --model efficientnet_lite0 --split stage2 --dataset photos "
+                   "--limit 384 --epochs 2 --out runs/eb.pt")
 _COMMON = ("out", "model", "weights", "split", "dataset", "limit", "seed", "device", "threads")
 
 
@@ -54,11 +55,14 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "torchvision: DEFAULT, a weights name or a checkpoint path")
     p.add_argument("--split", default="layer1", help="split point")
     p.add_argument("--dataset", default="digits",
-                   help="digits, imagefolder:PATH, or tabular:NAME|CSV for softquant (breast_cancer, wine, iris)")
+                   help="digits, photos (label-free: methods distil the unsplit model), imagefolder:PATH, or "
+                        "tabular:NAME|CSV for softquant (breast_cancer, wine, iris)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--seed", type=int, default=0, help="seed of data splits and training")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (a seed fixes every number for a given thread count; deterministic "
+                        "kernels, CPU instruction set pinned to AVX2)")
     p.add_argument("--quiet", action="store_true", help="no progress line (it is shown only when stderr is a terminal)")
 
 
@@ -110,6 +114,13 @@ def check_common(ns: dict[str, Any]) -> None:
         raise ConfigError("--seed", ns["seed"], "an integer from 0 to 2**32 - 1")
     if "epochs" in ns and not 1 <= ns["epochs"] <= 100_000:
         raise ConfigError("--epochs", ns["epochs"], "a number of epochs from 1 to 100,000")
+    ranges = {"feature_epochs": (0, 100_000, "a number of epochs"), "beta": (0.0, 1e6, "a rate weight"),
+              "task_weight": (0.0, 1e6, "a loss weight"), "hidden": (1, 4096, "a number of channels"),
+              "code_channels": (1, 1024, "a number of channels")}
+    for name, (lo, hi, what) in ranges.items():
+        value = ns.get(name)
+        if value is not None and not (lo <= value <= hi):  # NaN fails too
+            raise ConfigError("--" + name.replace("_", "-"), value, f"{what} from {lo:,} to {hi:,}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -115,14 +115,18 @@ class AutoencoderConfig:
     finetune_tail: bool = True
     #: weight of the task loss (cross-entropy on labels, or KL to the unsplit model's softened outputs)
     task_weight: float = 1.0
+    #: epochs before ``epochs`` with the feature loss (and TCL) only: the tail is not run, so they cost
+    #: little next to an epoch through a large tail
+    feature_epochs: int = 0
 
     def validate(self) -> None:
         if not 1 <= self.bits <= 8:
             raise ConfigError("bits", self.bits, "an integer from 1 to 8")
         if self.code_channels < 1:
             raise ConfigError("code_channels", self.code_channels, "a positive number of channels")
-        if self.epochs < 1:
-            raise ConfigError("epochs", self.epochs, "a positive number of epochs")
+        if self.epochs < 1 or self.feature_epochs < 0:
+            raise ConfigError("epochs", (self.epochs, self.feature_epochs),
+                              "a positive number of epochs and non-negative feature_epochs")
         if self.schedule not in SCHEDULES:
             raise ConfigError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
         if not 0.0 <= self.task_weight <= 1e6 or not 0.0 <= self.tcl_max <= 1e6:
@@ -163,20 +167,22 @@ def train_autoencoder(task: SplitTask, cfg: AutoencoderConfig, device: torch.dev
         groups.append({"params": tail.parameters(), "lr": cfg.tail_lr})
     opt = torch.optim.Adam(groups)
     g = torch.Generator().manual_seed(cfg.seed)
-    total = cfg.epochs * len(batches(len(feats), cfg.batch_size))
+    total = (cfg.feature_epochs + cfg.epochs) * len(batches(len(feats), cfg.batch_size))
     step = 0
     hist: History = {"loss": [], "task": [], "tcl": [], "tcl_weight": []}
     w = 0.0
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.feature_epochs + cfg.epochs):
         sums = [0.0, 0.0, 0.0]
         n = 0
         for idx in batches(len(feats), cfg.batch_size, g):
             f = feats[idx].to(device)
             z = enc(f)
             r = dec(z)
-            logits = tail(r)
-            lt = task_loss(logits, task.y_train[idx].to(device) if task.y_train is not None else None,
-                           teacher[idx].to(device) if teacher is not None else None)
+            if epoch >= cfg.feature_epochs:
+                lt = task_loss(tail(r), task.y_train[idx].to(device) if task.y_train is not None else None,
+                               teacher[idx].to(device) if teacher is not None else None)
+            else:
+                lt = torch.zeros(())
             lc = tcl_loss(z, cfg.bits)
             w = tcl_weight(step, total, cfg.tcl_max, cfg.schedule)
             loss = cfg.task_weight * lt + cfg.recon_weight * F.mse_loss(r, f) / scale ** 2 + w * lc
@@ -254,7 +260,8 @@ def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[s
     task = split_task(o, device)
     cfg = AutoencoderConfig(bits=p["bits"], code_channels=p["code_channels"], epochs=p["epochs"],
                             tcl_max=p["tcl_max"], schedule=p["schedule"], seed=o.seed,
-                            finetune_tail=p["finetune_tail"], task_weight=p["task_weight"])
+                            finetune_tail=p["finetune_tail"], task_weight=p["task_weight"],
+                            feature_epochs=p["feature_epochs"])
     enc, dec, tail, hist = train_autoencoder(task, cfg, device, o.out)
     return {"history": hist["loss"], "float_metrics": eval_tail(task.head, tail, task, lambda f: dec(enc(f))),
             "codec": [{"autoencoder": {"checkpoint": o.out}}, {"quantize": {"bits": cfg.bits}}, LZMA]}
@@ -294,4 +301,5 @@ METHOD = register_method(Method(
              Option("tcl_max", float, 20.0, "final TCL weight (0 = no TCL)"),
              Option("schedule", str, "quadratic", f"TCL weight schedule: {', '.join(SCHEDULES)}"),
              Option("finetune_tail", bool, True, "fine-tune the tail jointly (--no-finetune-tail: frozen tail)"),
-             Option("task_weight", float, 1.0, "weight of the task/distillation loss (0: feature loss only)"))))
+             Option("task_weight", float, 1.0, "weight of the task/distillation loss (0: feature loss only)"),
+             Option("feature_epochs", int, 0, "epochs of feature loss (+ TCL) only before --epochs (cheap)"))))

@@ -142,6 +142,8 @@ class EntropyConfig:
     task_weight: float = 1.0
     batch_size: int = 32
     seed: int = 0
+    #: epochs before ``epochs`` with feature loss and rate only (the tail is not run; cheap)
+    feature_epochs: int = 0
 
     def validate(self) -> None:
         if not 1 <= self.code_channels <= 1024 or not 1 <= self.hidden <= 4096:
@@ -149,8 +151,9 @@ class EntropyConfig:
                               "code_channels from 1 to 1024 and hidden from 1 to 4096")
         if not 0.0 <= self.beta <= 1e6:
             raise ConfigError("beta", self.beta, "a rate weight from 0 to 1e6")
-        if not 1 <= self.epochs <= 100_000:
-            raise ConfigError("epochs", self.epochs, "a number of epochs from 1 to 100,000")
+        if not 1 <= self.epochs <= 100_000 or not 0 <= self.feature_epochs <= 100_000:
+            raise ConfigError("epochs", (self.epochs, self.feature_epochs),
+                              "epochs from 1 and feature_epochs from 0, at most 100,000")
         if not 0.0 <= self.task_weight <= 1e6 or not 0.0 <= self.recon_weight <= 1e6:
             raise ConfigError("task_weight", (self.task_weight, self.recon_weight), "weights from 0 to 1e6")
 
@@ -189,7 +192,7 @@ def train_entropy(task: SplitTask, cfg: EntropyConfig, device: torch.device | No
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
     hist: History = {"loss": [], "task": [], "kbytes": []}
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.feature_epochs + cfg.epochs):
         sums, n = [0.0, 0.0, 0.0], 0
         for idx in batches(len(feats), cfg.batch_size, g):
             f = feats[idx].to(device)
@@ -197,8 +200,11 @@ def train_entropy(task: SplitTask, cfg: EntropyConfig, device: torch.device | No
             noisy = y + (torch.rand(y.shape, generator=g) - 0.5).to(device)
             kbytes = -torch.log2(model.prior.likelihood(noisy)).sum() / len(idx) / 8000.0
             r = model.decode(noisy)
-            lt = task_loss(tail(r), task.y_train[idx].to(device) if task.y_train is not None else None,
-                           teacher[idx].to(device) if teacher is not None else None)
+            if epoch >= cfg.feature_epochs:
+                lt = task_loss(tail(r), task.y_train[idx].to(device) if task.y_train is not None else None,
+                               teacher[idx].to(device) if teacher is not None else None)
+            else:
+                lt = torch.zeros(())
             loss = cfg.task_weight * lt + cfg.recon_weight * F.mse_loss(r, f) / rms ** 2 + cfg.beta * kbytes
             opt.zero_grad()
             loss.backward()
@@ -374,7 +380,7 @@ def codec_spec(path: str) -> list[dict[str, Any]]:
 def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     task = split_task(o, device)
     cfg = EntropyConfig(code_channels=p["code_channels"], hidden=p["hidden"], beta=p["beta"], epochs=p["epochs"],
-                        seed=o.seed)
+                        feature_epochs=p["feature_epochs"], seed=o.seed)
     model, hist = train_entropy(task, cfg, device, o.out)
     return {"history": hist["loss"], "kbytes_per_frame_train": hist["kbytes"],
             "float_metrics": eval_tail(task.head, task.tail, task, lambda f: model.decode(torch.round(model.encode(f)))),
@@ -405,4 +411,5 @@ METHOD = register_method(Method(
     options=(Option("epochs", int, 10, "training epochs"),
              Option("code_channels", int, 8, "channels of the code"),
              Option("hidden", int, 32, "hidden channels of the encoder and decoder"),
-             Option("beta", float, 0.1, "rate weight (per kilobyte per frame)"))))
+             Option("beta", float, 0.1, "rate weight (per kilobyte per frame)"),
+             Option("feature_epochs", int, 0, "epochs of feature loss + rate only before --epochs (cheap)"))))

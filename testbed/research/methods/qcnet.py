@@ -71,13 +71,16 @@ class QCNetConfig:
     recon_weight: float = 1.0
     batch_size: int = 64
     seed: int = 0
+    #: epochs before ``epochs`` training QCNet on the feature loss alone (the tail is not run; cheap)
+    feature_epochs: int = 0
 
     def validate(self) -> CodecChain:
         chain = parse_chain(self.quantizer, "quantizer")
         if chain.byte_stages or not chain.tensor_stages or chain.bits is None:
             raise ConfigError("quantizer", self.quantizer, "quantizer tensor stages only, e.g. [{binarize: {}}]")
-        if self.epochs < 1:
-            raise ConfigError("epochs", self.epochs, "a positive number of epochs")
+        if self.epochs < 1 or self.feature_epochs < 0:
+            raise ConfigError("epochs", (self.epochs, self.feature_epochs),
+                              "a positive number of epochs and non-negative feature_epochs")
         if self.hidden < 1 or self.blocks < 1:
             raise ConfigError("hidden", (self.hidden, self.blocks), "positive hidden channels and blocks")
         return chain
@@ -109,13 +112,17 @@ def _fit(task: SplitTask, chain: CodecChain, module: nn.Module | None, cfg: QCNe
     g = torch.Generator().manual_seed(cfg.seed)
     scale = float(feats.pow(2).mean().sqrt().clamp(min=1e-6))
     hist: History = {"loss": [], "task": []}
-    for _ in range(cfg.epochs):
+    warm = cfg.feature_epochs if module is not None else 0
+    for epoch in range(warm + cfg.epochs):
         tot, tot_task, n = 0.0, 0.0, 0
         for idx in batches(len(feats), cfg.batch_size, g):
             q = deq[idx].to(device)
             r = module(q) if module is not None else q
-            lt = task_loss(tail(r), task.y_train[idx].to(device) if task.y_train is not None else None,
-                           teacher[idx].to(device) if teacher is not None else None)
+            if epoch >= warm:
+                lt = task_loss(tail(r), task.y_train[idx].to(device) if task.y_train is not None else None,
+                               teacher[idx].to(device) if teacher is not None else None)
+            else:
+                lt = torch.zeros(())
             loss = lt
             if module is not None:
                 loss = lt + cfg.recon_weight * F.mse_loss(r, feats[idx].to(device)) / scale ** 2
@@ -191,7 +198,7 @@ class QCNetStage(LearnedStage):
 def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     task = split_task(o, device)
     qspec = [{n: q} for n, q in normalize_spec(p["quantizer"], "quantizer")]
-    cfg = QCNetConfig(quantizer=qspec, epochs=p["epochs"], seed=o.seed)
+    cfg = QCNetConfig(quantizer=qspec, epochs=p["epochs"], feature_epochs=p["feature_epochs"], seed=o.seed)
     net, tail, hist = train_qcnet(task, cfg, device, o.out)
     chain = cfg.validate()
     return {"history": hist["loss"],
@@ -225,4 +232,5 @@ METHOD = register_method(Method(
           "doi:10.1109/ACCESS.2025.3627072)",
     train=train, eval_rows=eval_rows, stages=(QCNetStage,),
     options=(Option("epochs", int, 10, "training epochs"),
-             Option("quantizer", str, "binarize", "node quantizer chain (binarize = 1 bit)"))))
+             Option("quantizer", str, "binarize", "node quantizer chain (binarize = 1 bit)"),
+             Option("feature_epochs", int, 0, "epochs of feature loss only before --epochs (cheap)"))))
