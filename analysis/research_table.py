@@ -552,7 +552,9 @@ def write(table: list[dict[str, Any]], meta: dict[str, Any], docs: Path, cmd: st
              f"model; NestQuant's adaptive rounding uses {grid.nq_iters} iterations on {grid.nq_samples} frames; *agree* = top-1 agreement with the unsplit model on "
              f"the test frames, mean ± sample standard deviation over the seeds; payload = mean bytes per frame of "
              f"the real payload (header included). Early split = `{EARLY}` (24x56x56, 301,056 float32 bytes), middle "
-             f"= `{MIDDLE}` (80x14x14, 62,720 B). Job seconds: {json.dumps(meta['jobs'])}.", "",
+             f"= `{MIDDLE}` (80x14x14, 62,720 B). Job seconds: {json.dumps(meta['jobs'])}."
+             + (f" **Jobs not run (missing from this table): {', '.join(meta['missing_jobs'])}.**"
+                if meta.get("missing_jobs") else ""), "",
              "## Claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
     for c, v, e in claims(table):
         lines.append(f"| {c} | **{v}** | {e} |")
@@ -579,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=Grid.epochs)
     p.add_argument("--out", default="runs/research_table", help="checkpoints and per-job rows (resumable)")
     p.add_argument("--docs", default="docs/results", help="where research-<model>.md/.json go")
+    p.add_argument("--aggregate-only", action="store_true",
+                   help="run no job: write the tables from the jobs already in --out (a partial grid says so)")
     a = p.parse_args(argv)
     try:
         seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
@@ -595,6 +599,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     todo = [(g, s) for s in seeds for g in groups if not (out / f"rows-{g}-s{s}.json").is_file()]
+    if a.aggregate_only:
+        table, meta = aggregate(out, seeds)
+        meta["missing_jobs"] = [f"{g}-s{s}" for g, s in todo]
+        cmd = "python analysis/research_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write(table, meta, Path(a.docs), cmd.strip(), grid, seeds)
+        print(f"wrote {a.docs}/research-{MODEL}.md from {len(groups) * len(seeds) - len(todo)} jobs; missing: "
+              f"{', '.join(meta['missing_jobs']) or 'none'}", flush=True)
+        return 0
     print(f"{len(todo)} jobs to run ({len(groups) * len(seeds) - len(todo)} kept from {out})", flush=True)
     ctx = multiprocessing.get_context("spawn")
     # every job runs in a fresh process, which imports torch under the pinned environment set above
