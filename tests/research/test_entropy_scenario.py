@@ -43,6 +43,7 @@ def test_entropy_bottleneck_in_a_scenario(tmp_path: Path, monkeypatch: pytest.Mo
     node, server = load_profile("pi4b", root / "nodes"), load_profile("h100", root / "nodes")
     enc = codec_time(node, table.costs, table.elements, table.serialized_bytes, "encode")
     dec = codec_time(server, table.costs, table.elements, table.serialized_bytes, "decode")
+    assert node.mac_rate is not None
     assert enc == pytest.approx((table.costs[0].encode_macs + table.costs[1].encode_macs) / node.mac_rate.ops_per_s)
     assert dec > 0
     assert workload_for(res).decode().mean() == pytest.approx(dec)
