@@ -53,6 +53,8 @@ CASES = [
      ["--bits", "9"]),
     ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--split", "stage99"],
      ["stage99"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--workers", "0"],
+     ["--workers", "0"]),
     *[(cmd, ["{d}/good.yaml", "--set", s, *extra], [n]) for cmd, extra in [
         ("run", []), ("validate", []), ("sweep", ["--out", "{d}/s0"]), ("capacity", ["--slo", "p95 < 1 s"]),
         ("emulate", [])]

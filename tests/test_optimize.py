@@ -99,7 +99,8 @@ def test_optimum_equals_an_exhaustive_search_and_pruned_configurations_fail(tmp_
                codec=[], dataset={"kind": "photos", "limit": 8})
     grid = configs(["stage3", "stage4", "stage6"], [[{"quantize": {}}, {"zstd": {}}]], [2, 8])
     slo, floor = parse_slo("p95 < 150 ms"), 0.7
-    result = optimize(raw, grid, parse_objective("max-agreement"), slo, floor, replications=1, verify_pruned=10)
+    result = optimize(raw, grid, parse_objective("max-agreement"), slo, floor, replications=1, verify_pruned=10,
+                      workers=2)  # the simulations on two worker processes
     assert any(r["pruned"] for r in result.rows) and any(not r["pruned"] for r in result.rows)
     # every pruned configuration was simulated (verify_pruned) and misses the objective
     assert all(r["simulated"] and not r["meets_when_simulated"] for r in result.rows if r["pruned"])
@@ -125,8 +126,9 @@ def test_an_interrupted_search_resumes_from_the_rows_it_kept(tmp_path, monkeypat
                 "latency_p95_all_s": 0.05, "latency_p95_s": 0.05, "agreement": 1.0}
 
     monkeypatch.setattr(opt, "_run", fake_run)
+    monkeypatch.setattr(opt, "_summary", lambda resolved: fake_run(resolved, None))
     monkeypatch.setattr(opt, "dataset_figures", lambda raw, base_dir=None: (0.95, 1.0, 1e3))
-    monkeypatch.setattr(opt, "prepare_dict", lambda raw, base_dir=None: None)
+    monkeypatch.setattr(opt, "prepare_dict", lambda raw, base_dir=None: raw)  # "resolved": the mapping itself
     raw = {"model": {"name": "efficientnet_lite0", "split": "stem"}, "fleet": [{"count": 10}], "seed": 1}
     grid = configs(["stage2", "stage4", "stage6"], [[{"quantize": {}}]], [4])
     slo = parse_slo("p95 < 100 ms")
@@ -140,7 +142,8 @@ def test_an_interrupted_search_resumes_from_the_rows_it_kept(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         optimize(raw, grid, parse_objective("max-agreement"), slo, 0.9, replications=1, on_step=stop_after_two,
                  state_dir=tmp_path / "state")
-    assert calls == ["stage2", "stage2", "stage4", "stage4"]  # probe + one replication each
+    # every probe first, then one replication each until the stop (after the second finished row)
+    assert calls == ["stage2", "stage4", "stage6", "stage2", "stage4"]
     calls.clear()
     result = optimize(raw, grid, parse_objective("max-agreement"), slo, 0.9, replications=1,
                       state_dir=tmp_path / "state")

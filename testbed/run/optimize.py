@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from testbed.config.load import apply_overrides
+from testbed.config.resolve import Resolved
 from testbed.errors import ConfigError
 from testbed.run.capacity import Slo, parse_slo, saturating
+from testbed.run.parallel import check_workers, run_all
 from testbed.run.prepare import prepare_dict
 from testbed.run.sweep import replication_seed
 
@@ -218,9 +220,15 @@ def dataset_agreement(raw: dict[str, Any], base_dir: Path | None = None) -> floa
 
 
 def _run(raw: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    return _summary(prepare_dict(raw, base_dir))
+
+
+def _summary(resolved: Resolved) -> dict[str, Any]:
+    """One run's summary. Worker processes get the scenario resolved here (validation may run torch,
+    which must not start its thread pool again in a forked worker)."""
     from testbed.run.runner import run_scenario
 
-    return run_scenario(prepare_dict(raw, base_dir)).summary
+    return run_scenario(resolved).summary
 
 
 def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -245,21 +253,57 @@ def _binding(row: dict[str, Any]) -> str:
     return saturating({k: float(v) for k, v in named.items() if v is not None}, within=0.0)
 
 
+def _screened(cell: dict[str, Any], c: Config, groups: int, nodes: int, probe_duration: str,
+              min_agreement: float | None, max_utilisation: float, base_dir: Path | None) -> dict[str, Any]:
+    """A configuration's screening row: one short run of one node per group, and its dataset figures."""
+    probe_raw = apply_overrides(cell, {f"fleet.{i}.count": 1 for i in range(groups)})
+    probe_raw = apply_overrides(probe_raw, {"duration": probe_duration, "warmup": "2 s", "drain": "10 s"})
+    probe = _run(probe_raw, base_dir)
+    top1, top5, payload = dataset_figures(cell, base_dir)
+    sampled = float(probe.get("mean_payload_bytes") or 0.0)
+    if sampled > 0:  # the probe's frames are a sample of the dataset: rescale its uplink share
+        probe = {**probe, "link_utilisation": float(probe.get("link_utilisation") or 0.0) * payload / sampled}
+    probe = {**probe, "agreement": top1, "agreement_top5": top5, "mean_payload_bytes": payload}
+    s = screen(probe, groups, nodes, min_agreement, max_utilisation)
+    return {"config": c.label, "split": c.split, "codec": list(c.codec),
+            "screen_agreement": s.agreement, "screen_payload_bytes": s.payload_bytes,
+            "predicted_uplink_utilisation": s.uplink_utilisation,
+            "predicted_node_utilisation": s.node_utilisation, "pruned": s.reason,
+            "agreement": top1, "agreement_top5": top5}
+
+
+def _simulated(row: dict[str, Any], sums: list[dict[str, Any]], slo: Slo | None,
+               min_agreement: float | None) -> dict[str, Any]:
+    """The screening row completed with its replications' pooled figures."""
+    top1, top5 = row["agreement"], row["agreement_top5"]
+    row = {**row, **_pooled(sums)}
+    row["sampled_agreement"] = row["agreement"]  # over the requests of the runs
+    row.update(agreement=top1, agreement_top5=top5)
+    row["simulated"] = True
+    row["feasible"] = row["pruned"] is None and meets(row, slo, min_agreement)
+    row["meets_when_simulated"] = meets(row, slo, min_agreement)
+    row["binding"] = _binding(row)
+    return row
+
+
 def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objective, slo: Slo | None,
              min_agreement: float | None, base_dir: Path | None = None, replications: int | None = None,
              probe_duration: str = "20 s", max_utilisation: float = 1.0, verify_pruned: int = 0,
              on_step: Callable[[str, Config, dict[str, Any]], None] | None = None,
-             state_dir: Path | None = None) -> OptimizeResult:
+             state_dir: Path | None = None, workers: int = 1, scheduler: str | None = None) -> OptimizeResult:
     """Screen every candidate with one node per group, simulate the survivors and choose the best.
 
     ``raw`` is the scenario mapping (its ``sweep`` is ignored); ``verify_pruned`` simulates that many
-    pruned candidates in full (the first ones, in order) to show they fail. With ``state_dir`` each
-    evaluated candidate's row is kept there as it finishes, keyed by everything that decides it, so an
-    interrupted search resumes where it stopped."""
+    pruned candidates in full (the first ones, in order) to show they fail. Screening runs here (it
+    fills the pipeline cache); the simulations run on ``workers`` local processes or the Dask cluster at
+    ``scheduler`` (:func:`testbed.run.parallel.run_all`), with the same results as one process. With
+    ``state_dir`` each evaluated candidate's row is kept there as it finishes, keyed by everything that
+    decides it, so an interrupted search resumes where it stopped."""
     if raw.get("model") is None:
         raise ConfigError("model", None, "a model section: the optimiser chooses its split point and codec")
     if not candidates:
         raise ConfigError("--split/--codec", [], "at least one split point and one codec chain")
+    check_workers(workers, scheduler)
     base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
     reps = int(replications if replications is not None else raw.get("replications", 1))
     if reps < 1:
@@ -268,51 +312,45 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     nodes = sum(int(g.get("count", 1)) for g in base["fleet"])
     for c in candidates:  # every candidate must be a valid scenario before anything runs
         prepare_dict(_cell(base, c), base_dir)
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [{} for _ in candidates]
+    todo: list[tuple[int, dict[str, Any], str]] = []  # (candidate, cell, state key) to simulate
     pruned_sims = 0
-    for c in candidates:
+    for i, c in enumerate(candidates):
         cell = _cell(base, c)
         key = _row_key(cell, c, reps, probe_duration, max_utilisation, min_agreement, slo,
                        s_verify=pruned_sims < verify_pruned)
         kept = _load_row(state_dir, key)
         if kept is not None:
-            rows.append(kept)
+            rows[i] = kept
             pruned_sims += bool(kept["pruned"] and kept["simulated"])
             if on_step:
                 on_step("kept", c, kept)
             continue
-        probe_raw = apply_overrides(cell, {f"fleet.{i}.count": 1 for i in range(groups)})
-        probe_raw = apply_overrides(probe_raw, {"duration": probe_duration, "warmup": "2 s", "drain": "10 s"})
-        probe = _run(probe_raw, base_dir)
-        top1, top5, payload = dataset_figures(cell, base_dir)
-        sampled = float(probe.get("mean_payload_bytes") or 0.0)
-        if sampled > 0:  # the probe's frames are a sample of the dataset: rescale its uplink share
-            probe = {**probe, "link_utilisation": float(probe.get("link_utilisation") or 0.0) * payload / sampled}
-        probe = {**probe, "agreement": top1, "agreement_top5": top5, "mean_payload_bytes": payload}
-        s = screen(probe, groups, nodes, min_agreement, max_utilisation)
-        row: dict[str, Any] = {"config": c.label, "split": c.split, "codec": list(c.codec),
-                               "screen_agreement": s.agreement, "screen_payload_bytes": s.payload_bytes,
-                               "predicted_uplink_utilisation": s.uplink_utilisation,
-                               "predicted_node_utilisation": s.node_utilisation, "pruned": s.reason}
-        if s.reason is None or pruned_sims < verify_pruned:
-            if s.reason is not None:
-                pruned_sims += 1
-            sums = [_run(apply_overrides(cell, {"seed": replication_seed(int(base.get("seed", 0)), r)}), base_dir)
-                    for r in range(reps)]
-            row.update(_pooled(sums))
-            row["sampled_agreement"] = row["agreement"]  # over the requests of the runs
-            row.update(agreement=top1, agreement_top5=top5)
-            row["simulated"] = True
-            row["feasible"] = s.reason is None and meets(row, slo, min_agreement)
-            row["meets_when_simulated"] = meets(row, slo, min_agreement)
-            row["binding"] = _binding(row)
-        else:
-            row.update({"simulated": False, "feasible": False, "meets_when_simulated": None, "binding": "-",
-                        "agreement": top1, "agreement_top5": top5, "mean_payload_bytes": s.payload_bytes})
-        rows.append(row)
+        row = _screened(cell, c, groups, nodes, probe_duration, min_agreement, max_utilisation, base_dir)
+        if row["pruned"] is None or pruned_sims < verify_pruned:
+            pruned_sims += row["pruned"] is not None
+            rows[i] = row
+            todo.append((i, cell, key))
+            continue
+        row.update({"simulated": False, "feasible": False, "meets_when_simulated": None, "binding": "-",
+                    "mean_payload_bytes": row["screen_payload_bytes"]})
+        rows[i] = row
         _save_row(state_dir, key, row)
         if on_step:
-            on_step("pruned" if s.reason else "simulated", c, row)
+            on_step("pruned", c, row)
+    seed = int(base.get("seed", 0))
+    calls = [(prepare_dict(apply_overrides(cell, {"seed": replication_seed(seed, r)}), base_dir),)
+             for _, cell, _ in todo for r in range(reps)]
+    sums: list[list[dict[str, Any] | None]] = [[None] * reps for _ in todo]
+    for pos, summary in run_all(_summary, calls, workers, scheduler):
+        t, rep = divmod(pos, reps)
+        sums[t][rep] = summary
+        if all(s is not None for s in sums[t]):
+            i, _, key = todo[t]
+            rows[i] = _simulated(rows[i], [s for s in sums[t] if s is not None], slo, min_agreement)
+            _save_row(state_dir, key, rows[i])
+            if on_step:
+                on_step("pruned" if rows[i]["pruned"] else "simulated", candidates[i], rows[i])
     front = pareto_front((_value(r, "agreement"), _value(r, "latency_p95_all_s")) if r["simulated"] and not r["pruned"]
                          else (math.nan, math.nan) for r in rows)
     for r, f in zip(rows, front):

@@ -39,8 +39,10 @@ def _run(args: argparse.Namespace) -> int:
     from testbed.errors import ConfigError
     from testbed.run.optimize import optimize, parse_constraints, parse_objective
     from testbed.run.optimize_output import format_table, write_result
+    from testbed.run.parallel import check_workers
     from testbed.run.prepare import scenario_dir
 
+    check_workers(args.workers, args.scheduler)
     objective = parse_objective(args.objective)
     slo, floor = parse_constraints(args.slo, args.min_agreement)
     if args.verify_pruned < 0:
@@ -70,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
 
         result = optimize(raw, candidates, objective, slo, floor, base_dir=scenario_dir(path),
                           replications=args.replications, probe_duration=args.probe_duration,
-                          verify_pruned=args.verify_pruned, on_step=step, state_dir=state)
+                          verify_pruned=args.verify_pruned, on_step=step, state_dir=state,
+                          workers=args.workers, scheduler=args.scheduler)
     print(format_table(result))
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
@@ -113,6 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-duration", default="20 s", help="simulated time of each one-node screening run")
     p.add_argument("--verify-pruned", type=int, default=2,
                    help="also simulate this many pruned configurations in full, to show they fail")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes for the simulations")
+    p.add_argument("--scheduler", help="a Dask distributed scheduler address (tcp://host:8786) to run the "
+                                       "simulations on (screening runs here)")
     p.add_argument("--out", help="folder for table.csv, pareto.csv/.png, recommended.yaml, optimize.json")
     p.add_argument("--force", action="store_true", help="overwrite an earlier result in --out")
     add_quiet(p)
