@@ -271,7 +271,8 @@ def _tabular_model(name: str, seed: int) -> tuple[nn.Module, tuple[Tensor, Tenso
 
 
 def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    cfg = SoftQuantConfig(bits=p["bits"], granularity=p["granularity"], epochs=p["epochs"], seed=o.seed)
+    cfg = SoftQuantConfig(bits=p["bits"], granularity=p["granularity"], epochs=p["epochs"], seed=o.seed,
+                          finetune=p["finetune"])
     if o.dataset.startswith(TABULAR_PREFIX):
         model, (xtr, ytr, xte, yte) = _tabular_model(o.dataset[len(TABULAR_PREFIX):], o.seed)
         q, net, hist = train_softquant(model, xtr, ytr, cfg, device=device, out=o.out, meta={"dataset": o.dataset})
@@ -347,4 +348,6 @@ METHOD = register_method(Method(
     train=train, eval_rows=eval_rows, stages=(SoftQuantStage,),
     options=(Option("bits", int, 2, "quantization bits"),
              Option("epochs", int, 6, "training epochs"),
-             Option("granularity", str, "feature", f"one of {', '.join(GRANULARITIES)}"))))
+             Option("granularity", str, "feature", f"one of {', '.join(GRANULARITIES)}"),
+             Option("finetune", bool, True, "fine-tune the model jointly (--no-finetune: thresholds only, "
+                                            "the model frozen)"))))
