@@ -22,7 +22,7 @@ from testbed.split.codecs import CODECS, parse_chain
 
 PAPERS = {"autoencoder": "10.1109/ACCESS.2025.3579107", "qcnet": "10.1109/ACCESS.2025.3627072",
           "softquant": "2603.05172", "augq": "Applied Intelligence 2025", "nestquant": "2506.17870",
-          "groupnl": "2506.12335"}
+          "groupnl": "2506.12335", "entropy": "Balle et al., ICLR 2018"}
 
 
 def test_registry_lists_the_five_methods_and_the_baseline() -> None:
@@ -30,18 +30,19 @@ def test_registry_lists_the_five_methods_and_the_baseline() -> None:
     for name, cite in PAPERS.items():
         assert cite in METHODS.get(name).title
     learned = {s.name for name in METHODS.names() for s in METHODS.get(name).stages}
-    assert learned == {"autoencoder", "qcnet", "softquant", "augq"}
+    assert learned == {"autoencoder", "qcnet", "softquant", "augq", "entropy", "rans"}
     assert all(CODECS.get(n) is not None for n in learned)  # registered by the method's own module
 
 
 def test_unknown_method_lists_the_registry(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="augq, autoencoder, base, groupnl, nestquant, qcnet, softquant") as info:
+    with pytest.raises(ConfigError,
+                       match="augq, autoencoder, base, entropy, groupnl, nestquant, qcnet, softquant") as info:
         train_method("jpeg", TrainOptions(out=str(tmp_path / "x.pt")))
     assert info.value.path == "method"
 
 
 def test_an_option_of_another_method_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"an option of qcnet \(--epochs, --quantizer\)"):
+    with pytest.raises(ConfigError, match=r"an option of qcnet \(--epochs, --quantizer, --feature-epochs\)"):
         train_method("qcnet", TrainOptions(out=str(tmp_path / "x.pt")), {"tcl_max": 3.0})
     assert METHODS.get("augq").params({"bits": 2})["bits"] == 2
     assert METHODS.get("augq").params({})["bits"] == 4 and METHODS.get("softquant").params({})["bits"] == 2
@@ -123,6 +124,6 @@ def test_the_codec_kit_loads_without_its_plug_ins() -> None:
 
 def test_entry_point_loads_every_method_module_once() -> None:
     before = len(CODECS)
-    assert testbed.research.methods.load_all() == ["augq", "autoencoder", "base", "groupnl", "nestquant", "qcnet",
-                                                  "softquant"]
+    assert testbed.research.methods.load_all() == ["augq", "autoencoder", "base", "entropy", "groupnl", "nestquant",
+                                                  "qcnet", "softquant"]
     assert len(CODECS) == before  # a second load registers nothing twice
