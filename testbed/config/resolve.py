@@ -10,6 +10,7 @@ agree. Every file read is recorded with its sha256 (``Resolved.files``).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,16 @@ from testbed.config.files import FileReader, parse_rate_trace, parse_trace, pars
 from testbed.config.frozen import FrozenDict
 from testbed.config.modes import NestQuantModes
 from testbed.config.profiles import Profile, find_profile, parse_profile
-from testbed.config.schema import Arrivals, CellSpec, DatasetSpec, FleetGroup, LinkSpec, ModelSpec, Scenario
+from testbed.config.schema import (
+    Arrivals,
+    CellSpec,
+    DatasetSpec,
+    FleetGroup,
+    LinkSpec,
+    ModelSpec,
+    PacketTrace,
+    Scenario,
+)
 from testbed.dists import Dist, EmpiricalFile
 from testbed.errors import ConfigError
 
@@ -36,6 +46,7 @@ def is_weights_file(weights: str) -> bool:
     (the model side's rule, without looking at the working directory)."""
     return "/" in weights or weights.endswith(WEIGHT_SUFFIXES)
 M = TypeVar("M", bound=BaseModel)
+L = TypeVar("L", bound=LinkSpec)
 
 
 @dataclass(frozen=True)
@@ -201,6 +212,43 @@ def _link(link: LinkSpec, r: _Resolver) -> LinkSpec:
         update={"file": str(path), "time_s": times, "rate": rates})})
 
 
+def parse_packet_trace(data: bytes) -> tuple[int, ...]:
+    """A Mahimahi packet-delivery trace: one integer millisecond per line (blank lines ignored)."""
+    ms = []
+    for i, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        text = line.strip()
+        if not text:
+            continue
+        if not text.isdigit():
+            raise ValueError(f"line {i}: {text[:40]!r} is not a whole number of milliseconds")
+        ms.append(int(text))
+    if not ms:
+        raise ValueError("no timestamps")
+    if any(b < a for a, b in itertools.pairwise(ms)) or ms[-1] <= 0:
+        raise ValueError("timestamps must not decrease and must end above 0")
+    return tuple(ms)
+
+
+def _packet_traces(link: L, field: str, r: _Resolver) -> L:
+    """``link`` with the Mahimahi files of its uplink and downlink read (``ms`` filled in)."""
+    def read(trace: PacketTrace | None, where: str) -> PacketTrace | None:
+        if trace is None or trace.ms or trace.file is None:
+            return trace
+        path, data = r.reader.read(trace.file, f"{where}.file", "Mahimahi packet trace (one millisecond per line)")
+        try:
+            ms = parse_packet_trace(data)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.file", trace.file, f"a Mahimahi packet trace ({exc})") from None
+        return trace.model_copy(update={"file": str(path), "ms": ms})
+
+    up = read(link.packet_trace, f"{field}.packet_trace")
+    down = read(link.downlink.packet_trace, f"{field}.downlink.packet_trace")
+    if up is link.packet_trace and down is link.downlink.packet_trace:
+        return link
+    return link.model_copy(update={"packet_trace": up,
+                                   "downlink": link.downlink.model_copy(update={"packet_trace": down})})
+
+
 def _cells(cells: tuple[CellSpec, ...], r: _Resolver) -> tuple[CellSpec, ...]:
     """Every cell with its rate trace file read (cell 0's is ``link``'s, read once more here)."""
     out = []
@@ -230,7 +278,8 @@ def resolve(scenario: Scenario, base_dir: Path | str | None = None) -> Resolved:
     sc = scenario.model_copy(update={
         "fleet": tuple(grp for grp, _, _ in groups), "codec": _codec(scenario.codec, r),
         "model": _model(scenario.model, r), "dataset": _dataset(scenario.dataset, r),
-        "link": _link(scenario.link, r), "cells": _cells(scenario.cells, r)})
+        "link": _packet_traces(_link(scenario.link, r), "cells.0" if scenario.cells else "link", r),
+        "cells": tuple(_packet_traces(c, f"cells.{i}", r) for i, c in enumerate(_cells(scenario.cells, r)))})
     sc = _walk(sc, "", lambda v, where: r.dist(v, where) if isinstance(v, EmpiricalFile) else v)
     return Resolved(sc, r.reader.base_dir, tuple(p for _, p, _ in groups), server,
                     tuple(m for _, _, m in groups), r.reader.files, servers)

@@ -49,6 +49,7 @@ __all__ = [
     "ModelSpec",
     "NestQuantSpec",
     "OutageSpec",
+    "PacketTrace",
     "QueueSpec",
     "Scenario",
     "ServerSpec",
@@ -186,9 +187,29 @@ class FleetGroup(_Frozen):
     cell: Name | None = None  # topology: the cell (``cells[].name``) the group's nodes are in
 
 
+class PacketTrace(_Frozen):
+    """A packet-delivery trace in the Mahimahi format: one millisecond timestamp per line, each an
+    opportunity to deliver one ``mtu``-byte packet; the trace loops (every last timestamp). A ``file``
+    (read when the scenario is resolved) or inline ``ms``. Transmissions in that direction then take the
+    trace's opportunities, whatever the link's and groups' ``datarate`` (``shared_fifo`` only)."""
+
+    file: str | None = None
+    ms: tuple[Annotated[int, Field(strict=True, ge=0)], ...] = ()
+    mtu: Annotated[float, _positive(parse_size, "a size like '1500 B'")] = 1500.0
+
+    @model_validator(mode="after")
+    def _check(self) -> PacketTrace:
+        if self.file is None and not self.ms:
+            raise ValueError("a packet trace needs a file (Mahimahi: one millisecond per line) or ms (a list)")
+        if self.ms and (any(b < a for a, b in zip(self.ms, self.ms[1:])) or self.ms[-1] <= 0):
+            raise ValueError("ms must not decrease and must end above 0")
+        return self
+
+
 class DownlinkSpec(_Frozen):
     datarate: DataRate | None = None
     latency: DurationDist | None = None
+    packet_trace: PacketTrace | None = None  # the downlink's Mahimahi trace (shared_fifo)
 
 
 class CsmaSpec(_Frozen):
@@ -277,6 +298,13 @@ class LinkSpec(_Frozen):
     downlink: DownlinkSpec = DownlinkSpec()
     csma: CsmaSpec = CsmaSpec()
     rate_trace: RateTrace | None = None
+    packet_trace: PacketTrace | None = None  # the uplink's Mahimahi trace (shared_fifo)
+
+    @model_validator(mode="after")
+    def _one_trace(self) -> LinkSpec:
+        if self.rate_trace is not None and self.packet_trace is not None:
+            raise ValueError("give either rate_trace or packet_trace, not both")
+        return self
 
     @property
     def downlink_datarate(self) -> float:

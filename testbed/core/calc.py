@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from testbed.dists import Dist
 
-__all__ = ["RateSchedule", "batch_decision", "batch_time_fn", "interpolate_table"]
+__all__ = ["DeliverySchedule", "RateSchedule", "batch_decision", "batch_time_fn", "interpolate_table"]
 
 _EPS = 1e-12
 
@@ -87,3 +88,66 @@ class RateSchedule:
             t = self.times[i + 1]
             i += 1
         return t + work / self.factors[i] - start
+
+
+_NS_MS = 1e-6  # a nanosecond in milliseconds
+
+
+class DeliverySchedule:
+    """A packet-delivery trace in the Mahimahi format (Netravali et al., "Mahimahi: Accurate Record-and-Replay
+    for HTTP", USENIX ATC 2015): each entry is a millisecond at which the link may deliver one ``mtu``-byte
+    packet; the trace repeats every ``period_ms`` (its last timestamp, as Mahimahi loops it).
+
+    :meth:`transmit` serves one transmission after another, in order (a FIFO link), as Mahimahi's link
+    queue does: a transmission of ``b`` bytes uses the delivery opportunities from its start on, ``mtu``
+    bytes each, and ends at the one that carries its last byte; bytes left in that opportunity go to the
+    next transmission if it starts at that very instant, and are lost otherwise (an opportunity nobody
+    uses is lost too)."""
+
+    def __init__(self, ms: Sequence[int], mtu: float) -> None:
+        if not ms or any(b < a for a, b in itertools.pairwise(ms)) or ms[0] < 0 or ms[-1] <= 0:
+            raise ValueError("a packet trace needs non-decreasing millisecond timestamps, the last above 0")
+        if mtu <= 0:
+            raise ValueError("mtu must be above 0")
+        self.ms, self.mtu = tuple(int(m) for m in ms), float(mtu)
+        self.period_ms = self.ms[-1]
+        self.next = 0              # index (counting over the loops) of the first opportunity not used
+        self.left = 0.0            # bytes left in the last opportunity used
+        self.left_at = -1.0        # its time
+
+    def time(self, k: int) -> float:
+        """Time (seconds) of opportunity ``k`` (counting over the loops)."""
+        n = len(self.ms)
+        return (self.ms[k % n] + (k // n) * self.period_ms) / 1000.0
+
+    def first_at_or_after(self, t: float) -> int:
+        """Index of the first opportunity at or after ``t`` seconds (within a nanosecond: event times are
+        sums of floats)."""
+        import bisect
+
+        n, period = len(self.ms), self.period_ms
+        t_ms = t * 1000.0 - _NS_MS
+        loop = int(t_ms // period) if period else 0
+        while True:
+            i = bisect.bisect_left(self.ms, t_ms - loop * period)
+            if i < n:
+                return loop * n + i
+            loop += 1
+
+    def transmit(self, start: float, nbytes: float) -> float:
+        """End time of a transmission of ``nbytes`` starting at ``start`` (after the previous one ended)."""
+        if nbytes <= 0:
+            return start
+        if self.left > 0 and abs(self.left_at - start) <= 1e-9:
+            use = min(self.left, nbytes)
+            self.left -= use
+            nbytes -= use
+            if nbytes <= 0:
+                return start
+        k = max(self.next, self.first_at_or_after(start))
+        m = math.ceil(nbytes / self.mtu - 1e-12)
+        last = k + m - 1
+        end = self.time(last)
+        self.next = last + 1
+        self.left, self.left_at = m * self.mtu - nbytes, end
+        return end

@@ -31,6 +31,11 @@ def check_emulable(res: Resolved) -> None:
     if sc.link.rate_trace is not None:
         raise ConfigError("link.rate_trace", "a rate trace", "a scenario without a rate trace: the emulator's "
                           "shaper runs at a fixed rate (testbed run simulates the trace)")
+    for field, trace in (("link.packet_trace", sc.link.packet_trace),
+                         ("link.downlink.packet_trace", sc.link.downlink.packet_trace)):
+        if trace is not None:
+            raise ConfigError(field, "a packet trace", "a scenario without a packet trace: the emulator's shaper "
+                              "runs at a fixed rate (testbed run replays the trace)")
     if sc.topology:  # the first topology feature set, by what it needs that the emulator lacks
         field, value = next((f, v) for f, v, used in (
             ("cells", [c.name for c in sc.cells], len(sc.cells) > 1),

@@ -383,7 +383,14 @@ class Topology:
 
 def check_topology(sc: Scenario) -> None:
     """What the schema cannot know about a topology: each cell's link model and the assignment policy
-    are registered names, and a cell with a rate trace uses ``shared_fifo`` (:class:`ConfigError`)."""
+    are registered names, and a cell with a rate trace or a packet trace uses ``shared_fifo``
+    (:class:`ConfigError`)."""
+    for c, link in enumerate(sc.cell_specs):
+        where = f"cells.{c}" if sc.cells else "link"
+        for name, trace in (("packet_trace", link.packet_trace), ("downlink.packet_trace", link.downlink.packet_trace)):
+            if trace is not None and link.model != "shared_fifo":
+                raise ConfigError(f"{where}.{name}", link.model, "model shared_fifo (the only link model that "
+                                  "replays a packet-delivery trace so far)")
     if not sc.cells and sc.assignment is None:
         return
     for c, cell in enumerate(sc.cells):

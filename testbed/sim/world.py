@@ -25,7 +25,7 @@ from testbed.dists import constant_of
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
-from testbed.sim.topology import Topology
+from testbed.sim.topology import Topology, check_topology
 from testbed.streams import link_stream, node_stream, server_stream
 
 __all__ = ["STATION_NAMES", "SimResult", "Simulation", "expected_requests", "simulate"]
@@ -75,6 +75,7 @@ class Simulation:
                  sink: RowSink | None = None) -> None:
         self.resolved = res = as_resolved(scenario)
         self.sc = sc = res.scenario
+        check_topology(sc)  # link models that must be shared_fifo, cells' models, the policy
         self.workload = workload or SyntheticWorkload(sc)
         self.offload = bool(getattr(self.workload, "offload", True))
         self.env = simpy.Environment()

@@ -320,3 +320,70 @@ def test_prepare_and_the_emulator_name_the_topology_field(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"^cells: got \['a'\]"):
         check_emulable(resolve(scenario_from_dict(as_topology(one_cell()))))
     check_emulable(resolve(scenario_from_dict(one_cell())))
+
+
+def test_a_packet_trace_delivers_exactly_its_opportunities() -> None:
+    raw = {
+        "seed": 0, "duration": "2 s", "drain": "30 s",
+        "fleet": [{"name": "n", "count": 3, "device": "pi4b", "payload": {"dist": "uniform", "low": "1 kB", "high": "9 kB"},
+                   "arrivals": {"kind": "poisson", "rate": "40/s"}}],
+        "link": {"datarate": "1 MB/s",
+                 "packet_trace": {"ms": [1, 1, 2, 4, 4, 4, 5, 7, 9, 10], "mtu": "1500 B"},
+                 "downlink": {"packet_trace": {"ms": [3, 6, 9], "mtu": "500 B"}}},
+        "server": {"device": "h100", "service": "1 ms"},
+        "workload": {"result": "300 B"},
+    }
+    df = simulate(scenario_from_dict(raw)).records
+    assert (df["status"] == "ok").all() and len(df) > 150
+    up = [(m + 10 * k) / 1e3 for k in range(5000) for m in raw["link"]["packet_trace"]["ms"]]
+    down = [(m + 9 * k) / 1e3 for k in range(10000) for m in (3, 6, 9)]
+    for end_col, size_col, times, mtu in (("tx_end_s", "payload_bytes", up, 1500), ("downlink_end_s", "result_bytes", down, 500)):
+        ends = df[end_col].to_numpy()
+        slots = np.searchsorted(np.round(times, 9), np.round(ends, 9))
+        assert np.allclose(np.asarray(times)[slots], ends, atol=1e-12, rtol=0)  # every end is an opportunity
+        # bytes delivered by each end never exceed the opportunities up to it, and a backlog uses them all
+        order = np.argsort(ends, kind="stable")
+        sent = np.cumsum(df[size_col].to_numpy()[order])
+        k = np.searchsorted(np.round(times, 9), np.round(ends[order], 9), side="right")
+        assert (sent <= k * mtu + 1e-6).all()
+        # and each transmission ends where MTU-sized opportunities from its start, in order, carry its
+        # last byte (the rest of an opportunity goes to a transmission starting at that instant)
+        start_col = "tx_start_s" if end_col == "tx_end_s" else "downlink_start_s"
+        rows = df.sort_values([start_col, end_col], kind="stable")  # one on the air at a time
+        opp = np.asarray(times)
+        nxt, left, left_at = 0, 0.0, -1.0
+        for start, size, end in zip(rows[start_col], rows[size_col], rows[end_col]):
+            if left > 0 and abs(left_at - start) <= 1e-9:
+                use = min(left, size)
+                left, size = left - use, size - use
+                if size <= 0:
+                    assert end == pytest.approx(start, abs=1e-12)
+                    continue
+            nxt = max(nxt, int(np.searchsorted(opp, start - 1e-12)))
+            m = math.ceil(size / mtu - 1e-12)
+            assert end == pytest.approx(opp[nxt + m - 1], abs=1e-12)
+            nxt += m
+            left, left_at = m * mtu - size, end
+    # the same scenario at a constant rate gives different (rate-based) times
+    flat = copy.deepcopy(raw)
+    del flat["link"]["packet_trace"]
+    assert not np.allclose(simulate(scenario_from_dict(flat)).records["tx_end_s"], df["tx_end_s"])
+
+
+def test_packet_trace_needs_shared_fifo_and_reads_mahimahi_files(tmp_path) -> None:
+    from testbed.run.prepare import prepare_dict
+
+    (tmp_path / "up.trace").write_text("1\n1\n3\n\n5\n")
+    raw = two_servers("jsq", 10.0, 10.0)
+    raw["cells"][0]["packet_trace"] = {"file": "up.trace"}
+    res = prepare_dict(raw, tmp_path)
+    assert res.scenario.cells[0].packet_trace.ms == (1, 1, 3, 5)
+    assert res.scenario.link.packet_trace.ms == (1, 1, 3, 5)
+    (tmp_path / "bad.trace").write_text("1\nabc\n")
+    raw["cells"][0]["packet_trace"] = {"file": "bad.trace"}
+    with pytest.raises(ConfigError, match=r"cells\.0\.packet_trace\.file.*line 2"):
+        prepare_dict(raw, tmp_path)
+    raw["cells"][0]["packet_trace"] = {"ms": [1, 2]}
+    raw["cells"][0]["model"] = "fair_share"
+    with pytest.raises(ConfigError, match=r"cells\.0\.packet_trace"):
+        simulate(scenario_from_dict(raw))

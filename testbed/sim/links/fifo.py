@@ -1,4 +1,6 @@
-"""``shared_fifo``: one transmission on the air at a time, at the sender's full rate, in arrival order."""
+"""``shared_fifo``: one transmission on the air at a time, at the sender's full rate, in arrival order; or
+following a rate trace (``link.rate_trace``), or a Mahimahi packet-delivery trace per direction
+(``link.packet_trace``, ``link.downlink.packet_trace``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Callable
 
 import simpy
 
-from testbed.core.calc import RateSchedule
+from testbed.core.calc import DeliverySchedule, RateSchedule
 from testbed.core.monitor import Level
 from testbed.sim.links.base import LINKS, Link, LinkContext, one_channel_per_direction
 
@@ -20,15 +22,19 @@ class FifoChannel:
     """A FIFO queue in front of one transmitter (an M/G/1 station when arrivals are Poisson).
 
     ``submit(rid, seconds)`` starts or queues a transmission of ``seconds``; its start and end times go
-    into ``start_col`` and ``end_col``, and ``on_done(rid)`` is called when its last bit is sent.
+    into ``start_col`` and ``end_col``, and ``on_done(rid)`` is called when its last bit is sent. With a
+    ``delivery`` schedule (a Mahimahi trace) a transmission instead takes ``size_col[rid]`` bytes through
+    the trace's delivery opportunities.
     """
 
     def __init__(self, env: simpy.Environment, *, start_col: array[float], end_col: array[float],
                  on_done: Callable[[int], None], in_station: Level, busy: Level,
-                 schedule: RateSchedule | None = None) -> None:
+                 schedule: RateSchedule | None = None, delivery: DeliverySchedule | None = None,
+                 size_col: array[float] | None = None) -> None:
         self.env, self.start_col, self.end_col, self.on_done = env, start_col, end_col, on_done
         self.in_station, self.busy = in_station, busy
         self.schedule = schedule  # the cell's rate over time (None: the nominal rate throughout)
+        self.delivery, self.size_col = delivery, size_col  # a packet-delivery trace and the bytes it carries
         self.queue: deque[tuple[int, float]] = deque()
         self.active = False
         self.current = -1  # the request on the air
@@ -46,6 +52,8 @@ class FifoChannel:
             self.start_col[rid] = now
             if self.schedule is not None:
                 seconds = self.schedule.duration(now, seconds)
+            elif self.delivery is not None:
+                seconds = self._delivered_in(rid, now)
             self._timeout(seconds).callbacks.append(self._on_end)
 
     def _end(self, _event: simpy.Event) -> None:
@@ -58,17 +66,35 @@ class FifoChannel:
             self.start_col[nxt] = now
             if self.schedule is not None:
                 seconds = self.schedule.duration(now, seconds)
+            elif self.delivery is not None:
+                seconds = self._delivered_in(nxt, now)
             self._timeout(seconds).callbacks.append(self._on_end)
         else:
             self.active = False
             self.busy.change(now, -1)
         self.on_done(rid)
 
+    def _delivered_in(self, rid: int, now: float) -> float:
+        assert self.delivery is not None and self.size_col is not None
+        return self.delivery.transmit(now, self.size_col[rid]) - now
+
 
 @LINKS.register("shared_fifo")
 def build(ctx: LinkContext) -> Link:
-    """One FIFO channel per direction; with ``link.rate_trace`` both follow the cell's rate over time."""
+    """One FIFO channel per direction; with ``link.rate_trace`` both follow the cell's rate over time, with
+    packet traces each direction delivers its trace's opportunities."""
     trace = ctx.spec.rate_trace
+    up_trace, down_trace = ctx.spec.packet_trace, ctx.spec.downlink.packet_trace
+    if up_trace is not None or down_trace is not None:
+        rec = ctx.rec
+        up = FifoChannel(ctx.env, start_col=rec.tx_start_s, end_col=rec.tx_end_s, on_done=ctx.on_delivered,
+                         in_station=ctx.up.in_station, busy=ctx.up.busy, size_col=rec.payload_bytes,
+                         delivery=DeliverySchedule(up_trace.ms, up_trace.mtu) if up_trace is not None else None)
+        down = FifoChannel(ctx.env, start_col=rec.downlink_start_s, end_col=rec.downlink_end_s,
+                           on_done=ctx.on_returned, in_station=ctx.down.in_station, busy=ctx.down.busy,
+                           size_col=rec.result_bytes,
+                           delivery=DeliverySchedule(down_trace.ms, down_trace.mtu) if down_trace is not None else None)
+        return Link(up, down, one_on_air=True)
     if trace is None:
         return one_channel_per_direction(ctx, FifoChannel, one_on_air=True)
     schedule = RateSchedule(trace.time_s, [r / ctx.spec.datarate for r in trace.rate])
