@@ -45,6 +45,7 @@ __all__ = [
     "EdgeServerSpec",
     "FallbackSpec",
     "FleetGroup",
+    "GilbertElliottSpec",
     "LinkSpec",
     "ModelSpec",
     "NestQuantSpec",
@@ -212,6 +213,19 @@ class DownlinkSpec(_Frozen):
     packet_trace: PacketTrace | None = None  # the downlink's Mahimahi trace (shared_fifo)
 
 
+class GilbertElliottSpec(_Frozen):
+    """Bursty frame errors on each station's link (the Gilbert-Elliott two-state channel, per MPDU): lost with
+    ``error_good`` in the good state and ``error_bad`` in the bad one; after each MPDU the state turns bad
+    with ``p_good_bad``, good again with ``p_bad_good`` (a bad spell lasts ``1 / p_bad_good`` MPDUs on
+    average). Long-run loss: ``pi_bad * error_bad + (1 - pi_bad) * error_good``, ``pi_bad = p_good_bad /
+    (p_good_bad + p_bad_good)``."""
+
+    p_good_bad: Annotated[float, Field(gt=0.0, le=1.0)]
+    p_bad_good: Annotated[float, Field(gt=0.0, le=1.0)]
+    error_good: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    error_bad: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+
 class CsmaSpec(_Frozen):
     """802.11 DCF parameters for ``link.model: csma`` (see :mod:`testbed.sim.links.csma` and
     :mod:`testbed.sim.links.phy` for the sources).
@@ -232,6 +246,7 @@ class CsmaSpec(_Frozen):
     mtu: Annotated[float, _positive(parse_size, "a size like '1500 B'")] = 1500.0
     max_aggregate: Annotated[int, Field(strict=True, ge=1, le=256)] | None = None
     frame_error_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    gilbert_elliott: GilbertElliottSpec | None = None  # bursty frame errors instead of frame_error_rate
     tx_power: Annotated[float, Field(ge=0.0)] = 1.28
     rx_power: Annotated[float, Field(ge=0.0)] = 0.94
     idle_power: Annotated[float, Field(ge=0.0)] = 0.82
@@ -249,6 +264,12 @@ class CsmaSpec(_Frozen):
         if value < info.data.get("cw_min", 0):
             raise ValueError(f"must be >= cw_min ({info.data.get('cw_min')})")
         return value
+
+    @model_validator(mode="after")
+    def _one_error_model(self) -> CsmaSpec:
+        if self.gilbert_elliott is not None and self.frame_error_rate > 0:
+            raise ValueError("give either frame_error_rate (independent losses) or gilbert_elliott (bursts), not both")
+        return self
 
     @field_validator("mtu")
     @classmethod

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import simpy
 
+from testbed.core.channel import GilbertElliott
 from testbed.core.monitor import Level
 from testbed.core.records import STATUS, Records
 from testbed.sim.links.base import LINKS, Link, LinkContext, StationLevels
@@ -108,6 +109,8 @@ class CsmaCell:
         self.ppdu_k = {r: mpdus_per_ppdu(r, dcf) for r in set(self.rates) | {min(r, down_rate) for r in self.rates}}
         self._u: list[float] = []
         self._u_next = 0
+        ge = dcf.gilbert_elliott  # one Gilbert-Elliott channel per station (the AP's last), from this stream
+        self.channels = [GilbertElliott(*ge) for _ in range(n + 1)] if ge is not None else None
         self._windows = [dcf.window(i) + 1 for i in range(dcf.stages + 1)]
         self._exchanges: dict[tuple[float, float], tuple[int, float, float]] = {}
         self.exchanges = 0
@@ -204,7 +207,12 @@ class CsmaCell:
             rate = self._rate(st)
             data = min(st.left, self.ppdu_k[rate] * dcf.msdu_data)
             k, ppdu, ack = self._exchange(rate, data)
-            lost = k if collided else (int(self.rng.binomial(k, fer)) if fer > 0 else 0)
+            if collided:
+                lost = k
+            elif self.channels is not None:
+                lost = self.channels[st.index].losses(self.rng.random(2 * k).tolist())
+            else:
+                lost = int(self.rng.binomial(k, fer)) if fer > 0 else 0
             plan.append((st, ppdu, ack, data, k, lost))
             if ppdu > longest:
                 longest = ppdu

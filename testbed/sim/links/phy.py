@@ -54,6 +54,7 @@ class Dcf:
     max_ampdu_bytes: int = 65_535
     max_ppdu_time: float = 5.484e-3
     frame_error_rate: float = 0.0
+    gilbert_elliott: tuple[float, float, float, float] | None = None  # p_gb, p_bg, error_good, error_bad
     tx_power: float = 1.28
     rx_power: float = 0.94
     idle_power: float = 0.82
@@ -98,7 +99,11 @@ def dcf_for(spec: CsmaSpec) -> Dcf:
         fields["preamble"] = spec.preamble
     if spec.max_aggregate is not None:
         fields["max_aggregate"] = spec.max_aggregate
-    return replace(base, **fields)  # type: ignore[arg-type]
+    ge = spec.gilbert_elliott
+    dcf = replace(base, **fields)  # type: ignore[arg-type]
+    if ge is not None:
+        dcf = replace(dcf, gilbert_elliott=(ge.p_good_bad, ge.p_bad_good, ge.error_good, ge.error_bad))
+    return dcf
 
 
 def ppdu_time(psdu: float, rate: float, preamble: float, symbol: float = 4e-6) -> float:
