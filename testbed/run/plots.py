@@ -833,12 +833,15 @@ def timeline_figure(run: RunData) -> tuple[Figure, Table]:
         table[f"in_{name}"] = level
         top.plot(mids, level, color=_LINES[i], label=name)
     sc = run.scenario
-    gpus = int((sc.get("server") or {}).get("gpus", 1) or 1)
+    servers = [s for s in sc.get("servers") or [] if isinstance(s, Mapping)]  # a topology: every server's GPUs
+    gpus = (sum(int(s.get("gpus", 1) or 1) for s in servers) if servers
+            else int((sc.get("server") or {}).get("gpus", 1) or 1))
     nodes = sum(int(g.get("count", 1)) for g in sc.get("fleet") or [] if isinstance(g, Mapping)) or \
         max(1, int(rec["node"].nunique()) if "node" in rec else 1)
     bins = np.diff(edges)
     busy = {"uplink": _busy(rec["tx_start_s"].to_numpy(float), rec["tx_end_s"].to_numpy(float), edges, True) / bins}
-    batches = rec.dropna(subset=["batch_start_s"]).drop_duplicates(["gpu", "batch_start_s"])
+    batches = rec.dropna(subset=["batch_start_s"]).drop_duplicates(
+        [c for c in ("server", "gpu", "batch_start_s") if c in rec])
     busy["server GPU"] = _busy(batches["batch_start_s"].to_numpy(float), batches["batch_end_s"].to_numpy(float),
                                edges, False) / (bins * gpus)
     busy["node CPU (mean)"] = _busy(rec["head_start_s"].to_numpy(float), rec["encode_end_s"].to_numpy(float),
