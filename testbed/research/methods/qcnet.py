@@ -104,7 +104,7 @@ def _fit(task: SplitTask, chain: CodecChain, module: nn.Module | None, cfg: QCNe
     deq = quantize_roundtrip(chain, feats)
     teacher = task.teacher_logits(task.x_train, device=device) if task.target == "teacher" else None
     tail = train_mode(copy.deepcopy(task.tail).to(device), frozen_bn=task.target == "teacher")
-    groups: list[dict[str, Any]] = [{"params": tail.parameters(), "lr": cfg.tail_lr if module is not None else cfg.lr}]
+    groups: list[dict[str, Any]] = [{"params": tail.parameters(), "lr": cfg.tail_lr}]  # QAT: the same tail rate as QCNet
     if module is not None:
         module.to(device).train()
         groups.insert(0, {"params": module.parameters(), "lr": cfg.lr})
@@ -160,7 +160,8 @@ def train_qcnet(task: SplitTask, cfg: QCNetConfig, device: torch.device | None =
 
 
 def train_qat_tail(task: SplitTask, cfg: QCNetConfig, device: torch.device | None = None) -> tuple[nn.Module, History]:
-    """Baseline: fine-tune the tail alone on dequantized features (quantization-aware training)."""
+    """Baseline: fine-tune the tail alone on dequantized features (quantization-aware training), at the
+    same learning rate as the tail QCNet is trained with (``tail_lr``)."""
     chain = cfg.validate()
     return _fit(task, chain, None, cfg, device or torch.device("cpu"))
 
