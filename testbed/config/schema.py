@@ -11,6 +11,7 @@ immutable (tuples and :class:`~testbed.config.frozen.FrozenDict`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, cast
@@ -51,7 +52,11 @@ __all__ = [
     "NestQuantSpec",
     "OutageSpec",
     "PacketTrace",
+    "PathLossSpec",
+    "PlacementSpec",
     "QueueSpec",
+    "RadioSpec",
+    "RateBand",
     "Scenario",
     "ServerSpec",
     "ServiceSpec",
@@ -172,6 +177,26 @@ class NestQuantSpec(_Frozen):
         return value
 
 
+Metres = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class PlacementSpec(_Frozen):
+    """Where a group's nodes are (metres): ``positions`` (one ``[x, y]`` per node) or ``area`` (``[[x0, y0],
+    [x1, y1]]``: uniform in that rectangle, from the group's own stream). Each node then joins the cell it
+    hears best (the group's ``cell`` if it names one) at the rate ``radio.rates`` gives its distance."""
+
+    positions: tuple[tuple[Metres, Metres], ...] = ()
+    area: tuple[tuple[Metres, Metres], tuple[Metres, Metres]] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PlacementSpec:
+        if bool(self.positions) == (self.area is not None):
+            raise ValueError("give either positions (one [x, y] per node) or area ([[x0, y0], [x1, y1]])")
+        if self.area is not None and not (self.area[0][0] <= self.area[1][0] and self.area[0][1] <= self.area[1][1]):
+            raise ValueError("area is [[x0, y0], [x1, y1]] with x0 <= x1 and y0 <= y1")
+        return self
+
+
 class FleetGroup(_Frozen):
     """A group of identical nodes."""
 
@@ -186,6 +211,7 @@ class FleetGroup(_Frozen):
     datarate: DataRate | None = None
     nestquant: NestQuantSpec | None = None
     cell: Name | None = None  # topology: the cell (``cells[].name``) the group's nodes are in
+    placement: PlacementSpec | None = None  # topology: the nodes' positions (cell and rate from radio)
 
 
 class PacketTrace(_Frozen):
@@ -423,9 +449,55 @@ class DatasetSpec(_Frozen):
 
 class CellSpec(LinkSpec):
     """One access point's cell in a topology: a named link (any link model, its own data rate,
-    latency, downlink, csma section, rate trace)."""
+    latency, downlink, csma section, rate trace) and, to place nodes by position, its access point's
+    ``position`` (``[x, y]`` in metres)."""
 
     name: Name
+    position: tuple[Metres, Metres] | None = None
+
+
+class PathLossSpec(_Frozen):
+    """Log-distance path loss: received power ``tx_power_dbm - (loss_at_1m_db + 10 exponent log10(d / 1 m))``."""
+
+    tx_power_dbm: Annotated[float, Field(ge=-50.0, le=60.0)] = 20.0
+    loss_at_1m_db: Annotated[float, Field(ge=0.0, le=200.0)] = 40.0
+    exponent: Annotated[float, Field(gt=0.0, le=10.0)] = 3.0
+
+
+class RateBand(_Frozen):
+    """One row of ``radio.rates``: ``rate`` for a received power of at least ``min_rssi_dbm``, or for a
+    distance of at most ``max_distance_m``."""
+
+    rate: DataRate
+    min_rssi_dbm: Annotated[float, Field(ge=-200.0, le=100.0)] | None = None
+    max_distance_m: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RateBand:
+        if (self.min_rssi_dbm is None) == (self.max_distance_m is None):
+            raise ValueError("give either min_rssi_dbm or max_distance_m")
+        return self
+
+
+class RadioSpec(_Frozen):
+    """How placed nodes get their rate (``fleet[].placement``): ``rates``, a table of received-power bands
+    (best first, with ``path_loss``) or of distance bands (nearest first), e.g. a chipset's MCS sensitivity
+    table; a node no band covers is out of range (an error)."""
+
+    path_loss: PathLossSpec | None = None
+    rates: Annotated[tuple[RateBand, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check(self) -> RadioSpec:
+        rssi = [b.min_rssi_dbm for b in self.rates if b.min_rssi_dbm is not None]
+        dist = [b.max_distance_m for b in self.rates if b.max_distance_m is not None]
+        if rssi and dist:
+            raise ValueError("rates: use min_rssi_dbm bands or max_distance_m bands, not both")
+        if rssi and self.path_loss is None:
+            raise ValueError("min_rssi_dbm bands need path_loss (e.g. {tx_power_dbm: 20, exponent: 3})")
+        if any(b >= a for a, b in itertools.pairwise(rssi)) or any(b <= a for a, b in itertools.pairwise(dist)):
+            raise ValueError("rates go from the best band down: min_rssi_dbm decreasing, max_distance_m increasing")
+        return self
 
 
 class OutageSpec(_Frozen):
@@ -558,6 +630,7 @@ class Scenario(_Frozen):
     servers: tuple[EdgeServerSpec, ...] = ()
     backhaul: BackhaulSpec | None = None
     assignment: AssignmentSpec | None = None
+    radio: RadioSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -600,6 +673,7 @@ class Scenario(_Frozen):
             if group.cell is not None and group.cell not in cells:
                 raise ConfigError(f"fleet.{g}.cell", group.cell, f"a cell named in cells ({', '.join(sorted(cells))})"
                                   if cells else "no cell: the scenario has no 'cells' (one link)")
+            self._check_placement(g, group)
         if self.model is None:
             for s, srv in enumerate(self.servers):
                 if srv.service is None:
@@ -624,11 +698,30 @@ class Scenario(_Frozen):
                                       "a server for every group under assignment.policy static (assignment.static: "
                                       "{group or cell name: server name})")
 
+    def _check_placement(self, g: int, group: FleetGroup) -> None:
+        p = group.placement
+        if p is None:
+            return
+        field = f"fleet.{g}.placement"
+        if self.radio is None:
+            raise ConfigError(field, "a placement", "a scenario with radio: {rates: [...]} (the rate of a distance)")
+        unplaced = [c.name for c in self.cells if c.position is None]
+        if not self.cells or unplaced:
+            raise ConfigError(field, "a placement", "cells with a position each ([x, y] in metres; "
+                              f"{'no cells' if not self.cells else 'missing: ' + ', '.join(unplaced)})")
+        if p.positions and len(p.positions) != group.count:
+            raise ConfigError(f"{field}.positions", f"{len(p.positions)} positions",
+                              f"one position per node ({group.count})")
+        if group.datarate is not None:
+            raise ConfigError(f"fleet.{g}.datarate", group.datarate, "no datarate with a placement (radio.rates "
+                              "gives each node's rate)")
+
     @property
     def topology(self) -> bool:
         """True when the scenario names cells, servers, a backhaul or an assignment (several cells or
         servers, or a policy; False: the one link and one server of ``link`` and ``server``)."""
-        return bool(self.cells or self.servers or self.backhaul is not None or self.assignment is not None)
+        return bool(self.cells or self.servers or self.backhaul is not None or self.assignment is not None
+                    or self.radio is not None)
 
     @property
     def cell_specs(self) -> tuple[LinkSpec, ...]:

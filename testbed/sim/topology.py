@@ -12,7 +12,11 @@ node by the local fallback).
 
 Streams (:mod:`testbed.streams`): cell 0 and server 0 draw from the one-link, one-server streams, cells
 and servers >= 1 from ``(4, 0, cell, ...)`` and ``(4, 1, server, ...)``, the policy from ``(4, 2)``, the
-backhaul latencies from ``(4, 3, 0|1)``, the fallback's local compute times from ``(4, 4)``.
+backhaul latencies from ``(4, 3, 0|1)``, the fallback's local compute times from ``(4, 4)``, server ``s``'s
+random outages from ``(4, 5, s)``, group ``g``'s random placement from ``(4, 6, g)``.
+
+Nodes placed by position (``fleet[].placement`` with ``radio``) join the nearest cell at the rate the
+radio table gives their distance (:mod:`testbed.core.radio`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from testbed.config.schema import OutageSpec, Scenario
 from testbed.core.assign import ASSIGNMENTS, AssignmentContext, RecentRtt, falls_back
 from testbed.core.monitor import Level
 from testbed.core.policy import Batcher
+from testbed.core.radio import Band, PathLoss, attach, place_uniform, rate_of
 from testbed.core.records import STATUS, Records
 from testbed.core.workload import Workload
 from testbed.errors import ConfigError
@@ -129,6 +134,9 @@ class Topology:
         self.node_group = [g for g, group in enumerate(sc.fleet) for _ in range(group.count)]
         self.node_rates = [group.datarate or cells[sc.cell_of(g)].datarate
                            for g, group in enumerate(sc.fleet) for _ in range(group.count)]
+        self.positions: list[tuple[float, float] | None] = [None] * len(self.node_cell)
+        if any(group.placement is not None for group in sc.fleet):
+            self._place()
         self.down_rates = [min(rate, cells[c].downlink_datarate) for rate, c in zip(self.node_rates, self.node_cell)]
         self.up_latency = [c.latency.sampler(cell_stream(seed, i)) for i, c in enumerate(cells)]
         self.down_latency = [c.downlink_latency.sampler(cell_stream(seed, i, 1)) for i, c in enumerate(cells)]
@@ -166,6 +174,37 @@ class Topology:
                 env.process(self._outages(s, spec_s))
 
     # -- construction ---------------------------------------------------------------------------
+    def _place(self) -> None:
+        """Placed groups' nodes: positions (given, or uniform in the area from stream (4, 6, group)), the
+        cell each joins (the nearest; the group's cell if it names one) and the rate its distance gets."""
+        sc, radio = self.sc, self.sc.radio
+        assert radio is not None
+        pl = radio.path_loss
+        path_loss = PathLoss(pl.tx_power_dbm, pl.loss_at_1m_db, pl.exponent) if pl is not None else None
+        bands = [Band(b.rate, b.min_rssi_dbm, b.max_distance_m) for b in radio.rates]
+        aps = [c.position for c in sc.cells]
+        k = 0
+        for g, group in enumerate(sc.fleet):
+            p = group.placement
+            if p is None:
+                k += group.count
+                continue
+            if p.area is not None:
+                points = place_uniform(group.count, p.area[0], p.area[1], topology_stream(sc.seed, 6, g))
+            else:
+                points = [(float(x), float(y)) for x, y in p.positions]
+            allowed = [sc.cell_of(g)] if group.cell is not None else None
+            for i, xy in enumerate(points):
+                c, d = attach(xy, [a for a in aps if a is not None], allowed)
+                rate = rate_of(d, bands, path_loss)
+                if rate is None:
+                    heard = f", {path_loss.rssi_dbm(d):.1f} dBm" if path_loss is not None else ""
+                    raise ConfigError(f"fleet.{g}.placement", f"node {i} at ({xy[0]:.1f}, {xy[1]:.1f}) m",
+                                      f"a position some band of radio.rates covers (it is {d:.1f} m from cell "
+                                      f"{sc.cells[c].name}{heard})")
+                self.positions[k], self.node_cell[k], self.node_rates[k] = xy, c, rate
+                k += 1
+
     def _link(self, c: int) -> Link:
         spec, lv = self.sc.cell_specs[c], self.cell_levels[c]
         ctx = LinkContext(env=self.env, rec=self.rec, spec=spec, rates=self.node_rates,
