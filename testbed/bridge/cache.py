@@ -26,7 +26,7 @@ import pandas as pd
 from testbed.bridge.charges import stage_charges
 from testbed.config.frozen import thaw
 from testbed.config.resolve import is_weights_file
-from testbed.config.schema import Scenario
+from testbed.config.schema import DatasetSpec, Scenario
 from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
 from testbed.io import write_json, write_parquet
@@ -37,7 +37,9 @@ __all__ = [
     "PipelineTable",
     "cache_dir",
     "dataset_arg",
+    "group_datasets",
     "image_codec",
+    "merge_tables",
     "pipeline_key",
     "pipeline_table",
 ]
@@ -231,9 +233,64 @@ def _read_entry(folder: Path) -> PipelineTable | None:
 
 
 def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
-    """The cached per-image table for ``sc``'s model section, computing it on a miss."""
+    """The cached per-image table for ``sc``'s model section, computing it on a miss.
+
+    When fleet groups name datasets of their own (``fleet[].dataset``), each distinct dataset is one
+    cache entry (the scenario with that dataset) and the result joins them (:func:`merge_tables`):
+    group ``g`` draws its frames from its own dataset's rows (``meta["group_images"][g]``)."""
     if sc.model is None:
         raise ConfigError("model", None, "a model section is needed to run the real pipeline")
+    datasets, of_group = group_datasets(sc)
+    if len(datasets) == 1 and datasets[0] == sc.dataset:
+        return _entry(sc, refresh)
+    tables = [_entry(sc.model_copy(update={"dataset": ds}), refresh) for ds in datasets]
+    return merge_tables(tables, [dataset_arg(sc.model_copy(update={"dataset": ds})) for ds in datasets], of_group)
+
+
+def group_datasets(sc: Scenario) -> tuple[list[DatasetSpec | None], list[int]]:
+    """The distinct datasets the fleet groups draw from (a group's own ``dataset``, else the
+    scenario's), in first-use order, and each group's index into them. Two specs are one dataset when
+    their :func:`dataset_arg` forms are equal."""
+    out: list[DatasetSpec | None] = []
+    keys: list[str] = []
+    of_group: list[int] = []
+    for group in sc.fleet:
+        ds = group.dataset if group.dataset is not None else sc.dataset
+        key = json.dumps(dataset_arg(sc.model_copy(update={"dataset": ds})), sort_keys=True)
+        if key not in keys:
+            keys.append(key)
+            out.append(ds)
+        of_group.append(keys.index(key))
+    return out, of_group
+
+
+def merge_tables(tables: Sequence[PipelineTable], datasets: Sequence[dict[str, Any]],
+                 of_group: Sequence[int]) -> PipelineTable:
+    """One table of the per-dataset ``tables`` (same model, split and codec), rows in order, images
+    renumbered consecutively, with a ``dataset`` column (the index into ``datasets``). When any of them
+    corrupts its frames, the clean ones get corruption ``"none"``, severity 0 and ``reference_clean``
+    equal to ``reference``. ``meta`` is the first table's, plus ``datasets`` (each one's argument, first
+    image and count) and ``group_images`` (each group's ``[first image, count]``)."""
+    corrupted = any("corruption" in t.images.columns for t in tables)
+    parts, spans, first = [], [], 0
+    for d, t in enumerate(tables):
+        img = t.images.assign(image=t.images["image"].to_numpy() + first, dataset=d)
+        if corrupted and "corruption" not in img.columns:
+            img = img.assign(corruption="none", severity=0, reference_clean=img["reference"])
+        parts.append(img)
+        spans.append((first, len(img)))
+        first += len(img)
+    images = pd.concat(parts, ignore_index=True)
+    t0 = tables[0]
+    meta = {**t0.meta, "datasets": [{"dataset": a, "first_image": f, "images": n}
+                                    for a, (f, n) in zip(datasets, spans)],
+            "group_images": [list(spans[d]) for d in of_group]}
+    return PipelineTable(images, t0.elements, t0.serialized_bytes, t0.costs, meta)
+
+
+def _entry(sc: Scenario, refresh: bool = False) -> PipelineTable:
+    """The cached table of ``sc``'s model section over ``sc.dataset`` (computed on a miss)."""
+    assert sc.model is not None
     key, desc = pipeline_key(sc)
     folder = cache_dir() / key
     if not refresh and (folder / "meta.json").exists():

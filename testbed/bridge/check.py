@@ -73,16 +73,20 @@ def _check_head(sc: Scenario) -> None:
 
 
 def _check_dataset(sc: Scenario) -> None:
+    """The scenario's dataset and every fleet group's own (``fleet.G.dataset``)."""
     from testbed.split.data import parse_dataset
 
-    spec = parse_dataset(dataset_arg(sc), path="dataset")
-    if spec.name == "imagefolder" and not spec.path:
-        raise ConfigError("dataset.path", None, "a folder of class folders for kind imagefolder")
-    if spec.name == "photos":
-        from testbed.split.data.photos import MAX_FRAMES
+    checks = [("dataset", sc)] + [(f"fleet.{g}.dataset", sc.model_copy(update={"dataset": group.dataset}))
+                                  for g, group in enumerate(sc.fleet) if group.dataset is not None]
+    for field, scd in checks:
+        spec = parse_dataset(dataset_arg(scd), path=field)
+        if spec.name == "imagefolder" and not spec.path:
+            raise ConfigError(f"{field}.path", None, "a folder of class folders for kind imagefolder")
+        if spec.name == "photos":
+            from testbed.split.data.photos import MAX_FRAMES
 
-        if spec.limit is not None and spec.limit > MAX_FRAMES:
-            raise ConfigError("dataset.limit", spec.limit, f"at most {MAX_FRAMES} frames (each held in memory)")
+            if spec.limit is not None and spec.limit > MAX_FRAMES:
+                raise ConfigError(f"{field}.limit", spec.limit, f"at most {MAX_FRAMES} frames (each held in memory)")
 
 
 def _codec_costs(sc: Scenario) -> tuple[StageCost, ...]:

@@ -17,7 +17,7 @@ from testbed.core.workload import SyntheticWorkload, Workload
 from testbed.dists import Deterministic, Dist
 from testbed.errors import ConfigError
 
-__all__ = ["PipelineWorkload", "head_mac_scale", "make_workload", "workload_for"]
+__all__ = ["PipelineWorkload", "group_images", "head_mac_scale", "make_workload", "workload_for"]
 
 
 def _split_points(model: str) -> tuple[str, ...]:
@@ -39,6 +39,7 @@ class PipelineWorkload:
         self.node_profiles = list(resolved.node_profiles)
         self.server_profile = resolved.server_profile
         self.server_profiles = resolved.server_profiles or (resolved.server_profile,)  # topology servers
+        self._images = group_images(table, len(scenario.fleet))
         self._heads = [self._head_dist(i) for i in range(len(scenario.fleet))]
         self._encodes = [self._encode_dist(i) for i in range(len(scenario.fleet))]
 
@@ -64,14 +65,14 @@ class PipelineWorkload:
 
     def frame_drawer(self, group: int, node_in_group: int, rng: np.random.Generator) -> Callable[[], tuple[int, float, float, float]]:
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(rng.integers(2**63))).spawn(3)]
-        n_images = len(self.payloads)
+        first, n_images = self._images[group]
         images = _IntSampler(streams[0], n_images)
         head, encode = self._heads[group].sampler(streams[1]), self._encodes[group].sampler(streams[2])
         sizes = self.payloads.tolist()
         send = self.offload
 
         def draw() -> tuple[int, float, float, float]:
-            i = images()
+            i = first + images()
             return i, (sizes[i] if send else 0.0), head(), encode()
         return draw
 
@@ -110,6 +111,18 @@ class PipelineWorkload:
         if not self.offload:
             return lambda b: 0.0
         return batch_time_fn(table=tail_table(self.server_profiles[server], m.name, m.split))
+
+
+def group_images(table: PipelineTable, groups: int) -> list[tuple[int, int]]:
+    """Each fleet group's frames: ``(first image, count)`` in ``table``. A table joined from per-group
+    datasets (:func:`testbed.bridge.cache.merge_tables`) says so in ``meta["group_images"]``; otherwise
+    every group draws from all of its rows."""
+    spans = table.meta.get("group_images")
+    if spans is None:
+        return [(0, len(table.images))] * groups
+    if len(spans) != groups:
+        raise ConfigError("fleet", groups, f"the {len(spans)} groups the pipeline table was joined for")
+    return [(int(f), int(n)) for f, n in spans]
 
 
 def head_mac_scale(meta: Mapping[str, Any]) -> float:

@@ -178,12 +178,12 @@ def _model(model: ModelSpec | None, r: _Resolver) -> ModelSpec | None:
     return model.model_copy(update={"weights": str(path)})
 
 
-def _dataset(ds: DatasetSpec | None, r: _Resolver) -> DatasetSpec | None:
+def _dataset(ds: DatasetSpec | None, r: _Resolver, field: str = "dataset") -> DatasetSpec | None:
     if ds is None or ds.path is None:
         return ds
     p = r.reader.path(ds.path)
     if not p.exists():
-        raise ConfigError("dataset.path", ds.path, f"an existing dataset folder or file (looked at {p})")
+        raise ConfigError(f"{field}.path", ds.path, f"an existing dataset folder or file (looked at {p})")
     return ds.model_copy(update={"path": str(p)})
 
 
@@ -195,6 +195,8 @@ def _group(group: FleetGroup, g: int, r: _Resolver) -> tuple[FleetGroup, Profile
     if group.nestquant is not None:
         path, modes = r.modes(group.nestquant.modes, f"{field}.nestquant.modes")
         update["nestquant"] = group.nestquant.model_copy(update={"modes": str(path)})
+    if group.dataset is not None:
+        update["dataset"] = _dataset(group.dataset, r, f"{field}.dataset")
     return group.model_copy(update=update), profile, modes
 
 

@@ -197,6 +197,20 @@ class PlacementSpec(_Frozen):
         return self
 
 
+class DatasetSpec(_Frozen):
+    """The images frames are drawn from: ``kind`` a registered dataset (``samples``, ``photos``,
+    ``digits``, ``imagefolder``), ``path`` its folder, ``limit`` how many images (``photos``: frames),
+    ``seed`` the variations ``photos`` draws, ``corruption`` the camera corruption applied to each frame
+    before the head: ``{name: gaussian_noise, severity: 3}``, each a value or a list drawn from per frame
+    (the ImageNet-C families; checked by the model side, ``testbed.split.data.corrupt``)."""
+
+    kind: str = "photos"
+    path: str | None = None
+    limit: Annotated[int, Field(strict=True, ge=1)] | None = None
+    seed: Annotated[int, Field(strict=True, ge=0)] = 0
+    corruption: FrozenParams | None = None
+
+
 class FleetGroup(_Frozen):
     """A group of identical nodes."""
 
@@ -212,6 +226,7 @@ class FleetGroup(_Frozen):
     nestquant: NestQuantSpec | None = None
     cell: Name | None = None  # topology: the cell (``cells[].name``) the group's nodes are in
     placement: PlacementSpec | None = None  # topology: the nodes' positions (cell and rate from radio)
+    dataset: DatasetSpec | None = None  # the group's own frames (e.g. a corruption); None: the scenario's
 
 
 class PacketTrace(_Frozen):
@@ -431,20 +446,6 @@ class ModelSpec(_Frozen):
     seed: Annotated[int, Field(strict=True, ge=0)] = 0
     spread: bool = False
     head: str | None = None
-
-
-class DatasetSpec(_Frozen):
-    """The images frames are drawn from: ``kind`` a registered dataset (``samples``, ``photos``,
-    ``digits``, ``imagefolder``), ``path`` its folder, ``limit`` how many images (``photos``: frames),
-    ``seed`` the variations ``photos`` draws, ``corruption`` the camera corruption applied to each frame
-    before the head: ``{name: gaussian_noise, severity: 3}``, each a value or a list drawn from per frame
-    (the ImageNet-C families; checked by the model side, ``testbed.split.data.corrupt``)."""
-
-    kind: str = "photos"
-    path: str | None = None
-    limit: Annotated[int, Field(strict=True, ge=1)] | None = None
-    seed: Annotated[int, Field(strict=True, ge=0)] = 0
-    corruption: FrozenParams | None = None
 
 
 class CellSpec(LinkSpec):

@@ -50,6 +50,10 @@ def check_emulable(res: Resolved) -> None:
         return
     if sc.model.split == "none":
         raise ConfigError("model.split", "none", "a split that sends a payload (nothing crosses the link)")
+    for g, group in enumerate(sc.fleet):
+        if group.dataset is not None:
+            raise ConfigError(f"fleet.{g}.dataset", "a group dataset", "the scenario's dataset only: the emulator's "
+                              "nodes share one dataset (testbed run simulates per-group datasets)")
     if any("image" in stage for stage in sc.codec):
         raise ConfigError("codec", list(sc.codec), "a tensor codec chain (image baselines are not emulated)")
 

@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
 from testbed.core.energy import NodePower, add_energy
 from testbed.core.metrics import in_window, summarize, with_stages
+from testbed.core.metrics.corruptions import CORRUPTION_COLUMNS, corruption_breakdown
 from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 from testbed.core.monitor import station_table
 from testbed.core.workload import SyntheticWorkload, Workload
@@ -119,6 +121,8 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
     if any(m is not None for m in res.nestquant):
         summary["nestquant_accuracy"] = nestquant_accuracy(records, res)
     summary.update(_per_unit(records, sim, sc))
+    if table is not None and "corruption" in table.images.columns:
+        summary["by_corruption"] = corruption_breakdown(records, sim.window)
     summary = _headed(summary, res)
     return RunResult(sc, sim, summary, station_table(sim.levels, station_servers(sc)), pipeline_s)
 
@@ -160,6 +164,9 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
         summary["nestquant_accuracy"] = nestquant_accuracy(result.records, res)
     if sc.topology:  # per-cell and per-server figures read the records back (topology runs only)
         summary.update(_per_unit(result.records, sim, sc))
+    if table is not None and "corruption" in table.images.columns:  # read back only the columns it needs
+        cols = [c for c in CORRUPTION_COLUMNS if c in pq.read_schema(path).names]
+        summary["by_corruption"] = corruption_breakdown(pd.read_parquet(path, columns=cols), sim.window)
     result.summary = _headed(summary, res)
     return result
 
