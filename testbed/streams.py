@@ -18,7 +18,8 @@ SERVER = 2      # (2,): batch times; (2, 1): decode; (2, 2): result sizes
 EMULATION = 3   # (3, group, node_in_group): emulator-only draws (payload filler bytes)
 TOPOLOGY = 4    # (4, 0, cell, sub): cell >= 1's LINK draws; (4, 1, server, sub): server >= 1's SERVER draws;
                 # (4, 2): the assignment policy; (4, 3, k): backhaul latencies (k = 0 up, 1 down);
-                # (4, 4): local fallback times; (4, 5, server): outages; (4, 6, group): placement
+                # (4, 4): local fallback times; (4, 5, server): outages; (4, 6, group): placement;
+                # (4, 7, cell): cell outages
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:

@@ -39,6 +39,7 @@ __all__ = [
     "AssignmentSpec",
     "BackhaulSpec",
     "Batching",
+    "CellOutageSpec",
     "CellSpec",
     "CsmaSpec",
     "DatasetSpec",
@@ -455,6 +456,7 @@ class CellSpec(LinkSpec):
 
     name: Name
     position: tuple[Metres, Metres] | None = None
+    outages: CellOutageSpec | None = None
 
 
 class PathLossSpec(_Frozen):
@@ -501,27 +503,16 @@ class RadioSpec(_Frozen):
         return self
 
 
-class OutageSpec(_Frozen):
-    """When a server is down, and what becomes of its requests.
-
-    ``at``: scripted outages, ``[down, up]`` pairs of times (``[[30 s, 45 s]]``), or ``mttf`` and ``mttr``:
-    random outages, exponential times to failure and to repair (its own stream). While down the server
-    takes no request: the assignment policy picks among the servers that are up. When it goes down, the
-    requests queued or on its GPUs, and those reaching it while it is down, are ``lost`` (status
-    ``server_failed``) or, with ``fate: retry``, sent again after ``retry_after`` (the failure's detection
-    time) to a server that is up, at most ``max_retries`` times (then lost). A request that finds no server
-    up is treated the same way.
-    """
+class _OutageTimes(_Frozen):
+    """When something is down: ``at``, scripted ``[down, up]`` pairs of times (``[[30 s, 45 s]]``), or ``mttf``
+    and ``mttr``: random outages, exponential times to failure and to repair (its own stream)."""
 
     at: tuple[tuple[NonNegSeconds, NonNegSeconds], ...] = ()
     mttf: PositiveSeconds | None = None
     mttr: PositiveSeconds | None = None
-    fate: Literal["lost", "retry"] = "lost"
-    retry_after: NonNegSeconds = 0.0
-    max_retries: Annotated[int, Field(strict=True, ge=0, le=100)] = 3
 
     @model_validator(mode="after")
-    def _check(self) -> OutageSpec:
+    def _times(self) -> _OutageTimes:
         random = self.mttf is not None or self.mttr is not None
         if random and (self.mttf is None or self.mttr is None):
             raise ValueError("random outages need both 'mttf' and 'mttr' (like '10 min' and '30 s')")
@@ -534,6 +525,29 @@ class OutageSpec(_Frozen):
                                  f"ends (got [{down:g} s, {up:g} s])")
             last = up
         return self
+
+
+class OutageSpec(_OutageTimes):
+    """When a server is down (``at`` or ``mttf``/``mttr``, as :class:`_OutageTimes`), and what becomes of its
+    requests. While down the server takes no request: the assignment policy picks among the servers that
+    are up. When it goes down, the requests queued or on its GPUs, and those reaching it while it is down,
+    are ``lost`` (status ``server_failed``) or, with ``fate: retry``, sent again after ``retry_after`` (the
+    failure's detection time) to a server that is up, at most ``max_retries`` times (then lost). A request
+    that finds no server up is treated the same way.
+    """
+
+    fate: Literal["lost", "retry"] = "lost"
+    retry_after: NonNegSeconds = 0.0
+    max_retries: Annotated[int, Field(strict=True, ge=0, le=100)] = 3
+
+
+class CellOutageSpec(_OutageTimes):
+    """When a cell's access point is down (``at`` or ``mttf``/``mttr``): nothing crosses its link (the
+    transmission on the air is cut and sent again from its first bit when the cell is back). ``fate:
+    wait``: what is queued, and what nodes and servers send meanwhile, waits for the cell; ``lost``: it is
+    lost (status ``cell_failed``). ``shared_fifo`` cells only."""
+
+    fate: Literal["wait", "lost"] = "wait"
 
 
 class EdgeServerSpec(ServerSpec):

@@ -20,9 +20,11 @@ from testbed.core.arrivals import expected_frames
 __all__ = ["FLOAT_COLUMNS", "INT_COLUMNS", "STATUS", "Records", "RowSink", "StreamingRecords", "expected_requests",
            "frame_of", "in_window_mask"]
 
-STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link", "server_failed")
+STATUS = ("in_flight", "ok", "dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link", "server_failed",
+          "cell_failed")
 """Status codes; ``in_flight`` rows were still inside the system when the run ended; ``server_failed``: lost
-to a server outage (it was on the server when it went down, or no server was up to take it)."""
+to a server outage (it was on the server when it went down, or no server was up to take it);
+``cell_failed``: lost to its cell's outage (``fate: lost``)."""
 
 FLOAT_COLUMNS = (
     "created_s",         # frame captured at the node

@@ -13,7 +13,8 @@ node by the local fallback).
 Streams (:mod:`testbed.streams`): cell 0 and server 0 draw from the one-link, one-server streams, cells
 and servers >= 1 from ``(4, 0, cell, ...)`` and ``(4, 1, server, ...)``, the policy from ``(4, 2)``, the
 backhaul latencies from ``(4, 3, 0|1)``, the fallback's local compute times from ``(4, 4)``, server ``s``'s
-random outages from ``(4, 5, s)``, group ``g``'s random placement from ``(4, 6, g)``.
+random outages from ``(4, 5, s)``, group ``g``'s random placement from ``(4, 6, g)``, cell ``c``'s random
+outages from ``(4, 7, c)``.
 
 Nodes placed by position (``fleet[].placement`` with ``radio``) join the nearest cell at the rate the
 radio table gives their distance (:mod:`testbed.core.radio`).
@@ -21,6 +22,7 @@ radio table gives their distance (:mod:`testbed.core.radio`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from testbed.config.schema import OutageSpec, Scenario
+from testbed.config.schema import CellOutageSpec, OutageSpec, Scenario
 from testbed.core.assign import ASSIGNMENTS, AssignmentContext, RecentRtt, falls_back
 from testbed.core.monitor import Level
 from testbed.core.policy import Batcher
@@ -37,6 +39,7 @@ from testbed.core.records import STATUS, Records
 from testbed.core.workload import Workload
 from testbed.errors import ConfigError
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
+from testbed.sim.links.fifo import GatedFifoChannel
 from testbed.sim.server import Server, ServerLevels
 from testbed.streams import cell_stream, topology_stream, unit_stream
 
@@ -47,6 +50,7 @@ _LOST = OutageSpec(at=((0.0, 1.0),))
 
 _OK = STATUS.index("ok")
 _FAILED = STATUS.index("server_failed")
+_CELL_FAILED = STATUS.index("cell_failed")
 
 
 class Tee(Level):
@@ -171,7 +175,18 @@ class Topology:
         self._down_since = [0.0] * len(servers)
         for s, spec_s in enumerate(self.outages):
             if spec_s is not None:
-                env.process(self._outages(s, spec_s))
+                env.process(self._outages(spec_s, (5, s), functools.partial(self._fail, s),
+                                          functools.partial(self._recover, s)))
+        self.cell_down_s = [0.0] * len(cells)
+        self._cell_down_since: list[float | None] = [None] * len(cells)
+        for c, cell in enumerate(cells):
+            cspec = getattr(cell, "outages", None)
+            if cspec is None:
+                continue
+            for ch in self._gates(c):
+                ch.lose, ch.on_lost = cspec.fate == "lost", self._cell_lost
+            env.process(self._outages(cspec, (7, c), functools.partial(self._cell_fail, c),
+                                      functools.partial(self._cell_recover, c)))
 
     # -- construction ---------------------------------------------------------------------------
     def _place(self) -> None:
@@ -298,24 +313,54 @@ class Topology:
             self._unserved(rid)
 
     # -- outages ----------------------------------------------------------------------------------
-    def _outages(self, s: int, spec: OutageSpec) -> Generator[simpy.Event, None, None]:
-        """Server ``s``'s outages: the scripted ``[down, up]`` times, or alternating exponential times to
-        failure and to repair from its own stream (4, 5, s)."""
+    def _outages(self, spec: OutageSpec | CellOutageSpec, key: tuple[int, int], fail: Callable[[], None],
+                 recover: Callable[[], None]) -> Generator[simpy.Event, None, None]:
+        """A server's or cell's outages: the scripted ``[down, up]`` times, or alternating exponential times
+        to failure and to repair from its own stream (4, *key)."""
         env = self.env
         if spec.at:
             for down, up in spec.at:
                 yield env.timeout(max(0.0, down - env.now))
-                self._fail(s)
+                fail()
                 yield env.timeout(up - env.now)
-                self._recover(s)
+                recover()
             return
         assert spec.mttf is not None and spec.mttr is not None
-        rng = topology_stream(self.sc.seed, 5, s)
+        rng = topology_stream(self.sc.seed, *key)
         while True:
             yield env.timeout(float(rng.exponential(spec.mttf)))
-            self._fail(s)
+            fail()
             yield env.timeout(float(rng.exponential(spec.mttr)))
-            self._recover(s)
+            recover()
+
+    def _gates(self, c: int) -> tuple[GatedFifoChannel, GatedFifoChannel]:
+        link = self.links[c]
+        up, down = link.uplink, link.downlink
+        assert isinstance(up, GatedFifoChannel) and isinstance(down, GatedFifoChannel)
+        return up, down
+
+    def _cell_fail(self, c: int) -> None:
+        self._cell_down_since[c] = self.env.now
+        for ch in self._gates(c):
+            ch.halt()
+            if ch.lose:
+                for rid in ch.drop_all():
+                    self._cell_lost(rid)
+
+    def _cell_recover(self, c: int) -> None:
+        since = self._cell_down_since[c]
+        assert since is not None
+        self.cell_down_s[c] += self._window_overlap(since, self.env.now)
+        self._cell_down_since[c] = None
+        for ch in self._gates(c):
+            ch.resume()
+
+    def _cell_lost(self, rid: int) -> None:
+        self.rec.status[rid] = _CELL_FAILED
+        self.rec.finished_s[rid] = self.env.now
+
+    def _window_overlap(self, t0: float, t1: float) -> float:
+        return max(0.0, min(t1, self.sc.duration) - max(t0, self.sc.warmup))
 
     def _fail(self, s: int) -> None:
         now = self.env.now
@@ -394,8 +439,10 @@ class Topology:
     def unit_levels(self, now: float) -> dict[str, dict[str, dict[str, float]]]:
         """Per cell (uplink and downlink) and per server: time-weighted means over the window."""
         cells: dict[str, dict[str, float]] = {}
-        for name, link, lv in zip(self.sc.cell_names, self.links, self.cell_levels):
-            d: dict[str, float] = {}
+        for c, (name, link, lv) in enumerate(zip(self.sc.cell_names, self.links, self.cell_levels)):
+            since = self._cell_down_since[c]
+            down_c = self.cell_down_s[c] + (self._window_overlap(since, now) if since is not None else 0.0)
+            d: dict[str, float] = {"down_share": down_c / (self.sc.duration - self.sc.warmup)}
             for direction in ("uplink", "downlink"):
                 st = lv[direction]
                 inside, busy = st.in_station.mean(now), st.busy.mean(now)
@@ -433,6 +480,9 @@ def check_topology(sc: Scenario) -> None:
     if not sc.cells and sc.assignment is None:
         return
     for c, cell in enumerate(sc.cells):
+        if cell.outages is not None and cell.model != "shared_fifo":
+            raise ConfigError(f"cells.{c}.outages", cell.model, "model shared_fifo (the only link model that "
+                              "can go down so far)")
         LINKS.get(cell.model, f"cells.{c}.model")
         if cell.rate_trace is not None and cell.model != "shared_fifo":
             raise ConfigError(f"cells.{c}.rate_trace", cell.model, "model shared_fifo (the only link model that "

@@ -101,3 +101,52 @@ def test_outage_spec_errors() -> None:
         bad["servers"][0]["outages"] = outages
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             scenario_from_dict(bad)
+
+
+def cell_outage(fate: str) -> dict:
+    """One node sends 8 kB every 10 ms over a 1 MB/s cell (8 ms on the air); the cell is down 1.004-2 s."""
+    return {
+        "seed": 1, "duration": "3 s", "drain": "2 s",
+        "fleet": [{"name": "cams", "count": 1, "device": "pi4b", "cell": "a", "payload": "8 kB",
+                   "arrivals": {"kind": "periodic", "rate": "100/s", "random_phase": False}}],
+        "cells": [{"name": "a", "datarate": "1 MB/s", "outages": {"at": [["1.004 s", "2 s"]], "fate": fate}}],
+        "servers": [{"name": "x", "device": "h100", "service": {"table": {1: "1 ms"}}}],
+        "workload": {"result": "0 B"},
+    }
+
+
+def test_cell_outage_cuts_the_transmission_and_holds_the_queue() -> None:
+    df = simulate(scenario_from_dict(cell_outage("wait"))).records
+    assert (df["status"] == "ok").all()
+    created = df["created_s"].to_numpy()
+    cut = df[np.isclose(created, 1.0)].iloc[0]
+    # on the air 1.000-1.008 when the cell went down at 1.004: sent again from its first bit at 2 s
+    assert cut["tx_start_s"] == pytest.approx(2.0) and cut["tx_end_s"] == pytest.approx(2.008)
+    waited = df[(created > 1.001) & (created < 1.999)].sort_values("created_s")
+    assert len(waited) == 99
+    # then the 99 frames that queued meanwhile go back to back, 8 ms each
+    assert waited["tx_start_s"].to_numpy() == pytest.approx(2.008 + 0.008 * np.arange(99))
+
+
+def test_cell_outage_that_loses_what_it_holds() -> None:
+    df = simulate(scenario_from_dict(cell_outage("lost"))).records
+    created = df["created_s"].to_numpy()
+    lost = df[df["status"] == "cell_failed"]
+    # the frame on the air at 1.004 and the 99 sent while the cell was down
+    assert len(lost) == 100
+    assert lost["created_s"].min() == pytest.approx(1.0) and lost["created_s"].max() == pytest.approx(1.99)
+    assert lost["finished_s"].iloc[0] == pytest.approx(1.004)
+    assert (df.loc[created >= 1.999, "status"] == "ok").all() and (df.loc[created < 0.999, "status"] == "ok").all()
+
+
+def test_cell_outages_need_shared_fifo_and_are_summarised() -> None:
+    from testbed.run.runner import run_scenario
+
+    summary = run_scenario(scenario_from_dict(cell_outage("lost")), stream=False).summary
+    cell = summary["by_cell"]["a"]
+    assert cell["cell_failed"] == summary["cell_failed"] == 100
+    assert cell["down_share"] == pytest.approx(0.996 / 3)
+    raw = cell_outage("wait")
+    raw["cells"][0]["model"] = "fair_share"
+    with pytest.raises(ConfigError, match=r"cells\.0\.outages"):
+        simulate(scenario_from_dict(raw))

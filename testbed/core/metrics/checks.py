@@ -68,7 +68,7 @@ def run_warnings(summary: Mapping[str, Any], s: SummaryInput,
         out.append(f"unfinished: {left:,} of {n:,} requests created in the window ({left / n:.1%}) were still in "
                    f"flight at the end; latency_*_s cover the {summary.get('completed', 0):,} completed{busiest}")
     lost = {k: summary.get(k, 0) for k in ("dropped_at_node", "dropped_at_server", "dropped_on_link", "timed_out",
-                                                 "server_failed")}
+                                                 "server_failed", "cell_failed")}
     if n and sum(lost.values()) / n > UNFINISHED:
         causes = ", ".join(f"{k.replace('_', ' ')} {v / n:.1%}" for k, v in lost.items() if v)
         out.append(f"lost: {sum(lost.values()):,} of {n:,} requests created in the window ({sum(lost.values()) / n:.1%}) "

@@ -17,9 +17,9 @@ from testbed.core.metrics.stages import STAGES
 __all__ = ["DROPPED", "LATENCY_OVER", "LOST", "censored_statistic", "counts", "latency", "latency_all", "latency_intervals",
            "latency_or_inf", "mser_warmup", "stage_means"]
 
-DROPPED = ("dropped_at_node", "dropped_at_server", "dropped_on_link", "server_failed")
-"""Statuses of requests dropped by a station (the cause is the station; ``server_failed``: its outage)."""
-LOST = ("dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link", "server_failed")
+DROPPED = ("dropped_at_node", "dropped_at_server", "dropped_on_link", "server_failed", "cell_failed")
+"""Statuses of requests dropped by a station (the cause is the station; ``*_failed``: its outage)."""
+LOST = ("dropped_at_node", "dropped_at_server", "timed_out", "dropped_on_link", "server_failed", "cell_failed")
 """Statuses of requests that ended without an answer (``drop_rate`` is their share)."""
 LATENCY_OVER = "completed requests created in the window"
 """What ``latency_*_s`` (and ``mean_<stage>``) are computed over, stored as ``latency_over``."""

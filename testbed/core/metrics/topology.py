@@ -6,8 +6,9 @@ each a mapping of the cell's (server's) name to its figures, and ``local_share``
 
 ``by_cell.<name>``: ``requests``, ``completed_share``, ``drop_rate``, ``latency_mean_s``, ``latency_p95_s``
     Requests created in the window by the cell's nodes, and their outcome (latency over completed ones);
-    ``uplink_utilisation``, ``downlink_utilisation``: the share of time each direction was transmitting
-    (the simulator's monitors).
+    ``cell_failed``: those lost to the cell's outages; ``uplink_utilisation``, ``downlink_utilisation``: the
+    share of time each direction was transmitting (the simulator's monitors); ``down_share``: the share of
+    the window the cell was down.
 ``by_server.<name>``: ``requests``, ``share``, ``latency_mean_s``, ``latency_p95_s``, ``mean_server_s``
     Requests of the window assigned to the server, their share of all the window's requests, end-to-end
     latency of the completed ones and their mean time from arrival at the server to the end of their
@@ -62,9 +63,11 @@ def topology_summary(records: pd.DataFrame, window: tuple[float, float], cell_na
                              "completed_share": float((st == "ok").mean()) if k else math.nan,
                              "drop_rate": float(st.isin(list(LOST)).mean()) if k else math.nan,
                              "latency_mean_s": mean, "latency_p95_s": p95}
+        d["cell_failed"] = int((st == "cell_failed").sum())
         if name in cells:
             d["uplink_utilisation"] = float(cells[name]["uplink_busy"])
             d["downlink_utilisation"] = float(cells[name]["downlink_busy"])
+            d["down_share"] = float(cells[name].get("down_share", 0.0))
         by_cell[name] = d
     servers = (units or {}).get("servers", {})
     by_server: dict[str, dict[str, Any]] = {}

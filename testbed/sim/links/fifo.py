@@ -8,6 +8,7 @@ import functools
 from array import array
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import simpy
 
@@ -15,7 +16,7 @@ from testbed.core.calc import DeliverySchedule, RateSchedule
 from testbed.core.monitor import Level
 from testbed.sim.links.base import LINKS, Link, LinkContext, one_channel_per_direction
 
-__all__ = ["FifoChannel", "build"]
+__all__ = ["FifoChannel", "GatedFifoChannel", "build"]
 
 
 class FifoChannel:
@@ -79,21 +80,105 @@ class FifoChannel:
         return self.delivery.transmit(now, self.size_col[rid]) - now
 
 
+class GatedFifoChannel(FifoChannel):
+    """A :class:`FifoChannel` that can be down (a cell outage): :meth:`halt` stops the transmission on the
+    air (it starts again from its first bit after :meth:`resume`) and holds what is queued; while down,
+    submissions wait, or with ``lose`` go to ``on_lost(rid)`` at once (as :meth:`drop_all` hands over what
+    is held)."""
+
+    def __init__(self, env: simpy.Environment, **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
+        self.down = False
+        self.lose = False
+        self.on_lost: Callable[[int], None] | None = None
+        self._pending: simpy.Event | None = None
+        self._seconds = 0.0  # the transmission on the air, at the nominal rate
+
+    def submit(self, rid: int, seconds: float) -> None:
+        now = self.env.now
+        if self.down and self.lose and self.on_lost is not None:
+            self.on_lost(rid)
+            return
+        self.in_station.change(now, 1)
+        if self.active or self.down:
+            self.queue.append((rid, seconds))
+        else:
+            self.active = True
+            self.busy.change(now, 1)
+            self._begin(rid, seconds, now)
+
+    def _begin(self, rid: int, seconds: float, now: float) -> None:
+        self.current, self._seconds = rid, seconds
+        self.start_col[rid] = now
+        if self.schedule is not None:
+            seconds = self.schedule.duration(now, seconds)
+        elif self.delivery is not None:
+            seconds = self._delivered_in(rid, now)
+        self._pending = self._timeout(seconds)
+        self._pending.callbacks.append(self._on_end)
+
+    def _end(self, _event: simpy.Event) -> None:
+        rid, now = self.current, self.env.now
+        self._pending = None
+        self.end_col[rid] = now
+        self.in_station.change(now, -1)
+        if self.queue:
+            nxt, seconds = self.queue.popleft()
+            self._begin(nxt, seconds, now)
+        else:
+            self.active = False
+            self.busy.change(now, -1)
+        self.on_done(rid)
+
+    def halt(self) -> None:
+        """Go down now: the transmission on the air is cut (it goes back to the head of the queue)."""
+        self.down = True
+        if self.active:
+            assert self._pending is not None
+            self._pending.callbacks.remove(self._on_end)
+            self._pending = None
+            self.queue.appendleft((self.current, self._seconds))
+            self.active = False
+            self.busy.change(self.env.now, -1)
+
+    def drop_all(self) -> list[int]:
+        """Empty the queue (the channel is down): the requests it held, in order."""
+        rids = [rid for rid, _ in self.queue]
+        self.queue.clear()
+        self.in_station.change(self.env.now, -len(rids))
+        return rids
+
+    def resume(self) -> None:
+        """Up again: the head of the queue goes on the air."""
+        self.down = False
+        if self.queue and not self.active:
+            now = self.env.now
+            self.active = True
+            self.busy.change(now, 1)
+            nxt, seconds = self.queue.popleft()
+            self._begin(nxt, seconds, now)
+
+
 @LINKS.register("shared_fifo")
 def build(ctx: LinkContext) -> Link:
     """One FIFO channel per direction; with ``link.rate_trace`` both follow the cell's rate over time, with
-    packet traces each direction delivers its trace's opportunities."""
+    packet traces each direction delivers its trace's opportunities; a topology cell with ``outages`` gets
+    channels that can go down (:class:`GatedFifoChannel`)."""
     trace = ctx.spec.rate_trace
     up_trace, down_trace = ctx.spec.packet_trace, ctx.spec.downlink.packet_trace
-    if up_trace is not None or down_trace is not None:
-        rec = ctx.rec
-        up = FifoChannel(ctx.env, start_col=rec.tx_start_s, end_col=rec.tx_end_s, on_done=ctx.on_delivered,
-                         in_station=ctx.up.in_station, busy=ctx.up.busy, size_col=rec.payload_bytes,
-                         delivery=DeliverySchedule(up_trace.ms, up_trace.mtu) if up_trace is not None else None)
-        down = FifoChannel(ctx.env, start_col=rec.downlink_start_s, end_col=rec.downlink_end_s,
-                           on_done=ctx.on_returned, in_station=ctx.down.in_station, busy=ctx.down.busy,
-                           size_col=rec.result_bytes,
-                           delivery=DeliverySchedule(down_trace.ms, down_trace.mtu) if down_trace is not None else None)
+    gated = getattr(ctx.spec, "outages", None) is not None
+    if up_trace is not None or down_trace is not None or gated:
+        rec, channel = ctx.rec, GatedFifoChannel if gated else FifoChannel
+        schedule = (RateSchedule(trace.time_s, [r / ctx.spec.datarate for r in trace.rate])
+                    if trace is not None else None)
+        up = channel(ctx.env, schedule=schedule, start_col=rec.tx_start_s, end_col=rec.tx_end_s,
+                     on_done=ctx.on_delivered, in_station=ctx.up.in_station, busy=ctx.up.busy,
+                     size_col=rec.payload_bytes,
+                     delivery=DeliverySchedule(up_trace.ms, up_trace.mtu) if up_trace is not None else None)
+        down = channel(ctx.env, schedule=schedule, start_col=rec.downlink_start_s, end_col=rec.downlink_end_s,
+                       on_done=ctx.on_returned, in_station=ctx.down.in_station, busy=ctx.down.busy,
+                       size_col=rec.result_bytes,
+                       delivery=DeliverySchedule(down_trace.ms, down_trace.mtu) if down_trace is not None else None)
         return Link(up, down, one_on_air=True)
     if trace is None:
         return one_channel_per_direction(ctx, FifoChannel, one_on_air=True)
