@@ -25,6 +25,7 @@ position: no MACs, no parameters (:func:`groupnl_formula`).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -34,8 +35,9 @@ from torch import Tensor, nn
 from testbed.errors import ConfigError
 from testbed.split.models.efficientnet_lite import SameConv2d
 
-__all__ = ["METHOD_NAME", "Cost", "GroupNLConfig", "GroupNLConv2d", "groupnl_config", "groupnl_formula",
-           "groupnl_head", "groupnl_layers", "head_convs", "load_groupnl", "restore_groupnl", "save_groupnl"]
+__all__ = ["METHOD_NAME", "Cost", "GroupNLConfig", "GroupNLConv2d", "calibrate_groupnl", "following_batchnorms",
+           "groupnl_config", "groupnl_formula", "groupnl_head", "groupnl_layers", "head_convs", "load_groupnl",
+           "restore_groupnl", "save_groupnl"]
 
 # ranges the NLF hyperparameters are drawn from (uniform): amplitude, frequency, phase
 A_RANGE = (0.5, 1.5)
@@ -52,12 +54,19 @@ class GroupNLConfig:
     groups: int = 4
     sparse: bool = True
     seed: int = 0
+    keep_last: bool = False
+    keep_first: bool = False
+    keep: str = ""
 
     def validate(self) -> None:
         if self.ratio < 1:
             raise ConfigError("ratio", self.ratio, "an integer >= 1 (1 keeps the convolutions)")
         if self.groups < 1:
             raise ConfigError("groups", self.groups, "an integer >= 1")
+        try:
+            re.compile(self.keep)
+        except re.error as exc:
+            raise ConfigError("keep", self.keep, f"a regular expression of module names ({exc})") from None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -140,9 +149,14 @@ class GroupNLConv2d(nn.Module):
                 f"sparse={self.sparse}")
 
 
-def head_convs(head: nn.Module, sparse: bool = True) -> Iterator[tuple[str, nn.Conv2d]]:
+def head_convs(head: nn.Module, sparse: bool = True, keep_last: bool = False,
+               keep_first: bool = False, keep: str = "") -> Iterator[tuple[str, nn.Conv2d]]:
     """The convolutions of ``head`` a GroupNL transformation replaces: ordinary (groups dividing the
-    seed maps) and, with ``sparse``, depthwise ones."""
+    seed maps) and, with ``sparse``, depthwise ones; with ``keep_last``, all but the last of them in
+    module order (the one whose output the frozen tail reads), with ``keep_first`` all but the first
+    (the stem, which sees the pixels), and none whose module name matches the regular expression
+    ``keep`` (e.g. ``_project_conv``: the projections that write a block's output stay standard)."""
+    found: list[tuple[str, nn.Conv2d]] = []
     for name, mod in head.named_modules():
         if type(mod) not in (nn.Conv2d, SameConv2d):
             continue
@@ -152,7 +166,9 @@ def head_convs(head: nn.Module, sparse: bool = True) -> Iterator[tuple[str, nn.C
             continue
         if not depthwise and mod.groups != 1:
             continue
-        yield name, mod
+        found.append((name, mod))
+    found = found[(1 if keep_first else 0):(len(found) - 1 if keep_last else len(found))]
+    yield from ((n, m) for n, m in found if not (keep and re.search(keep, n)))
 
 
 def groupnl_head(head: nn.Module, cfg: GroupNLConfig) -> nn.Module:
@@ -166,7 +182,7 @@ def groupnl_head(head: nn.Module, cfg: GroupNLConfig) -> nn.Module:
     if cfg.ratio == 1:
         return out
     gen = torch.Generator().manual_seed(cfg.seed)
-    for name, conv in list(head_convs(out, cfg.sparse)):
+    for name, conv in list(head_convs(out, cfg.sparse, cfg.keep_last, cfg.keep_first, cfg.keep)):
         depthwise = conv.groups > 1
         new = GroupNLConv2d(conv, cfg.ratio, cfg.groups, gen, sparse=depthwise)
         parent_name, _, child = name.rpartition(".")
@@ -177,6 +193,86 @@ def groupnl_head(head: nn.Module, cfg: GroupNLConfig) -> nn.Module:
 
 def groupnl_layers(head: nn.Module) -> list[GroupNLConv2d]:
     return [m for m in head.modules() if isinstance(m, GroupNLConv2d)]
+
+
+def following_batchnorms(head: nn.Module, example: Tensor) -> dict[GroupNLConv2d, nn.BatchNorm2d]:
+    """The batch norm that reads each GroupNL convolution's output directly (found by running
+    ``example`` once: the norm whose input is the very tensor the convolution returned)."""
+    outs: dict[int, GroupNLConv2d] = {}
+    alive: list[Tensor] = []  # held for the pass, so that no id is reused by a later tensor
+    pairs: dict[GroupNLConv2d, nn.BatchNorm2d] = {}
+    hooks = []
+
+    def seen(mod: nn.Module, inputs: object, out: Tensor) -> None:
+        assert isinstance(mod, GroupNLConv2d)
+        alive.append(out)
+        outs[id(out)] = mod
+
+    for mod in head.modules():
+        if isinstance(mod, GroupNLConv2d):
+            hooks.append(mod.register_forward_hook(seen))
+        elif isinstance(mod, nn.BatchNorm2d):
+            hooks.append(mod.register_forward_pre_hook(
+                lambda m, i: pairs.__setitem__(outs[id(i[0])], m) if id(i[0]) in outs else None))
+    try:
+        with torch.no_grad():
+            head.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return pairs
+
+
+def _output_of(head: nn.Module, module: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    got: list[Tensor] = []
+    hook = module.register_forward_hook(lambda m, i, o: got.append(o.detach()))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                head(x[i:i + batch_size])
+    finally:
+        hook.remove()
+    return torch.cat(got)
+
+
+def calibrate_groupnl(head: nn.Module, x: Tensor, batch_size: int = 16) -> dict[str, float]:
+    """Fit a warm-started GroupNL head's batch norms to its new maps on frames ``x`` (in place, layer
+    by layer in module order; nothing is trained and nothing random is drawn).
+
+    For each GroupNL convolution followed by a batch norm: (1) each seed filter is scaled so that its
+    map has unit standard deviation on ``x`` and the norm's running statistics of that channel are
+    scaled with it (``mean * c``, ``var' + eps = c^2 (var + eps)``), which leaves the norm's output of
+    the seed maps exactly as it was while the sinusoids see inputs of unit scale (a pretrained
+    convolution's maps reach tens, where ``sin`` would alias them into noise); (2) the norm's running
+    statistics of the generated maps are set to their mean and variance on ``x``, and their scale
+    (``weight``) to 0, so the generated maps start as the constant ``bias`` (the original channel's
+    mean response) and the distillation grows them from there. Returns the mean seed scale ``c``
+    applied per layer (for the record)."""
+    head.eval()
+    pairs = following_batchnorms(head, x[:1])
+    scales: dict[str, float] = {}
+    names = {m: n for n, m in head.named_modules()}
+    for layer in groupnl_layers(head):
+        bn = pairs.get(layer)
+        if bn is None or bn.running_mean is None or bn.running_var is None or bn.num_features != layer.out_channels:
+            continue
+        s = layer.seed_channels
+        seed = _output_of(head, layer.seed_conv, x, batch_size)
+        c = 1.0 / seed.transpose(0, 1).reshape(s, -1).std(dim=1).clamp(min=1e-6)
+        with torch.no_grad():
+            layer.seed_conv.weight.mul_(c.view(-1, 1, 1, 1))
+            if layer.seed_conv.bias is not None:
+                layer.seed_conv.bias.mul_(c)
+            bn.running_mean[:s].mul_(c)
+            bn.running_var[:s].copy_(c * c * (bn.running_var[:s] + bn.eps) - bn.eps)
+        gen = _output_of(head, layer, x, batch_size)[:, s:]
+        with torch.no_grad():
+            bn.running_mean[s:].copy_(gen.mean(dim=(0, 2, 3)))
+            bn.running_var[s:].copy_(gen.var(dim=(0, 2, 3)))
+            if bn.weight is not None:
+                bn.weight[s:].zero_()
+        scales[names[layer]] = float(c.mean())
+    return scales
 
 
 @dataclass(frozen=True)
@@ -193,7 +289,7 @@ def groupnl_formula(original: nn.Module, cfg: GroupNLConfig, example: Tensor) ->
     every parameter outside the replaced convolutions is kept; each replaced convolution costs its
     seed convolution only."""
     sizes: dict[str, tuple[int, int]] = {}
-    convs = dict(head_convs(original, cfg.sparse)) if cfg.ratio > 1 else {}
+    convs = dict(head_convs(original, cfg.sparse, cfg.keep_last, cfg.keep_first, cfg.keep)) if cfg.ratio > 1 else {}
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: sizes.__setitem__(n, (o.shape[2], o.shape[3])))
              for n, m in convs.items()]
     try:
@@ -236,7 +332,8 @@ def save_groupnl(path: str, head: nn.Module, cfg: GroupNLConfig, model: str, spl
 def groupnl_config(config: dict[str, object]) -> GroupNLConfig:
     """The :class:`GroupNLConfig` a checkpoint's ``config`` describes."""
     return GroupNLConfig(int(str(config["ratio"])), int(str(config["groups"])), bool(config["sparse"]),
-                         int(str(config["seed"])))
+                         int(str(config["seed"])), bool(config.get("keep_last", False)),
+                         bool(config.get("keep_first", False)), str(config.get("keep", "")))
 
 
 def restore_groupnl(blob: dict[str, object], head: nn.Module) -> nn.Module:

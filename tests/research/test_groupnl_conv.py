@@ -132,3 +132,44 @@ def test_registered_models(model: str, split: str) -> None:
     assert (got.macs, got.params) == (want.macs, want.params)
     with torch.no_grad():
         assert gnl(x).shape == head(x).shape
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_keep_last_keeps_the_output_convolution_and_the_formula_follows(sparse: bool) -> None:
+    x = torch.randn(1, 3, 17, 19)
+    head = _dw_head()
+    cfg = GroupNLConfig(2, 2, sparse, seed=5, keep_last=True)
+    gnl = groupnl_head(head, cfg)
+    assert type(gnl[6]) is nn.Conv2d and torch.equal(gnl[6].weight, head[6].weight)  # the tail's input conv
+    assert isinstance(gnl[0], GroupNLConv2d) and isinstance(gnl[3], GroupNLConv2d) == sparse
+    got, want = count_compute(gnl, x), groupnl_formula(head, cfg, x)
+    assert (got.macs, got.params) == (want.macs, want.params)
+    # no convolution or batch norm added: the same batch norms, one (seed) convolution per original one
+    kinds = lambda m: sorted(type(k).__name__ for k in m.modules() if isinstance(k, (nn.Conv2d, nn.BatchNorm2d)))  # noqa: E731
+    assert kinds(gnl) == kinds(head)
+
+
+def test_calibration_keeps_the_seed_maps_and_starts_the_generated_ones_constant() -> None:
+    from testbed.research.groupnl import calibrate_groupnl, following_batchnorms
+
+    head = _dw_head()
+    with torch.no_grad():  # a pretrained-like scale: maps in the tens
+        head[0].weight.mul_(20.0)
+    gnl = groupnl_head(head, GroupNLConfig(2, 2, True, seed=1, keep_last=True)).eval()
+    x = torch.randn(8, 3, 16, 16)
+    pairs = following_batchnorms(gnl, x[:1])
+    assert [type(p).__name__ for p in pairs.values()] == ["BatchNorm2d", "BatchNorm2d"]
+    with torch.no_grad():
+        before = gnl[1](gnl[0](x))[:, :6]  # the stem's seed maps after their batch norm
+    scales = calibrate_groupnl(gnl, x, batch_size=3)
+    assert set(scales) == {"0", "3"}
+    with torch.no_grad():
+        after = gnl[1](gnl[0](x))
+        seed = gnl[0].seed_conv(x)
+    assert torch.allclose(after[:, :6], before, rtol=1e-4, atol=1e-4)  # the seed maps' output unchanged
+    assert torch.allclose(seed.std(dim=(0, 2, 3)), torch.ones(6), atol=1e-4)  # the sinusoids see unit scale
+    assert torch.allclose(after[:, 6:], gnl[1].bias[6:].view(1, -1, 1, 1).expand_as(after[:, 6:]))  # constant
+    again = groupnl_head(head, GroupNLConfig(2, 2, True, seed=1, keep_last=True)).eval()
+    calibrate_groupnl(again, x, batch_size=8)
+    for n, t in gnl.state_dict().items():  # deterministic, whatever the batch size
+        assert torch.allclose(again.state_dict()[n], t, rtol=1e-5, atol=1e-6), n

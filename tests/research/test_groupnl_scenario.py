@@ -40,3 +40,29 @@ def test_groupnl_head_in_a_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     h_plain = workload_for(plain)._heads[0].mean()
     h_gnl = workload_for(gnl)._heads[0].mean()
     assert h_gnl == pytest.approx(h_plain * meta["head_macs"] / meta["original_head_macs"])
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_night_and_day_groups_give_agreement_by_corruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           stream: bool) -> None:
+    """Two groups, one on noisy frames (its own ``dataset``), one on the scenario's clean frames: the
+    summary's ``by_corruption`` has both, and the records say which frame had which corruption."""
+    from testbed.run.runner import run_scenario
+
+    monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
+    raw = _scenario(None)
+    day = raw["fleet"][0]  # type: ignore[index]
+    night = {**day, "name": "night", "dataset": {"kind": "photos", "limit": 3,  # type: ignore[dict-item]
+                                                 "corruption": {"name": "gaussian_noise", "severity": [1, 5]}}}
+    raw["fleet"] = [night, {**day, "name": "day"}]  # type: ignore[dict-item]
+    res = resolve(scenario_from_dict(raw), tmp_path)
+    out = run_scenario(res, stream=stream)
+    by = out.summary["by_corruption"]
+    assert set(by) == {"gaussian_noise", "none"}
+    assert set(by["gaussian_noise"]["severity"]) <= {"1", "5"} and set(by["none"]["severity"]) == {"0"}
+    assert by["none"]["agreement"] == by["none"]["agreement_clean"] == 1.0  # the original head, clean frames
+    rec = out.records
+    groups = rec["group"].to_numpy()  # 0: night, 1: day
+    assert set(rec.loc[(groups == 0) & (rec["image"] >= 0), "corruption"]) == {"gaussian_noise"}
+    assert set(rec.loc[(groups == 1) & (rec["image"] >= 0), "corruption"]) == {"none"}
+    assert (rec.loc[groups == 0, "image"] < 3).all() and (rec.loc[groups == 1, "image"] >= 3).all()

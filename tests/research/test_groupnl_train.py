@@ -53,3 +53,18 @@ def test_checkpoint_loads_as_the_pipeline_head(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"model\.head"):
         load_head(str(tmp_path / "g.pt"), "efficientnet_lite0", "stage3", head)
+
+
+def test_ratio_one_is_the_original_head_and_the_structure_is_recorded(tmp_path: Path) -> None:
+    """``--ratio 1`` (the baseline fine-tuned the same way) starts as the original head, exactly; the
+    checkpoint records what rebuilds the GroupNL structure (keep_first, keep_last) and the options."""
+    from testbed.split.models import load_head, split_model
+
+    train_method("groupnl", _opts(tmp_path / "r1.pt"), {**_P, "ratio": 1, "epochs": 0})
+    head, _ = split_model("efficientnet_lite0", "stage2", "pretrained")
+    same = load_head(str(tmp_path / "r1.pt"), "efficientnet_lite0", "stage2", head)
+    for k, v in head.state_dict().items():
+        assert torch.equal(same.state_dict()[k], v), k
+    blob = load_checkpoint(tmp_path / "r1.pt", "groupnl")
+    assert blob["config"]["keep_first"] is False and blob["config"]["keep_last"] is True
+    assert blob["extra"]["options"]["ratio"] == 1 and blob["extra"]["limit"] == 9
