@@ -99,3 +99,34 @@ def test_clean_reference_under_strong_noise() -> None:
     s = r.summary()
     assert s["top1_agreement"] == 1.0 and s["reference_agreement_clean"] == s["agreement_clean"] < 1.0
     assert "agreement_clean" not in pipe.run("none", None, clean).summary()
+
+
+def _photo_frame() -> np.ndarray:
+    """A real camera frame: a 72 x 96 crop of the photos dataset's frame 0 (uint8 H x W x 3)."""
+    from testbed.split.data.photos import Variation, bundled_photos, vary
+
+    _, photo = bundled_photos()[0]
+    frame = vary(photo, Variation.draw(photo.shape[0], photo.shape[1], np.random.default_rng(0)))
+    return np.ascontiguousarray(frame[:72, :96])
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS[:15])
+@pytest.mark.parametrize("severity", [1, 5])
+def test_real_frames_equal_the_reference_at_both_ends_of_the_severity_scale(name: str, severity: int) -> None:
+    """Every ImageNet-C family (glass blur included) on a real photograph, mildest and strongest: equal to
+    ``imagecorruptions.corrupt`` under the same RNG state, and the same seed gives the same frame twice."""
+    from imagecorruptions import corrupt
+
+    img = _photo_frame()
+    ours = corrupt_frame(img, name, severity, seed=99)
+    assert np.array_equal(ours, corrupt_frame(img, name, severity, seed=99))
+    saved = np.random.get_state()
+    try:
+        np.random.set_state(np.random.RandomState(99).get_state())
+        ref = np.asarray(np.clip(corrupt(img, corruption_name=name, severity=severity, **seed_kwargs(name, 99)),
+                                 0, 255), dtype=np.uint8)
+    finally:
+        np.random.set_state(saved)
+    assert np.array_equal(ours, ref)
+    if name != "jpeg_compression" or severity == 5:  # JPEG at quality 25 of a small crop may round back
+        assert not np.array_equal(ours, img)
