@@ -270,6 +270,21 @@ def _cells(cells: tuple[CellSpec, ...], r: _Resolver) -> tuple[CellSpec, ...]:
     return tuple(out)
 
 
+def _group_trace(group: FleetGroup, g: int, r: _Resolver) -> FleetGroup:
+    """The group with its nodes' rate trace file read (times and rates filled in)."""
+    trace = group.rate_trace
+    if trace is None or trace.time_s or trace.file is None:
+        return group
+    field = f"fleet.{g}.rate_trace.file"
+    path, data = r.reader.read(trace.file, field, "rate trace CSV (columns time_s, rate)")
+    try:
+        times, rates = parse_rate_trace(data, path)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(field, trace.file, f"a CSV of time_s and rate ({exc})") from None
+    return group.model_copy(update={"rate_trace": trace.model_copy(
+        update={"file": str(path), "time_s": times, "rate": rates})})
+
+
 def resolve(scenario: Scenario, base_dir: Path | str | None = None) -> Resolved:
     """Read every file ``scenario`` names, relative paths against ``base_dir``; raises
     :class:`ConfigError` naming the dotted field of the first file that is missing or malformed."""
@@ -278,7 +293,8 @@ def resolve(scenario: Scenario, base_dir: Path | str | None = None) -> Resolved:
     server = r.profile(scenario.server.device, "server", "servers.0.device" if scenario.servers else "server.device")
     servers = tuple(r.profile(s.device, "server", f"servers.{i}.device") for i, s in enumerate(scenario.servers))
     sc = scenario.model_copy(update={
-        "fleet": tuple(grp for grp, _, _ in groups), "codec": _codec(scenario.codec, r),
+        "fleet": tuple(_group_trace(grp, g, r) for g, (grp, _, _) in enumerate(groups)),
+        "codec": _codec(scenario.codec, r),
         "model": _model(scenario.model, r), "dataset": _dataset(scenario.dataset, r),
         "link": _packet_traces(_link(scenario.link, r), "cells.0" if scenario.cells else "link", r),
         "cells": tuple(_packet_traces(c, f"cells.{i}", r) for i, c in enumerate(_cells(scenario.cells, r)))})

@@ -227,6 +227,7 @@ class FleetGroup(_Frozen):
     nestquant: NestQuantSpec | None = None
     cell: Name | None = None  # topology: the cell (``cells[].name``) the group's nodes are in
     placement: PlacementSpec | None = None  # topology: the nodes' positions (cell and rate from radio)
+    rate_trace: RateTrace | None = None  # each node's uplink rate over time (shared_fifo; see RateTrace)
     dataset: DatasetSpec | None = None  # the group's own frames (e.g. a corruption); None: the scenario's
 
 

@@ -36,6 +36,10 @@ def check_emulable(res: Resolved) -> None:
         if trace is not None:
             raise ConfigError(field, "a packet trace", "a scenario without a packet trace: the emulator's shaper "
                               "runs at a fixed rate (testbed run replays the trace)")
+    for g, group in enumerate(sc.fleet):
+        if group.rate_trace is not None:
+            raise ConfigError(f"fleet.{g}.rate_trace", "a node rate trace", "nodes at a fixed rate: the emulator's "
+                              "shaper does not follow a trace (testbed run simulates it)")
     if sc.topology:  # the first topology feature set, by what it needs that the emulator lacks
         field, value = next((f, v) for f, v, used in (
             ("cells", [c.name for c in sc.cells], len(sc.cells) > 1),

@@ -32,6 +32,7 @@ import simpy
 
 from testbed.config.schema import CellOutageSpec, OutageSpec, Scenario
 from testbed.core.assign import ASSIGNMENTS, AssignmentContext, RecentRtt, falls_back
+from testbed.core.calc import RateSchedule
 from testbed.core.monitor import Level
 from testbed.core.policy import Batcher
 from testbed.core.radio import Band, PathLoss, attach, place_uniform, rate_of
@@ -43,7 +44,7 @@ from testbed.sim.links.fifo import GatedFifoChannel
 from testbed.sim.server import Server, ServerLevels
 from testbed.streams import cell_stream, topology_stream, unit_stream
 
-__all__ = ["BackhaulLine", "Tee", "Topology", "check_topology", "static_servers"]
+__all__ = ["BackhaulLine", "Tee", "Topology", "check_topology", "node_schedules", "static_servers"]
 
 _LOST = OutageSpec(at=((0.0, 1.0),))
 """The fate of a request sent to a server without outages that is down (never: such a server is always up)."""
@@ -142,6 +143,7 @@ class Topology:
         if any(group.placement is not None for group in sc.fleet):
             self._place()
         self.down_rates = [min(rate, cells[c].downlink_datarate) for rate, c in zip(self.node_rates, self.node_cell)]
+        self.schedules = node_schedules(sc, self.node_rates)
         self.up_latency = [c.latency.sampler(cell_stream(seed, i)) for i, c in enumerate(cells)]
         self.down_latency = [c.downlink_latency.sampler(cell_stream(seed, i, 1)) for i, c in enumerate(cells)]
         self.cell_levels = [{d: _station(t0, t1, levels[d]) for d in ("uplink", "downlink")} for _ in cells]
@@ -226,7 +228,8 @@ class Topology:
                           down_rate=spec.downlink_datarate, rng=cell_stream(self.sc.seed, c, 2),
                           on_delivered=self._delivered, on_returned=self._returned,
                           up=StationLevels(lv["uplink"].in_station, lv["uplink"].busy),
-                          down=StationLevels(lv["downlink"].in_station, lv["downlink"].busy))
+                          down=StationLevels(lv["downlink"].in_station, lv["downlink"].busy),
+                          node_schedules=self.schedules)
         return LINKS.get(spec.model, f"cells.{c}.model" if self.sc.cells else "link.model")(ctx)
 
     def _server(self, s: int) -> Server:
@@ -467,10 +470,34 @@ class Topology:
                                 lv[direction].waiting.mean(now)) for link, lv in zip(self.links, self.cell_levels))
 
 
+def node_schedules(sc: Scenario, rates: Sequence[float]) -> list[RateSchedule | None]:
+    """Each node's uplink rate over time as a factor of its rate ``rates[i]`` (``fleet[].rate_trace``; None
+    for a node without one, and an empty list when no group has one)."""
+    if all(group.rate_trace is None for group in sc.fleet):
+        return []
+    out: list[RateSchedule | None] = []
+    for group in sc.fleet:
+        trace = group.rate_trace
+        for _ in range(group.count):
+            rate = rates[len(out)]
+            out.append(RateSchedule(trace.time_s, [r / rate for r in trace.rate]) if trace is not None else None)
+    return out
+
+
 def check_topology(sc: Scenario) -> None:
     """What the schema cannot know about a topology: each cell's link model and the assignment policy
-    are registered names, and a cell with a rate trace or a packet trace uses ``shared_fifo``
-    (:class:`ConfigError`)."""
+    are registered names, and a cell with a rate trace or a packet trace, or whose nodes have one, uses
+    ``shared_fifo`` (:class:`ConfigError`)."""
+    for g, group in enumerate(sc.fleet):
+        if group.rate_trace is None:
+            continue
+        joins = range(len(sc.cell_specs)) if group.placement is not None and group.cell is None else [sc.cell_of(g)]
+        for c in joins:
+            link = sc.cell_specs[c]
+            if link.model != "shared_fifo" or link.rate_trace is not None or link.packet_trace is not None:
+                raise ConfigError(f"fleet.{g}.rate_trace", "a node rate trace",
+                                  f"a shared_fifo cell without a rate or packet trace of its own (cell "
+                                  f"{sc.cell_names[c]}: {link.model})")
     for c, link in enumerate(sc.cell_specs):
         where = f"cells.{c}" if sc.cells else "link"
         for name, trace in (("packet_trace", link.packet_trace), ("downlink.packet_trace", link.downlink.packet_trace)):

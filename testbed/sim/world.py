@@ -25,7 +25,7 @@ from testbed.dists import constant_of
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
-from testbed.sim.topology import Topology, check_topology
+from testbed.sim.topology import Topology, check_topology, node_schedules
 from testbed.streams import link_stream, node_stream, server_stream
 
 __all__ = ["STATION_NAMES", "SimResult", "Simulation", "expected_requests", "simulate"]
@@ -113,7 +113,8 @@ class Simulation:
                           down_rate=self._down_rate, rng=link_stream(sc.seed, 2),
                           on_delivered=self._delivered, on_returned=self._returned,
                           up=StationLevels(lv["uplink"]["in_station"], lv["uplink"]["busy"]),
-                          down=StationLevels(lv["downlink"]["in_station"], lv["downlink"]["busy"]))
+                          down=StationLevels(lv["downlink"]["in_station"], lv["downlink"]["busy"]),
+                          node_schedules=node_schedules(sc, self.node_rates))
         return LINKS.get(sc.link.model, "link.model")(ctx)
 
     def _build_server(self) -> Server:

@@ -20,6 +20,7 @@ import numpy as np
 import simpy
 
 from testbed.config.schema import LinkSpec
+from testbed.core.calc import RateSchedule
 from testbed.core.monitor import Level
 from testbed.core.records import Records
 from testbed.registry import Registry
@@ -45,7 +46,8 @@ class StationLevels:
 
 @dataclass(frozen=True)
 class LinkContext:
-    """What a link model is built from (``rates[i]``: node i's rate in bytes/s)."""
+    """What a link model is built from (``rates[i]``: node i's rate in bytes/s; ``node_schedules[i]``, when
+    given, node i's uplink rate over time as a factor of ``rates[i]``: ``fleet[].rate_trace``)."""
 
     env: simpy.Environment
     rec: Records
@@ -57,6 +59,7 @@ class LinkContext:
     on_returned: Callable[[int], None]
     up: StationLevels
     down: StationLevels
+    node_schedules: Sequence[RateSchedule | None] = ()  # node i's uplink rate factor over time (or none)
 
 
 def _no_counters() -> dict[str, float]:

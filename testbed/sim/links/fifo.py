@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import simpy
@@ -84,10 +84,13 @@ class GatedFifoChannel(FifoChannel):
     """A :class:`FifoChannel` that can be down (a cell outage): :meth:`halt` stops the transmission on the
     air (it starts again from its first bit after :meth:`resume`) and holds what is queued; while down,
     submissions wait, or with ``lose`` go to ``on_lost(rid)`` at once (as :meth:`drop_all` hands over what
-    is held)."""
+    is held). With ``node_schedules`` (and ``node_col``, the records' node column) a transmission of a node
+    that has a rate trace follows it (``fleet[].rate_trace``, the uplink)."""
 
-    def __init__(self, env: simpy.Environment, **kwargs: Any) -> None:
+    def __init__(self, env: simpy.Environment, *, node_schedules: Sequence[RateSchedule | None] = (),
+                 node_col: array[int] | None = None, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)
+        self.node_schedules, self.node_col = node_schedules, node_col  # per-node rate traces (uplink)
         self.down = False
         self.lose = False
         self.on_lost: Callable[[int], None] | None = None
@@ -110,7 +113,10 @@ class GatedFifoChannel(FifoChannel):
     def _begin(self, rid: int, seconds: float, now: float) -> None:
         self.current, self._seconds = rid, seconds
         self.start_col[rid] = now
-        if self.schedule is not None:
+        node = self.node_schedules[self.node_col[rid]] if self.node_col is not None else None
+        if node is not None:
+            seconds = node.duration(now, seconds)
+        elif self.schedule is not None:
             seconds = self.schedule.duration(now, seconds)
         elif self.delivery is not None:
             seconds = self._delivered_in(rid, now)
@@ -166,12 +172,14 @@ def build(ctx: LinkContext) -> Link:
     channels that can go down (:class:`GatedFifoChannel`)."""
     trace = ctx.spec.rate_trace
     up_trace, down_trace = ctx.spec.packet_trace, ctx.spec.downlink.packet_trace
-    gated = getattr(ctx.spec, "outages", None) is not None
+    per_node = any(s is not None for s in ctx.node_schedules)
+    gated = getattr(ctx.spec, "outages", None) is not None or per_node
     if up_trace is not None or down_trace is not None or gated:
         rec, channel = ctx.rec, GatedFifoChannel if gated else FifoChannel
+        nodes: dict[str, Any] = {"node_schedules": ctx.node_schedules, "node_col": rec.node} if per_node else {}
         schedule = (RateSchedule(trace.time_s, [r / ctx.spec.datarate for r in trace.rate])
                     if trace is not None else None)
-        up = channel(ctx.env, schedule=schedule, start_col=rec.tx_start_s, end_col=rec.tx_end_s,
+        up = channel(ctx.env, schedule=schedule, start_col=rec.tx_start_s, end_col=rec.tx_end_s, **nodes,
                      on_done=ctx.on_delivered, in_station=ctx.up.in_station, busy=ctx.up.busy,
                      size_col=rec.payload_bytes,
                      delivery=DeliverySchedule(up_trace.ms, up_trace.mtu) if up_trace is not None else None)
