@@ -102,15 +102,15 @@ def test_per_corruption_breakdown_of_joined_records(built: list[dict[str, Any]])
     rec = pd.DataFrame({"image": [0, 1, 2, 6, 7, 8], "status": pd.Categorical(["ok"] * 5 + ["dropped"]),
                         "created_s": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
     out = corruption_breakdown(add_outcomes(rec, table), (0.0, 10.0))
-    assert set(out) == {"gaussian_noise", "none"}
-    night, clean = out["gaussian_noise"], out["none"]
+    assert [(r["corruption"], r["severity"]) for r in out] == [("gaussian_noise", None), ("gaussian_noise", 5),
+                                                                ("none", None), ("none", 0)]
+    night, clean = out[0], out[2]
     assert night["requests"] == 3 and clean["requests"] == 2  # the dropped request is not counted
     # predictions 0, 1, 2 (image % 3) against reference 0 and, for the night frames, clean reference 1
     assert night["agreement"] == pytest.approx(1 / 3) and night["agreement_clean"] == pytest.approx(1 / 3)
-    assert night["severity"] == {"5": {"requests": 3, "agreement": pytest.approx(1 / 3),
-                                       "agreement_clean": pytest.approx(1 / 3)}}
+    assert out[1] == {**night, "severity": 5}
     assert clean["agreement"] == clean["agreement_clean"] == pytest.approx(0.5)
-    assert corruption_breakdown(rec.assign(agree=1.0), (0.0, 10.0)) == {}
+    assert corruption_breakdown(rec.assign(agree=1.0), (0.0, 10.0)) == []
 
 
 def test_group_dataset_paths_resolve_against_the_scenario(tmp_path: Path) -> None:

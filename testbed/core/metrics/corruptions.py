@@ -22,29 +22,32 @@ CORRUPTION_COLUMNS = ("status", "created_s", "corruption", "severity", "agree", 
 """The record columns :func:`corruption_breakdown` reads (``agree_clean`` where present)."""
 
 
-def _figures(rows: pd.DataFrame) -> dict[str, Any]:
-    out: dict[str, Any] = {"requests": len(rows),
+def _figures(rows: pd.DataFrame, name: str, severity: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"corruption": name, "severity": severity, "requests": len(rows),
                            "agreement": float(rows["agree"].mean()) if len(rows) else math.nan}
     if "agree_clean" in rows:
         out["agreement_clean"] = float(rows["agree_clean"].mean()) if len(rows) else math.nan
     return out
 
 
-def corruption_breakdown(records: pd.DataFrame, window: tuple[float, float]) -> dict[str, Any]:
-    """Per corruption (``"none"``: a clean group's frames), over the completed requests created in
-    ``window``: requests, ``agreement`` (top-1 equals the unsplit model's on the same corrupted frame)
-    and ``agreement_clean`` (on the frame before its corruption), overall and per severity. Empty when
-    the records carry no corruption column."""
+def corruption_breakdown(records: pd.DataFrame, window: tuple[float, float]) -> list[dict[str, Any]]:
+    """Rows per corruption (``"none"``: a clean group's frames) over the completed requests created in
+    ``window``: one with ``severity`` None (all its severities), then one per severity, each with
+    ``requests``, ``agreement`` (top-1 equals the unsplit model's on the same corrupted frame) and
+    ``agreement_clean`` (on the frame before its corruption). Flat rows of one schema, so a sweep's
+    summary table holds them as it holds ``warnings``. Empty when the records carry no corruption."""
     if "corruption" not in records or "agree" not in records:
-        return {}
+        return []
     created = records["created_s"].to_numpy(dtype=float)
     ok = (records["status"].astype(str) == "ok").to_numpy() & (created >= window[0]) & (created < window[1])
     rows = records.loc[ok]
-    rows = rows[rows["corruption"].astype(str) != ""]
-    out: dict[str, Any] = {}
-    for name, by_name in rows.groupby(rows["corruption"].astype(str), sort=True):
-        entry = _figures(by_name)
+    names = rows["corruption"].astype(str)
+    rows = rows[names != ""]
+    names = names[names != ""]
+    out: list[dict[str, Any]] = []
+    for name in sorted(set(names)):
+        by_name = rows[(names == name).to_numpy()]
+        out.append(_figures(by_name, name, None))
         sev = by_name["severity"].to_numpy(dtype=float)
-        entry["severity"] = {str(int(v)): _figures(by_name[sev == v]) for v in sorted(set(sev[~np.isnan(sev)]))}
-        out[str(name)] = entry
+        out += [_figures(by_name[sev == v], name, int(v)) for v in sorted(set(sev[~np.isnan(sev)]))]
     return out
