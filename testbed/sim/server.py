@@ -1,12 +1,13 @@
 """The edge server: a SimPy driver of :class:`testbed.core.policy.Batcher` (a FIFO queue feeding
 one or more GPUs through a dynamic batcher; an optional queue bound drops arrivals as
 ``dropped_at_server`` and an optional timeout removes requests that waited too long as
-``timed_out``)."""
+``timed_out``). :class:`FallibleServer` can also go down (``servers[].outages``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import simpy
 
@@ -14,7 +15,7 @@ from testbed.core.monitor import Level
 from testbed.core.policy import Batch, Batcher
 from testbed.core.records import STATUS, Records
 
-__all__ = ["Server", "ServerLevels"]
+__all__ = ["FallibleServer", "Server", "ServerLevels"]
 
 _DROPPED = STATUS.index("dropped_at_server")
 _TIMED_OUT = STATUS.index("timed_out")
@@ -31,21 +32,92 @@ class ServerLevels:
 
 class Server:
     """Requests arrive after decode; batches run for ``batch_time(size)``; ``on_done(rid)`` per request;
-    ``on_lost(rid)`` (optional) per request the queue bound or the timeout ends here.
-
-    :meth:`fail` takes the server down (its queued and running requests are handed back, its GPUs
-    stop, nothing scheduled before counts any more); it is empty when the driver sends it requests again."""
+    ``on_lost(rid)`` (optional) per request the queue bound or the timeout ends here."""
 
     def __init__(self, env: simpy.Environment, rec: Records, *, batcher: Batcher,
                  batch_time: Callable[[int], float], on_done: Callable[[int], None],
                  levels: ServerLevels, on_lost: Callable[[int], None] | None = None) -> None:
         self.env, self.rec, self.batcher = env, rec, batcher
         self.batch_time, self.on_done, self.on_lost = batch_time, on_done, on_lost
-        self.epoch = 0  # outages so far: events scheduled before the last one are ignored
-        self.gpus = len(batcher.free_gpus)
+        self.in_station, self.waiting, self.busy = levels.in_station, levels.waiting, levels.busy
+
+    @property
+    def batches(self) -> int:
+        return self.batcher.batches
+
+    def arrive(self, rid: int) -> None:
+        now, rec = self.env.now, self.rec
+        if not self.batcher.arrive(rid, now):
+            rec.status[rid] = _DROPPED
+            rec.finished_s[rid] = now
+            if self.on_lost is not None:
+                self.on_lost(rid)
+            return
+        rec.queued_s[rid] = now
+        self.in_station.change(now, 1)
+        self.waiting.change(now, 1)
+        if self.batcher.timeout is not None:
+            token = rec.token(rid)  # streamed records reuse rows: the timeout is of this request only
+            self.env.timeout(self.batcher.timeout).callbacks.append(lambda _e: self._expire(rid, token))
+        self._dispatch()
+
+    def _expire(self, rid: int, token: int) -> None:
+        if self.rec.token(rid) != token or not self.batcher.expire(rid):
+            return
+        now, rec = self.env.now, self.rec
+        rec.status[rid] = _TIMED_OUT
+        rec.finished_s[rid] = now
+        self.in_station.change(now, -1)
+        self.waiting.change(now, -1)
+        if self.on_lost is not None:
+            self.on_lost(rid)
+
+    def _dispatch(self) -> None:
+        now = self.env.now
+        batches, at = self.batcher.dispatch(now)
+        for batch in batches:
+            self._start(batch, now)
+        if at is not None:
+            self.env.timeout(at - now).callbacks.append(self._on_timer)
+
+    def _on_timer(self, _event: simpy.Event) -> None:
+        self.batcher.timer_fired()
+        self._dispatch()
+
+    def _start(self, batch: Batch, now: float) -> None:
+        rec, take = self.rec, len(batch.rids)
+        for rid in batch.rids:
+            rec.batch_ready_s[rid] = batch.ready
+            rec.batch_start_s[rid] = now
+            rec.batch_size[rid] = take
+            rec.gpu[rid] = batch.gpu
+        self.waiting.change(now, -take)
+        self.busy.change(now, 1)
+        self.env.timeout(self.batch_time(take)).callbacks.append(lambda _e: self._end(batch))
+
+    def _end(self, batch: Batch) -> None:
+        now, rec = self.env.now, self.rec
+        for rid in batch.rids:
+            rec.batch_end_s[rid] = now
+        self.in_station.change(now, -len(batch.rids))
+        self.busy.change(now, -1)
+        self.batcher.finish(batch.gpu)
+        for rid in batch.rids:
+            self.on_done(rid)
+        self._dispatch()
+
+
+class FallibleServer(Server):
+    """A server that can go down: :meth:`fail` hands back its queued and running requests, stops its GPUs
+    and forgets every event scheduled before (each carries the outage count it was scheduled in); it is
+    empty when the driver sends it requests again."""
+
+    def __init__(self, env: simpy.Environment, rec: Records, **kwargs: Any) -> None:
+        super().__init__(env, rec, **kwargs)
+        self.epoch = 0  # outages so far
+        self.gpus = len(self.batcher.free_gpus)
         self.running: dict[int, Batch] = {}  # GPU -> its batch
         self._batches_before = 0  # batches of batchers replaced by an outage
-        self.in_station, self.waiting, self.busy = levels.in_station, levels.waiting, levels.busy
 
     @property
     def batches(self) -> int:
@@ -79,21 +151,10 @@ class Server:
         self.in_station.change(now, 1)
         self.waiting.change(now, 1)
         if self.batcher.timeout is not None:
-            token = rec.token(rid)  # streamed records reuse rows: the timeout is of this request only
-            epoch = self.epoch
-            self.env.timeout(self.batcher.timeout).callbacks.append(lambda _e: self._expire(rid, token, epoch))
+            token, epoch = rec.token(rid), self.epoch
+            self.env.timeout(self.batcher.timeout).callbacks.append(
+                lambda _e: self._expire(rid, token) if epoch == self.epoch else None)
         self._dispatch()
-
-    def _expire(self, rid: int, token: int, epoch: int = 0) -> None:
-        if self.rec.token(rid) != token or epoch != self.epoch or not self.batcher.expire(rid):
-            return
-        now, rec = self.env.now, self.rec
-        rec.status[rid] = _TIMED_OUT
-        rec.finished_s[rid] = now
-        self.in_station.change(now, -1)
-        self.waiting.change(now, -1)
-        if self.on_lost is not None:
-            self.on_lost(rid)
 
     def _dispatch(self) -> None:
         now = self.env.now
@@ -101,15 +162,8 @@ class Server:
         for batch in batches:
             self._start(batch, now)
         if at is not None:
-            if self.epoch:
-                epoch = self.epoch
-                self.env.timeout(at - now).callbacks.append(lambda e: self._on_timer(e) if epoch == self.epoch else None)
-            else:
-                self.env.timeout(at - now).callbacks.append(self._on_timer)
-
-    def _on_timer(self, _event: simpy.Event) -> None:
-        self.batcher.timer_fired()
-        self._dispatch()
+            epoch = self.epoch
+            self.env.timeout(at - now).callbacks.append(lambda e: self._on_timer(e) if epoch == self.epoch else None)
 
     def _start(self, batch: Batch, now: float) -> None:
         rec, take = self.rec, len(batch.rids)
@@ -122,18 +176,9 @@ class Server:
         self.busy.change(now, 1)
         self.running[batch.gpu] = batch
         epoch = self.epoch
-        self.env.timeout(self.batch_time(take)).callbacks.append(lambda _e: self._end(batch, epoch))
+        self.env.timeout(self.batch_time(take)).callbacks.append(
+            lambda _e: self._end(batch) if epoch == self.epoch else None)
 
-    def _end(self, batch: Batch, epoch: int = 0) -> None:
-        if epoch != self.epoch:  # the server went down while this batch ran: its requests were handed back
-            return
+    def _end(self, batch: Batch) -> None:
         del self.running[batch.gpu]
-        now, rec = self.env.now, self.rec
-        for rid in batch.rids:
-            rec.batch_end_s[rid] = now
-        self.in_station.change(now, -len(batch.rids))
-        self.busy.change(now, -1)
-        self.batcher.finish(batch.gpu)
-        for rid in batch.rids:
-            self.on_done(rid)
-        self._dispatch()
+        super()._end(batch)

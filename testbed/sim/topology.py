@@ -41,7 +41,7 @@ from testbed.core.workload import Workload
 from testbed.errors import ConfigError
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.links.fifo import GatedFifoChannel
-from testbed.sim.server import Server, ServerLevels
+from testbed.sim.server import FallibleServer, Server, ServerLevels
 from testbed.streams import cell_stream, topology_stream, unit_stream
 
 __all__ = ["BackhaulLine", "Tee", "Topology", "check_topology", "node_schedules", "static_servers"]
@@ -236,7 +236,8 @@ class Topology:
         srv, lv = self.sc.server_specs[s], self.server_levels[s]
         batcher = Batcher(gpus=srv.gpus, max_batch=srv.batching.max_batch, max_delay=srv.batching.max_delay,
                           capacity=srv.queue_capacity, timeout=srv.timeout)
-        return Server(self.env, self.rec, batcher=batcher, on_done=self._served, on_lost=self._lost,
+        kind = FallibleServer if getattr(srv, "outages", None) is not None else Server
+        return kind(self.env, self.rec, batcher=batcher, on_done=self._served, on_lost=self._lost,
                       batch_time=self.workload.server_batch_time(s, unit_stream(self.sc.seed, s)),
                       levels=ServerLevels(lv.in_station, lv.waiting, lv.busy))
 
@@ -369,7 +370,9 @@ class Topology:
         now = self.env.now
         self.up[s] = False
         self._down_since[s] = now
-        victims = self.servers[s].fail()
+        server = self.servers[s]
+        assert isinstance(server, FallibleServer)
+        victims = server.fail()
         self.outstanding[s] -= len(victims)
         self.loads[s] = math.inf
         for rid in victims:
