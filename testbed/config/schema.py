@@ -642,8 +642,8 @@ class Scenario(_Frozen):
     dataset: DatasetSpec | None = None
     sweep: Annotated[Mapping[str, Sequence[Any]], AfterValidator(freeze)] = freeze({})
     replications: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 1
-    cells: tuple[CellSpec, ...] = ()
-    servers: tuple[EdgeServerSpec, ...] = ()
+    cells: Annotated[tuple[CellSpec, ...], Field(min_length=1)] = ()
+    servers: Annotated[tuple[EdgeServerSpec, ...], Field(min_length=1)] = ()
     backhaul: BackhaulSpec | None = None
     assignment: AssignmentSpec | None = None
     radio: RadioSpec | None = None
@@ -657,13 +657,15 @@ class Scenario(_Frozen):
         out = dict(data)
         for many, one, spec, placeholder in (("cells", "link", LinkSpec, _PLACEHOLDER_LINK),
                                              ("servers", "server", ServerSpec, _PLACEHOLDER_SERVER)):
-            items = out.get(many)
-            if not isinstance(items, Sequence) or isinstance(items, str) or not items:
+            if many not in out:
                 continue
             if one in out:
                 raise ConfigError(one, f"a {one} beside {many}", f"either '{one}' (one {one}) or '{many}' "
                                   "(a topology), not both")
-            out[one] = _first_as(items, spec, placeholder)
+            items = out[many]
+            usable = isinstance(items, Sequence) and not isinstance(items, str) and items
+            # a placeholder when the list itself is wrong: its error is then reported once, at cells/servers
+            out[one] = _first_as(items, spec, placeholder) if usable else placeholder
         return out
 
     @model_validator(mode="after")

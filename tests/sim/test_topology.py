@@ -387,3 +387,18 @@ def test_packet_trace_needs_shared_fifo_and_reads_mahimahi_files(tmp_path) -> No
     raw["cells"][0]["model"] = "fair_share"
     with pytest.raises(ConfigError, match=r"cells\.0\.packet_trace"):
         simulate(scenario_from_dict(raw))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r.update(cells=[]), r"^cells: got \[\]"),
+    (lambda r: r.update(cells="a"), r"^cells: got 'a'"),
+    (lambda r: r.update(servers={"x": 1}), r"^servers: got \{'x': 1\}"),
+    (lambda r: r.update(link={"datarate": "1 MB/s"}), r"^link: .*either 'link' \(one link\) or 'cells'"),
+    (lambda r: r["cells"][0].update(datarate="fast"), r"^cells\.0\.datarate"),
+    (lambda r: r["assignment"].update(static={"a": "x"}), r"^assignment\.static: .*no static map with policy 'jsq'"),
+])
+def test_topology_lists_are_reported_where_they_are_wrong(change, message) -> None:
+    raw = two_servers("jsq", 10.0, 10.0)
+    change(raw)
+    with pytest.raises(ConfigError, match=message):
+        scenario_from_dict(raw)
