@@ -866,6 +866,51 @@ def timeline_figure(run: RunData) -> tuple[Figure, Table]:
     return fig, table
 
 
+def _names(scenario: Mapping[str, Any], key: str, count: int) -> list[str]:
+    items = [x for x in scenario.get(key) or [] if isinstance(x, Mapping)]
+    names = [str(x.get("name", i)) for i, x in enumerate(items)]
+    return names if len(names) >= count else [*names, *(str(i) for i in range(len(names), count))]
+
+
+@_styled
+def topology_figure(run: RunData) -> tuple[Figure, Table]:
+    """A topology run: requests at each server (arrived, not yet out of their batch; top) and in each
+    cell's uplink (handed to the radio, not yet on the server's side; bottom) over time, in bins of about
+    1/80 of the run; scripted server and cell outages shaded."""
+    rec = run.records
+    end = float(np.nanmax(rec[["finished_s", "created_s"]].to_numpy(dtype=float))) if len(rec) else 1.0
+    t1 = run.window[1] if math.isfinite(run.window[1]) else end
+    end = max(end, t1)
+    width = _nice_bin(end)
+    edges = np.arange(0.0, end + width, width)
+    mids = (edges[:-1] + edges[1:]) / 2
+    fine = np.linspace(0, edges[-1], len(mids) * 20 + 1)[:-1] + edges[-1] / (len(mids) * 40)
+    table = pd.DataFrame({"time_s": mids})
+    fig = _figure(_COLUMN_IN, 3.6)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    sc = run.scenario
+    for ax, key, column, (a, b), what in ((top, "servers", "server", ("server_arrival_s", "batch_end_s"), "server"),
+                                          (bottom, "cells", "cell", ("encode_end_s", "server_arrival_s"), "uplink")):
+        ids = sorted(int(i) for i in rec[column].unique() if i >= 0) if column in rec else []
+        names = _names(sc, key, max(ids, default=-1) + 1)
+        for k, i in enumerate(ids):
+            level = _occupancy(rec[rec[column] == i], a, b, fine).reshape(len(mids), 20).mean(axis=1)
+            table[f"in_{what}_{names[i]}"] = level
+            ax.plot(mids, level, color=_LINES[k % len(_LINES)], label=names[i])
+        for item in sc.get(key) or []:
+            outages = item.get("outages") if isinstance(item, Mapping) else None
+            for pair in (outages or {}).get("at") or [] if isinstance(outages, Mapping) else []:
+                lo, hi = (parse_duration(t) for t in pair)
+                ax.axvspan(lo, hi, color="#f4cccc", lw=0, zorder=0)
+        ax.set_ylim(bottom=0)
+        ax.legend(ncol=4, loc="upper left", fontsize=6, handlelength=1.2, columnspacing=0.8)
+    top.set_ylabel("requests at server")
+    bottom.set_ylabel("requests in uplink")
+    bottom.set_xlabel(f"time (s; bins of {width:g} s; red: scripted outages)")
+    top.set_xlim(0, end)
+    return fig, table
+
+
 def run_figures(folder: Path | str, slo: Any = None) -> Figures:
     """Figures of one run folder: latency CDF with its tail, the breakdown (mean and near p95), and
     the stations over time."""
@@ -882,6 +927,8 @@ def run_figures(folder: Path | str, slo: Any = None) -> Figures:
         table = pd.concat([mean.assign(view="mean"), near.assign(view="p94-p96")])
         figs["breakdown"] = (breakdown_figure(["this run"], mean, near), table)
     figs["timeline"] = timeline_figure(run)
+    if run.scenario.get("cells") or run.scenario.get("servers"):
+        figs["topology"] = topology_figure(run)
     return figs
 
 
