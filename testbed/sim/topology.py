@@ -275,7 +275,7 @@ class Topology:
     def _release(self, s: int) -> None:
         n = self.outstanding[s] - 1
         self.outstanding[s] = n
-        self.loads[s] = n / self.gpus[s]
+        self.loads[s] = n / self.gpus[s] if self.up[s] else math.inf  # a server that is down stays at inf
 
     # -- hand-offs --------------------------------------------------------------------------------
     def _delivered(self, rid: int) -> None:

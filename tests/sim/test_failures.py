@@ -150,3 +150,17 @@ def test_cell_outages_need_shared_fifo_and_are_summarised() -> None:
     raw["cells"][0]["model"] = "fair_share"
     with pytest.raises(ConfigError, match=r"cells\.0\.outages"):
         simulate(scenario_from_dict(raw))
+
+
+def test_requests_in_transit_to_a_failed_server_go_elsewhere() -> None:
+    # a 30 ms backhaul: requests assigned to x just before it fails reach it while it is down
+    raw = scripted("retry", retry_after="10 ms")
+    raw["backhaul"] = {"datarate": "1 GB/s", "latency": "30 ms"}
+    raw["servers"][0]["outages"]["at"] = [["1 s", "2 s"], ["2.5 s", "2.8 s"]]
+    raw["drain"] = "5 s"
+    df = simulate(scenario_from_dict(raw)).records
+    assert (df["status"] == "ok").all()
+    retried = df[df["retries"] > 0]
+    assert len(retried) >= 3 and (retried["server"] == 1).all() and (retried["retries"] == 1).all()
+    created = df["created_s"].to_numpy()
+    assert (df.loc[(created > 1.0) & (created < 1.97), "server"] == 1).all()  # x is never chosen while down
