@@ -79,7 +79,7 @@ def test_random_outages_match_their_availability() -> None:
     from testbed.run.runner import run_scenario
 
     result = run_scenario(scenario_from_dict(raw))
-    by_server = result.summary["by_server"]
+    by_server = {row["server"]: row for row in result.summary["by_server"]}
     # availability mttf / (mttf + mttr) = 0.8: each server is down about 20% of the time
     for name in ("x", "y"):
         assert by_server[name]["down_share"] == pytest.approx(0.2, abs=0.07), by_server[name]
@@ -143,7 +143,8 @@ def test_cell_outages_need_shared_fifo_and_are_summarised() -> None:
     from testbed.run.runner import run_scenario
 
     summary = run_scenario(scenario_from_dict(cell_outage("lost")), stream=False).summary
-    cell = summary["by_cell"]["a"]
+    [cell] = summary["by_cell"]
+    assert cell["cell"] == "a"
     assert cell["cell_failed"] == summary["cell_failed"] == 100
     assert cell["down_share"] == pytest.approx(0.996 / 3)
     raw = cell_outage("wait")

@@ -288,7 +288,10 @@ def test_per_cell_and_per_server_summaries() -> None:
     streamed = run_scenario(scenario_from_dict(raw)).summary
     held = run_scenario(scenario_from_dict(raw), stream=False)
     assert streamed["by_server"] == held.summary["by_server"] and streamed["by_cell"] == held.summary["by_cell"]
-    by_server, cell = held.summary["by_server"], held.summary["by_cell"]["a"]
+    by_server = {row["server"]: row for row in held.summary["by_server"]}
+    [cell] = held.summary["by_cell"]
+    assert [row["server"] for row in held.summary["by_server"]] == ["x", "y"] and cell["cell"] == "a"
+    assert set(held.summary["by_server"][0]) == set(held.summary["by_server"][1])  # one schema
     df = in_window(held.records, held.sim.window)
     assert cell["requests"] == len(df) == held.summary["requests"]
     assert by_server["x"]["requests"] + by_server["y"]["requests"] == len(df)
