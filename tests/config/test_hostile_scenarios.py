@@ -240,3 +240,37 @@ def test_nestquant_modes_file_with_bad_numbers(tmp_path: Path, capsys: pytest.Ca
     raw = base_scenario()
     raw["fleet"][0]["nestquant"] = {"modes": "m.json"}
     _one_error(capsys, ["validate", _write(tmp_path, raw)], "fleet.0.nestquant.modes", "accuracy.full")
+
+
+# -- topology (cells, servers, assignment, outages, traces) ------------------------------------------
+
+def _topology() -> dict[str, Any]:
+    raw = base_scenario()
+    link, server = raw.pop("link"), raw.pop("server")
+    raw["cells"] = [{"name": "a", **link}]
+    raw["servers"] = [{"name": "s", **server}]
+    raw["fleet"][0]["cell"] = "a"
+    return raw
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"cells": []}, "cells"),
+    ({"cells": "a"}, "cells"),
+    ({"servers": {"x": 1}}, "servers"),
+    ({"assignment": {"policy": "fastest"}}, "fastest"),
+    ({"fleet.0.cell": "nowhere"}, "nowhere"),
+    ({"servers.0.outages": {"at": [["2 s", "1 s"]]}}, "servers.0.outages"),
+    ({"servers.0.outages": {"mttf": "10 s"}}, "servers.0.outages"),
+    ({"cells.0.packet_trace": {"ms": [5, 3, 1]}}, "cells.0.packet_trace"),
+    ({"backhaul": {"datarate": "0 B/s"}}, "backhaul.datarate"),
+])
+def test_topology_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any],
+                           needle: str) -> None:
+    from testbed.config.load import apply_overrides
+
+    raw = apply_overrides(_topology(), change)
+    _one_error(capsys, ["validate", _write(tmp_path, raw)], needle)
+
+
+def test_a_topology_is_valid_before_the_probes_break_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", _write(tmp_path, _topology())]) == 0, capsys.readouterr().err
