@@ -28,7 +28,7 @@ from testbed.core.calc import batch_decision
 from testbed.core.nestquant import ModeController
 from testbed.core.workload import Frame
 
-__all__ = ["Admission", "Batch", "Batcher", "Charge", "NodePolicy", "NodeQueue"]
+__all__ = ["Admission", "Batch", "Batcher", "Charge", "NodePolicy", "NodeQueue", "QueueBatcher"]
 
 
 class Admission(Enum):
@@ -121,6 +121,7 @@ class Batch(NamedTuple):
     gpu: int
     rids: list[int]
     ready: float
+    queue: int = 0  # the queue it was formed from (:class:`QueueBatcher`; 0 with one queue)
 
 
 class Batcher:
@@ -212,3 +213,100 @@ class Batcher:
     def finish(self, gpu: int) -> None:
         """``gpu`` finished its batch and is free again."""
         self.free_gpus.append(gpu)
+
+    def waiting_rids(self) -> list[int]:
+        """The requests waiting for a GPU, in arrival order."""
+        return [rid for rid in self.queue if rid in self.queued_at]
+
+    def fresh(self, gpus: int) -> Batcher:
+        """An empty batcher over ``gpus`` GPUs with the same settings (a server back from an outage)."""
+        return Batcher(gpus=gpus, max_batch=self.max_batch, max_delay=self.max_delay,
+                       capacity=self.capacity, timeout=self.timeout)
+
+
+class QueueBatcher(Batcher):
+    """Dynamic batching with one queue per configuration a request needs (a heterogeneous fleet: one
+    queue per model and split, as an inference server keeps one batcher per model): a batch is taken
+    from one queue only, never mixing them. Each queue follows :class:`Batcher`'s rule on its own
+    (full, or its oldest request waited ``max_delay``); among the queues ready at once, a free GPU takes
+    the one whose oldest request arrived first (the lower queue on a tie). The queue bound (``capacity``) is over all queues.
+    ``queue_of(rid)`` is request ``rid``'s queue (``0 .. queues - 1``).
+    """
+
+    def __init__(self, queue_of: Callable[[int], int], queues: int, *, gpus: int = 1, max_batch: int = 1,
+                 max_delay: float = 0.0, capacity: int | None = None, timeout: float | None = None) -> None:
+        super().__init__(gpus=gpus, max_batch=max_batch, max_delay=max_delay, capacity=capacity, timeout=timeout)
+        self.queue_of, self.n_queues = queue_of, queues
+        self.queues: list[deque[int]] = [deque() for _ in range(queues)]
+        self.counts = [0] * queues  # waiting requests per queue
+        self.of: dict[int, int] = {}  # waiting request -> its queue
+
+    def arrive(self, rid: int, now: float) -> bool:
+        if self.capacity is not None and len(self.queued_at) >= self.capacity:
+            return False
+        q = self.queue_of(rid)
+        self.queue.append(rid)  # every arrival in order (what an outage hands back)
+        self.queues[q].append(rid)
+        self.queued_at[rid] = now
+        self.of[rid] = q
+        self.counts[q] += 1
+        return True
+
+    def expire(self, rid: int) -> bool:
+        if self.queued_at.pop(rid, None) is None:
+            return False
+        self.counts[self.of.pop(rid)] -= 1
+        return True
+
+    def dispatch(self, now: float) -> tuple[list[Batch], float | None]:
+        batches: list[Batch] = []
+        waiting = self.queued_at
+        while self.queue and self.queue[0] not in waiting:  # keep the arrival log short
+            self.queue.popleft()
+        while self.free_gpus:
+            best, best_at, best_take, deadline = -1, 0.0, 0, None
+            for q, queue in enumerate(self.queues):
+                while queue and queue[0] not in waiting:  # timed-out requests at the front
+                    queue.popleft()
+                if not queue:
+                    continue
+                queued_at = waiting[queue[0]]
+                take = batch_decision(self.counts[q], self.max_batch, self.max_delay, now - queued_at)
+                if take == 0:
+                    due = queued_at + self.max_delay
+                    deadline = due if deadline is None else min(deadline, due)
+                elif best < 0 or queued_at < best_at:
+                    best, best_at, best_take = q, queued_at, take
+            if best < 0:
+                if deadline is None:
+                    self.hold = None
+                else:
+                    if self.hold is None:
+                        self.hold = now
+                    if self.timer_at is None or self.timer_at < now or deadline < self.timer_at:
+                        self.timer_at = self._new_timer = deadline
+                break
+            batches.append(self._take_from(best, best_take, now))
+        at, self._new_timer = self._new_timer, None
+        return batches, at
+
+    def _take_from(self, q: int, take: int, now: float) -> Batch:
+        ready = self.hold if self.hold is not None else now
+        self.hold = None
+        queue, waiting = self.queues[q], self.queued_at
+        rids: list[int] = []
+        while len(rids) < take:
+            rid = queue.popleft()
+            if waiting.pop(rid, None) is not None:
+                del self.of[rid]
+                rids.append(rid)
+        self.counts[q] -= take
+        self.batches += 1
+        return Batch(self.free_gpus.pop(), rids, ready, q)
+
+    def waiting_rids(self) -> list[int]:
+        return [rid for rid in self.queue if rid in self.queued_at]
+
+    def fresh(self, gpus: int) -> QueueBatcher:
+        return QueueBatcher(self.queue_of, self.n_queues, gpus=gpus, max_batch=self.max_batch,
+                            max_delay=self.max_delay, capacity=self.capacity, timeout=self.timeout)

@@ -52,7 +52,9 @@ INT_COLUMNS = (("node", "i"), ("group", "h"), ("frame", "i"), ("image", "i"),
                ("cell", "h"),     # the node's cell (index into Scenario.cell_names; 0 with one link)
                ("server", "h"),   # the server it was assigned to (Scenario.server_names); -1: none
                                   #   (ended before it was assigned, or answered on the node)
-               ("retries", "b"))  # times it was sent to a server again after an outage
+               ("retries", "b"),  # times it was sent to a server again after an outage
+               ("config", "h"))   # its group's configuration (model, split, codec; summary "configs"); 0
+                                  #   with one
 
 _NAN = float("nan")
 _INT_FILL = {"image": -1, "gpu": -1, "server": -1}
@@ -106,6 +108,9 @@ class Records:
     cell: array[int]
     server: array[int]
     retries: array[int]
+    config: array[int]
+    group_config: list[int] | None = None
+    """Each group's configuration (a heterogeneous fleet), written into ``config`` as a row starts."""
 
     def __init__(self, expected: int = 0, chunk: int = 16384) -> None:
         self.f: dict[str, array[float]] = {name: array("d") for name in FLOAT_COLUMNS}
@@ -144,6 +149,8 @@ class Records:
         self.node[rid] = node
         self.group[rid] = group
         self.frame[rid] = frame
+        if self.group_config is not None:
+            self.config[rid] = self.group_config[group]
         return rid
 
     def nbytes(self) -> int:
@@ -217,6 +224,8 @@ class StreamingRecords(Records):
         self.node[rid] = node
         self.group[rid] = group
         self.frame[rid] = frame
+        if self.group_config is not None:
+            self.config[rid] = self.group_config[group]
         return rid
 
     def token(self, rid: int) -> int:

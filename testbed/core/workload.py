@@ -4,7 +4,7 @@ payload sizes and compute charges (distributions here; the real model pipeline e
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from testbed.config.schema import Scenario
 from testbed.core.calc import batch_time_fn
 from testbed.dists import Deterministic, Dist, constant_of
 
-__all__ = ["Frame", "SyntheticWorkload", "Workload"]
+__all__ = ["ConfigWorkload", "Configs", "Frame", "SyntheticWorkload", "Workload", "configs_of"]
 
 Frame = tuple[int, float, float, float]
 """What a node draws per frame: (image index or -1, payload bytes, head seconds, encode seconds)."""
@@ -38,6 +38,42 @@ class Workload(Protocol):
 
     def server_batch_time(self, server: int, rng: np.random.Generator) -> Callable[[int], float]:
         """:meth:`batch_time` on topology server ``server`` (its own service, device and GPUs)."""
+
+
+class Configs(NamedTuple):
+    """The configurations of a heterogeneous fleet: each distinct (model, split, codec) the groups run
+    (``labels``), each group's one (``of_group``) and each one's server queue (``queue``: one per
+    distinct model and split; a batch never mixes queues)."""
+
+    labels: tuple[str, ...]
+    of_group: tuple[int, ...]
+    queue: tuple[int, ...]
+
+    @property
+    def queues(self) -> int:
+        return max(self.queue) + 1
+
+
+class ConfigWorkload(Workload, Protocol):
+    """A workload whose groups run different configurations (``configs``): decode and batch times per
+    configuration and per queue on each server (``Scenario.server_specs[server]``)."""
+
+    configs: Configs
+
+    def config_decode(self, server: int, config: int) -> Dist:
+        """Decode time of configuration ``config``'s payloads on ``server``."""
+
+    def queue_batch_time(self, server: int, queue: int, rng: np.random.Generator) -> Callable[[int], float]:
+        """Service time of a batch of queue ``queue`` (its model and split) on ``server``."""
+
+
+def configs_of(workload: Workload) -> ConfigWorkload | None:
+    """``workload`` when its groups run more than one configuration, else None (the one-configuration
+    path, unchanged)."""
+    configs = getattr(workload, "configs", None)
+    if isinstance(configs, Configs) and len(configs.labels) > 1:
+        return workload  # type: ignore[return-value]
+    return None
 
 
 class SyntheticWorkload:

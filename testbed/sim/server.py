@@ -5,7 +5,7 @@ one or more GPUs through a dynamic batcher; an optional queue bound drops arriva
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +32,17 @@ class ServerLevels:
 
 class Server:
     """Requests arrive after decode; batches run for ``batch_time(size)``; ``on_done(rid)`` per request;
-    ``on_lost(rid)`` (optional) per request the queue bound or the timeout ends here."""
+    ``on_lost(rid)`` (optional) per request the queue bound or the timeout ends here. With a
+    :class:`~testbed.core.policy.QueueBatcher` (a heterogeneous fleet), ``batch_times[q]`` is the
+    service time of a batch of queue ``q`` (its model and split)."""
 
     def __init__(self, env: simpy.Environment, rec: Records, *, batcher: Batcher,
                  batch_time: Callable[[int], float], on_done: Callable[[int], None],
-                 levels: ServerLevels, on_lost: Callable[[int], None] | None = None) -> None:
+                 levels: ServerLevels, on_lost: Callable[[int], None] | None = None,
+                 batch_times: Sequence[Callable[[int], float]] | None = None) -> None:
         self.env, self.rec, self.batcher = env, rec, batcher
         self.batch_time, self.on_done, self.on_lost = batch_time, on_done, on_lost
+        self.batch_times = batch_times
         self.in_station, self.waiting, self.busy = levels.in_station, levels.waiting, levels.busy
 
     @property
@@ -93,7 +97,8 @@ class Server:
             rec.gpu[rid] = batch.gpu
         self.waiting.change(now, -take)
         self.busy.change(now, 1)
-        self.env.timeout(self.batch_time(take)).callbacks.append(lambda _e: self._end(batch))
+        service = self.batch_time if self.batch_times is None else self.batch_times[batch.queue]
+        self.env.timeout(service(take)).callbacks.append(lambda _e: self._end(batch))
 
     def _end(self, batch: Batch) -> None:
         now, rec = self.env.now, self.rec
@@ -127,7 +132,7 @@ class FallibleServer(Server):
         """Go down now: the requests queued and on the GPUs, in that order (their rows untouched but for
         the levels); the batcher starts again empty."""
         now, b = self.env.now, self.batcher
-        queued = [rid for rid in b.queue if rid in b.queued_at]
+        queued = b.waiting_rids()
         running = [rid for batch in self.running.values() for rid in batch.rids]
         self.in_station.change(now, -(len(queued) + len(running)))
         self.waiting.change(now, -len(queued))
@@ -135,8 +140,7 @@ class FallibleServer(Server):
         self.epoch += 1
         self.running = {}
         self._batches_before += b.batches
-        self.batcher = Batcher(gpus=self.gpus, max_batch=b.max_batch, max_delay=b.max_delay, capacity=b.capacity,
-                               timeout=b.timeout)
+        self.batcher = b.fresh(self.gpus)
         return queued + running
 
     def arrive(self, rid: int) -> None:
@@ -176,7 +180,8 @@ class FallibleServer(Server):
         self.busy.change(now, 1)
         self.running[batch.gpu] = batch
         epoch = self.epoch
-        self.env.timeout(self.batch_time(take)).callbacks.append(
+        service = self.batch_time if self.batch_times is None else self.batch_times[batch.queue]
+        self.env.timeout(service(take)).callbacks.append(
             lambda _e: self._end(batch) if epoch == self.epoch else None)
 
     def _end(self, batch: Batch) -> None:

@@ -34,10 +34,10 @@ from testbed.config.schema import CellOutageSpec, OutageSpec, Scenario
 from testbed.core.assign import ASSIGNMENTS, AssignmentContext, RecentRtt, falls_back
 from testbed.core.calc import RateSchedule
 from testbed.core.monitor import Level
-from testbed.core.policy import Batcher
+from testbed.core.policy import Batcher, QueueBatcher
 from testbed.core.radio import Band, PathLoss, attach, place_uniform, rate_of
 from testbed.core.records import STATUS, Records
-from testbed.core.workload import Workload
+from testbed.core.workload import Workload, configs_of
 from testbed.errors import ConfigError
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.links.fifo import GatedFifoChannel
@@ -133,6 +133,7 @@ class Topology:
     def __init__(self, env: simpy.Environment, rec: Records, sc: Scenario, workload: Workload,
                  levels: dict[str, dict[str, Level]], answered: Callable[[int], None]) -> None:
         self.env, self.rec, self.sc, self.workload, self.answered = env, rec, sc, workload, answered
+        self.hetero = configs_of(workload)  # groups of different models, splits or codecs
         t0, t1 = sc.warmup, sc.duration
         seed, cells, servers = sc.seed, sc.cell_specs, sc.server_specs
         self.node_cell = [sc.cell_of(g) for g, group in enumerate(sc.fleet) for _ in range(group.count)]
@@ -151,6 +152,10 @@ class Topology:
         self.server_levels = [_station(t0, t1, levels["server"]) for _ in servers]
         self.servers = [self._server(s) for s in range(len(servers))]
         self.decode = [workload.server_decode(s).sampler(unit_stream(seed, s, 1)) for s in range(len(servers))]
+        self.decodes: list[list[Callable[[], float]]] | None = None  # per server and configuration
+        if self.hetero is not None:
+            self.decodes = [[self.hetero.config_decode(s, k).sampler(unit_stream(seed, s, 1, *((k,) if k else ())))
+                             for k in range(len(self.hetero.configs.labels))] for s in range(len(servers))]
         self.result_size = workload.result_drawer(unit_stream(seed, 0, 2))
         self.gpus = [srv.gpus for srv in servers]
         self.outstanding = [0] * len(servers)
@@ -234,9 +239,18 @@ class Topology:
 
     def _server(self, s: int) -> Server:
         srv, lv = self.sc.server_specs[s], self.server_levels[s]
+        kind = FallibleServer if getattr(srv, "outages", None) is not None else Server
+        hetero, rec = self.hetero, self.rec
+        if hetero is not None:  # one queue per model and split, each with its own batch times
+            queue, n = hetero.configs.queue, hetero.configs.queues
+            times = [hetero.queue_batch_time(s, q, unit_stream(self.sc.seed, s, *((3, q) if q else ())))
+                     for q in range(n)]
+            qb = QueueBatcher(lambda rid: queue[rec.config[rid]], n, gpus=srv.gpus, max_batch=srv.batching.max_batch,
+                              max_delay=srv.batching.max_delay, capacity=srv.queue_capacity, timeout=srv.timeout)
+            return kind(self.env, rec, batcher=qb, on_done=self._served, on_lost=self._lost, batch_time=times[0],
+                        batch_times=times, levels=ServerLevels(lv.in_station, lv.waiting, lv.busy))
         batcher = Batcher(gpus=srv.gpus, max_batch=srv.batching.max_batch, max_delay=srv.batching.max_delay,
                           capacity=srv.queue_capacity, timeout=srv.timeout)
-        kind = FallibleServer if getattr(srv, "outages", None) is not None else Server
         return kind(self.env, self.rec, batcher=batcher, on_done=self._served, on_lost=self._lost,
                       batch_time=self.workload.server_batch_time(s, unit_stream(self.sc.seed, s)),
                       levels=ServerLevels(lv.in_station, lv.waiting, lv.busy))
@@ -301,7 +315,8 @@ class Topology:
     def _arrive(self, rid: int, s: int, at: float) -> None:
         """The payload reaches server ``s`` at ``at`` (then decodes and queues)."""
         self.rec.server_arrival_s[rid] = at
-        delay = at - self.env.now + self.decode[s]()
+        decodes = self.decodes
+        delay = at - self.env.now + (self.decode[s]() if decodes is None else decodes[s][self.rec.config[rid]]())
         arrive = self.servers[s].arrive if self.outages[s] is None else lambda r: self._reach(r, s)
         if delay > 0.0:
             self.env.timeout(delay).callbacks.append(lambda _e: arrive(rid))

@@ -8,6 +8,7 @@ link registry (:mod:`testbed.sim.links`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -18,9 +19,9 @@ from testbed.config.schema import Scenario
 from testbed.core.arrivals import arrival_times
 from testbed.core.monitor import Level
 from testbed.core.nestquant import controller_for
-from testbed.core.policy import Batcher, NodePolicy
+from testbed.core.policy import Batcher, NodePolicy, QueueBatcher
 from testbed.core.records import STATUS, Records, RowSink, StreamingRecords, expected_requests
-from testbed.core.workload import SyntheticWorkload, Workload
+from testbed.core.workload import SyntheticWorkload, Workload, configs_of
 from testbed.dists import constant_of
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
@@ -81,6 +82,10 @@ class Simulation:
         self.env = simpy.Environment()
         self._timeout = self.env.timeout  # bound once (hot path)
         self.rec: Records = Records(expected_requests(sc)) if sink is None else StreamingRecords(sink)
+        self.hetero = hetero = configs_of(self.workload)  # groups of different models, splits or codecs
+        self._decodes: list[Callable[[], float]] | None = None
+        if hetero is not None:
+            self.rec.group_config = list(hetero.configs.of_group)
         self.levels = _station_levels(sc.warmup, sc.duration)
         self._up_latency = sc.link.latency.sampler(link_stream(sc.seed))
         self._down_latency = sc.link.downlink_latency.sampler(link_stream(sc.seed, 1))
@@ -89,6 +94,10 @@ class Simulation:
         # constants are not sampled (they draw no random numbers, so the other draws are unchanged)
         up, dec, down = constant_of(sc.link.latency), constant_of(decode), constant_of(sc.link.downlink_latency)
         self._fixed_up = (up, dec) if up is not None and dec is not None else None
+        if hetero is not None:  # decode per configuration (configuration 0 on the one-configuration stream)
+            self._decodes = [hetero.config_decode(0, k).sampler(server_stream(sc.seed, 1, *((k,) if k else ())))
+                             for k in range(len(hetero.configs.labels))]
+            self._fixed_up = None
         self._fixed_down = down
         self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
@@ -122,6 +131,17 @@ class Simulation:
         sc, env, rec, lv = self.sc, self.env, self.rec, self.levels
         server_rng = server_stream(sc.seed)
         srv = sc.server
+        hetero = self.hetero
+        if hetero is not None:  # one queue per model and split, each with its own batch times
+            cfg = hetero.configs
+            queue = cfg.queue
+            times = [hetero.queue_batch_time(0, q, server_rng if q == 0 else server_stream(sc.seed, 3, q))
+                     for q in range(cfg.queues)]
+            batcher: Batcher = QueueBatcher(lambda rid: queue[rec.config[rid]], cfg.queues, gpus=srv.gpus,
+                                            max_batch=srv.batching.max_batch, max_delay=srv.batching.max_delay,
+                                            capacity=srv.queue_capacity, timeout=srv.timeout)
+            return Server(env, rec, batcher=batcher, batch_time=times[0], batch_times=times, on_done=self._served,
+                          levels=ServerLevels(**lv["server"]))
         return Server(env, rec, batcher=Batcher(gpus=srv.gpus, max_batch=srv.batching.max_batch,
                                                 max_delay=srv.batching.max_delay,
                                                 capacity=srv.queue_capacity, timeout=srv.timeout),
@@ -161,7 +181,12 @@ class Simulation:
     def _delivered(self, rid: int) -> None:
         rec, now = self.rec, self.env.now
         fixed = self._fixed_up
-        latency, decode = fixed if fixed is not None else (self._up_latency(), self._decode())
+        if fixed is not None:
+            latency, decode = fixed
+        else:
+            decodes = self._decodes
+            latency = self._up_latency()
+            decode = self._decode() if decodes is None else decodes[rec.config[rid]]()
         rec.server_arrival_s[rid] = now + latency
         rec.server[rid] = 0
         delay = latency + decode
