@@ -99,3 +99,23 @@ def test_row_groups_keep_rows_and_summary(tmp_path: Path) -> None:
     assert summary["warmup_mser5_s"] == expect["warmup_mser5_s"]
     assert summary["mean_energy_j"] == pytest.approx(expect["mean_energy_j"], rel=1e-12)
     assert summary["warnings"] == expect["warnings"]
+
+
+def test_streamed_answers_include_agreement_on_the_clean_frame() -> None:
+    """Corrupted frames: the streamed summary gives ``agreement_clean`` as the in-memory one does."""
+    sc = scenario_from_dict(busy())
+    sim = Simulation(sc).run()
+    df = with_stages(sim.records)
+    rng = np.random.default_rng(5)
+    df["correct"] = np.nan
+    df["agree"] = rng.integers(0, 2, len(df)).astype(float)
+    df["agree_clean"] = np.where(rng.random(len(df)) < 0.1, np.nan, rng.integers(0, 2, len(df)))
+    expect = summarize(df, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
+    acc = StreamSummary(sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
+    for start in range(0, len(df), 400):  # consecutive chunks, as the spill hands them over
+        acc.add(df.iloc[start:start + 400])
+    ok_created = np.sort(df.loc[df["status"] == "ok", "created_s"].to_numpy())
+    got = acc.result(lambda i: float(ok_created[i]))
+    assert math.isfinite(expect["agreement_clean"])
+    for key in ("agreement", "agreement_clean"):
+        assert got[key] == pytest.approx(expect[key], rel=1e-12), key

@@ -101,7 +101,7 @@ class StreamSummary:
         self.series.frombytes(np.ascontiguousarray(lat[ok & (created < t1)]).tobytes())
         m = self.means
         for name in (*STAGES, "payload_bytes", *(c for c in ENERGY_COLUMNS if c in chunk),
-                     *(c for c in ("correct", "agree", "agree_top5", "confident") if c in chunk)):
+                     *(c for c in ("correct", "agree", "agree_top5", "agree_clean", "confident") if c in chunk)):
             m.add(name, chunk[name].to_numpy(dtype=float)[okw])
         if "mode" in chunk:
             mode = chunk["mode"].to_numpy()
@@ -194,6 +194,8 @@ class StreamSummary:
             a = {"accuracy": m.get("correct"), "agreement": m.get("agree") if done else math.nan}
             if "agree_top5" in self.columns:
                 a["agreement_top5"] = m.get("agree_top5")
+            if "agree_clean" in self.columns:  # corrupted frames: against the answer on the clean frame
+                a["agreement_clean"] = m.get("agree_clean")
             if "confident" in self.columns:
                 a["confident_share"] = m.get("confident")
                 a["agreement_confident"] = self.confident_agree.get("agree")
