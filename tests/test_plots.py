@@ -293,3 +293,29 @@ def test_compare_shows_each_runs_unfinished_share(runs: tuple[Path, Path], tmp_p
     cdf = pd.read_csv(tmp_path / "c" / "latency_cdf.csv")
     top = cdf.groupby("run")["cdf"].max()
     assert top["fast"] == pytest.approx(1.0) and top["slow"] == pytest.approx(1 - r["unfinished_share_b"])
+
+
+def test_a_run_with_corrupted_frames_gets_agreement_by_corruption(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """The corruption figure's table is the summary's breakdown (``corruption_breakdown``) of the records."""
+    import shutil
+
+    from testbed.core.metrics.corruptions import corruption_breakdown
+    from testbed.run.plots import load_run_dir
+
+    run = tmp_path / "corrupted"
+    shutil.copytree(runs[0], run)
+    rec = pd.read_parquet(run / "requests.parquet")
+    rng = np.random.default_rng(2)
+    rec["corruption"] = rng.choice(["none", "fog", "gaussian_noise"], len(rec))
+    rec["severity"] = np.where(rec["corruption"] == "none", 0, rng.integers(1, 6, len(rec)))
+    rec["agree"] = rng.integers(0, 2, len(rec)).astype(float)
+    rec["agree_clean"] = rng.integers(0, 2, len(rec)).astype(float)
+    rec.to_parquet(run / "requests.parquet")
+    figs = run_figures(run)
+    assert "corruption" in figs
+    table = figs["corruption"][1]
+    loaded = load_run_dir(run)
+    expect = pd.DataFrame(corruption_breakdown(loaded.records, loaded.window))
+    pd.testing.assert_frame_equal(table, expect)
+    labels = [t.get_text() for t in figs["corruption"][0].axes[0].get_yticklabels()]
+    assert {lab.split(" ")[0] for lab in labels} == {"none", "fog", "gaussian_noise"}

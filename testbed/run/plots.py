@@ -45,6 +45,7 @@ __all__ = [
     "RunData",
     "breakdown_figure",
     "compare_figures",
+    "corruption_figure",
     "field_label",
     "format_value",
     "latency_cdf_figure",
@@ -911,6 +912,44 @@ def topology_figure(run: RunData) -> tuple[Figure, Table]:
     return fig, table
 
 
+@_styled
+def corruption_figure(run: RunData) -> tuple[Figure, Table]:
+    """A run whose frames were corrupted: top-1 agreement per corruption (left: against the unsplit model
+    on the same corrupted frame and on the clean frame, all severities) and agreement on the clean frame
+    by severity (right), over the completed requests created in the window."""
+    from testbed.core.metrics.corruptions import corruption_breakdown
+
+    table = pd.DataFrame(corruption_breakdown(run.records, run.window))
+    fig = _figure(_PAGE_IN, 2.8)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    overall = table[table["severity"].isna()].reset_index(drop=True)
+    y = np.arange(len(overall))
+    clean = "agreement_clean" in overall and bool(overall["agreement_clean"].notna().any())
+    h = 0.38 if clean else 0.7
+    left.barh(y - (h / 2 if clean else 0), overall["agreement"], height=h, color=_LINES[0],
+              label="same corrupted frame")
+    if clean:
+        left.barh(y + h / 2, overall["agreement_clean"], height=h, color=_LINES[1], label="clean frame")
+    left.set_yticks(y, [f"{c} ({n})" for c, n in zip(overall["corruption"], overall["requests"])])
+    left.invert_yaxis()
+    left.set_xlim(0, 1)
+    left.set_xlabel("top-1 agreement with the unsplit model")
+    left.legend(loc="lower right", fontsize=6)
+    by_sev = table[table["severity"].notna()]
+    metric = "agreement_clean" if clean else "agreement"
+    for k, (name, rows) in enumerate(by_sev.groupby("corruption", sort=False)):
+        if name == "none":
+            continue
+        right.plot(rows["severity"].astype(int), rows[metric], marker=_MARKERS[k % len(_MARKERS)],
+                   color=_LINES[k % len(_LINES)], label=str(name))
+    right.set_ylim(0, 1.02)
+    right.set_xlabel("severity")
+    right.set_ylabel(f"{'clean-frame ' if clean else ''}agreement")
+    if by_sev["corruption"].nunique() > 1:
+        right.legend(fontsize=6, ncol=1)
+    return fig, table
+
+
 def run_figures(folder: Path | str, slo: Any = None) -> Figures:
     """Figures of one run folder: latency CDF with its tail, the breakdown (mean and near p95), and
     the stations over time."""
@@ -929,6 +968,8 @@ def run_figures(folder: Path | str, slo: Any = None) -> Figures:
     figs["timeline"] = timeline_figure(run)
     if run.scenario.get("cells") or run.scenario.get("servers"):
         figs["topology"] = topology_figure(run)
+    if "corruption" in run.records and (run.records["corruption"].astype(str) != "").any():
+        figs["corruption"] = corruption_figure(run)
     return figs
 
 
