@@ -11,6 +11,7 @@ default raw uint8 pixels) and split ``none`` runs everything on the node (nothin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ __all__ = [
     "cache_dir",
     "dataset_arg",
     "group_datasets",
+    "group_entries",
     "image_codec",
     "merge_tables",
     "pipeline_key",
@@ -136,6 +138,10 @@ class PipelineTable:
     serialized_bytes: int         # bytes entering the first lossless coder
     costs: tuple[StageCost, ...]  # how each codec stage is charged (empty: nothing to charge)
     meta: dict[str, Any]
+    # a table joined from per-group entries (merge_tables): each entry's own table (its elements, bytes,
+    # costs and meta: groups of different models, splits or codecs) and each group's index into them
+    parts: tuple[PipelineTable, ...] = ()
+    part_of_group: tuple[int, ...] = ()
 
     def meta_json(self, key: dict[str, Any]) -> dict[str, Any]:
         """The cache entry's ``meta.json`` (``key``: the description the cache key hashes)."""
@@ -240,11 +246,33 @@ def pipeline_table(sc: Scenario, refresh: bool = False) -> PipelineTable:
     group ``g`` draws its frames from its own dataset's rows (``meta["group_images"][g]``)."""
     if sc.model is None:
         raise ConfigError("model", None, "a model section is needed to run the real pipeline")
-    datasets, of_group = group_datasets(sc)
-    if len(datasets) == 1 and datasets[0] == sc.dataset:
+    entries, of_group = group_entries(sc)
+    if len(entries) == 1 and (entries[0].model, entries[0].codec, entries[0].dataset) == (sc.model, sc.codec,
+                                                                                          sc.dataset):
         return _entry(sc, refresh)
-    tables = [_entry(sc.model_copy(update={"dataset": ds}), refresh) for ds in datasets]
-    return merge_tables(tables, [dataset_arg(sc.model_copy(update={"dataset": ds})) for ds in datasets], of_group)
+    tables = [_entry(entry, refresh) for entry in entries]
+    merged = merge_tables(tables, [dataset_arg(entry) for entry in entries], of_group)
+    return dataclasses.replace(merged, parts=tuple(tables), part_of_group=tuple(of_group))
+
+
+def group_entries(sc: Scenario) -> tuple[list[Scenario], list[int]]:
+    """The distinct pipeline cache entries the fleet groups draw from: each distinct (model, codec,
+    dataset) of a group (its own ``model``, ``codec`` and ``dataset``, else the scenario's) as the
+    scenario with those sections, in first-use order, and each group's index into them."""
+    out: list[Scenario] = []
+    keys: list[str] = []
+    of_group: list[int] = []
+    for g, group in enumerate(sc.fleet):
+        ds = group.dataset if group.dataset is not None else sc.dataset
+        entry = sc.model_copy(update={"model": sc.group_model(g), "codec": sc.group_codec(g), "dataset": ds})
+        assert entry.model is not None
+        key = json.dumps([entry.model.model_dump(mode="json"), json.loads(json.dumps(list(entry.codec))),
+                          dataset_arg(entry)], sort_keys=True)
+        if key not in keys:
+            keys.append(key)
+            out.append(entry)
+        of_group.append(keys.index(key))
+    return out, of_group
 
 
 def group_datasets(sc: Scenario) -> tuple[list[DatasetSpec | None], list[int]]:
@@ -266,7 +294,7 @@ def group_datasets(sc: Scenario) -> tuple[list[DatasetSpec | None], list[int]]:
 
 def merge_tables(tables: Sequence[PipelineTable], datasets: Sequence[dict[str, Any]],
                  of_group: Sequence[int]) -> PipelineTable:
-    """One table of the per-dataset ``tables`` (same model, split and codec), rows in order, images
+    """One table of the per-entry ``tables`` (:func:`group_entries`), rows in order, images
     renumbered consecutively, with a ``dataset`` column (the index into ``datasets``). When any of them
     corrupts its frames, the clean ones get corruption ``"none"``, severity 0 and ``reference_clean``
     equal to ``reference``. ``meta`` is the first table's, plus ``datasets`` (each one's argument, first

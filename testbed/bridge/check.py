@@ -45,6 +45,44 @@ def check_model(resolved: Resolved) -> None:
     _check_dataset(sc)
     costs = _codec_costs(sc)
     _check_profiles(resolved, tuple(spec.points), costs)
+    for g, group in enumerate(sc.fleet):
+        if group.model is not None or group.codec is not None:
+            _check_group(resolved, g)
+
+
+def _check_group(resolved: Resolved, g: int) -> None:
+    """A group of its own model or codec (a heterogeneous fleet): what :func:`check_model` checks, on the
+    group's model and codec, its node profile and every server's; errors name ``fleet.G.model...``,
+    ``fleet.G.codec...`` or ``fleet.G.device``."""
+    from testbed.split.models import get_spec
+
+    sc = resolved.scenario
+    group = sc.fleet[g]
+    model = sc.group_model(g)
+    assert model is not None
+    scg = sc.model_copy(update={"model": model, "codec": sc.group_codec(g)})
+    try:
+        spec = get_spec(model.name, "model.name")
+        spec.check_point(model.split, "model.split")
+        _check_weights(scg)
+        _check_head(scg)
+        costs = _codec_costs(scg)
+    except ConfigError as exc:
+        raise ConfigError(f"fleet.{g}.{exc.path}", exc.value, exc.allowed) from None
+    profile, where = resolved.node_profiles[g], f"fleet.{g}.device"
+    if group.head is None:
+        _figure(where, profile, head_figure, profile, model.name, model.split, tuple(spec.points))
+    if group.encode is None:
+        _figure(where, profile, codec_time, profile, costs, 1, 1.0, "encode")
+    if model.split == "none":
+        return
+    servers = resolved.server_profiles or (resolved.server_profile,)
+    for s, (srv, server) in enumerate(zip(sc.server_specs, servers)):
+        field = f"servers.{s}.device" if sc.servers else "server.device"
+        if srv.service is None:
+            _figure(field, server, tail_table, server, model.name, model.split)
+        if srv.decode == Deterministic(0.0):
+            _figure(field, server, codec_time, server, costs, 1, 1.0, "decode")
 
 
 def _check_weights(sc: Scenario) -> None:
@@ -149,6 +187,8 @@ def _check_profiles(resolved: Resolved, points: Sequence[str], costs: tuple[Stag
     m = sc.model
     for g, (group, profile) in enumerate(zip(sc.fleet, resolved.node_profiles)):
         where = f"fleet.{g}.device"
+        if group.model is not None or group.codec is not None:
+            continue  # checked with its own model and codec (_check_group)
         if group.head is None:
             _figure(where, profile, head_figure, profile, m.name, m.split, points)
         if group.encode is None:

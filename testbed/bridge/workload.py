@@ -3,6 +3,7 @@ decode and tail times are charged from the node and server device profiles of a 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,14 +11,15 @@ import numpy as np
 
 from testbed.bridge.cache import PipelineTable, pipeline_table
 from testbed.config.resolve import Resolved, as_resolved
-from testbed.config.schema import Scenario
+from testbed.config.schema import ModelSpec, Scenario
 from testbed.core.calc import batch_time_fn
 from testbed.core.charges import codec_time, head_figure, spread_dist, tail_table
-from testbed.core.workload import SyntheticWorkload, Workload
+from testbed.core.workload import Configs, SyntheticWorkload, Workload
 from testbed.dists import Deterministic, Dist
 from testbed.errors import ConfigError
 
-__all__ = ["PipelineWorkload", "group_images", "head_mac_scale", "make_workload", "workload_for"]
+__all__ = ["PipelineWorkload", "config_label", "group_configs", "group_images", "head_mac_scale", "make_workload",
+           "workload_for"]
 
 
 def _split_points(model: str) -> tuple[str, ...]:
@@ -28,29 +30,43 @@ def _split_points(model: str) -> tuple[str, ...]:
 
 
 class PipelineWorkload:
-    """Frames draw a dataset image; charges come from the node and server profiles."""
+    """Frames draw a dataset image; charges come from the node and server profiles.
+
+    In a heterogeneous fleet (groups of their own ``model`` or ``codec``) each group's frames, head and
+    encode charges come from its own pipeline entry (``table.parts``), and ``configs`` says which
+    configuration (model, split, codec) each group runs and which server queue (model and split) serves
+    it: decode and batch times per configuration and queue (:meth:`config_decode`,
+    :meth:`queue_batch_time`)."""
 
     def __init__(self, resolved: Resolved, table: PipelineTable) -> None:
         scenario = resolved.scenario
         assert scenario.model is not None
         self.sc, self.table = scenario, table
         self.payloads = table.images["payload_bytes"].to_numpy(dtype=float)
-        self.offload = scenario.model.split != "none"
         self.node_profiles = list(resolved.node_profiles)
         self.server_profile = resolved.server_profile
         self.server_profiles = resolved.server_profiles or (resolved.server_profile,)  # topology servers
         self._images = group_images(table, len(scenario.fleet))
+        self.configs, self._models = group_configs(scenario)
+        self._config_models = [self._models[self.configs.of_group.index(k)] for k in range(len(self.configs.labels))]
+        splits = {m.split for m in self._models}
+        if "none" in splits and len(splits) > 1:
+            g = next(i for i, m in enumerate(self._models) if m.split == "none")
+            raise ConfigError(f"fleet.{g}.model.split", "none", "a split that sends a payload: in a fleet of "
+                              "several splits every group offloads (or none does)")
+        self.offload = "none" not in splits
+        self._parts = ([table.parts[k] for k in table.part_of_group] if table.parts
+                       else [table] * len(scenario.fleet))  # each group's own entry
         self._heads = [self._head_dist(i) for i in range(len(scenario.fleet))]
         self._encodes = [self._encode_dist(i) for i in range(len(scenario.fleet))]
 
     def _head_dist(self, group: int) -> Dist:
-        g, m = self.sc.fleet[group], self.sc.model
-        assert m is not None
+        g, m = self.sc.fleet[group], self._models[group]
         if g.head is not None:
             return g.head
         fig = head_figure(self.node_profiles[group], m.name, m.split, _split_points(m.name))
         if m.head is not None:  # a trained replacement head: the profile's head time scaled by MACs
-            scale = head_mac_scale(self.table.meta)
+            scale = head_mac_scale(self._parts[group].meta)
             return (spread_dist(fig.median * scale, fig.iqr * scale) if m.spread
                     else Deterministic(fig.median * scale))
         return spread_dist(fig.median, fig.iqr) if m.spread else Deterministic(fig.median)
@@ -59,7 +75,7 @@ class PipelineWorkload:
         g = self.sc.fleet[group]
         if g.encode is not None:
             return g.encode
-        t = self.table
+        t = self._parts[group]
         return Deterministic(codec_time(self.node_profiles[group], t.costs, t.elements, t.serialized_bytes,
                                         "encode"))
 
@@ -82,35 +98,96 @@ class PipelineWorkload:
     def decode(self) -> Dist:
         if self.sc.server.decode != Deterministic(0.0):
             return self.sc.server.decode
-        t = self.table
+        t = self._parts[0]
         return Deterministic(codec_time(self.server_profile, t.costs, t.elements, t.serialized_bytes, "decode"))
 
     def batch_time(self, rng: np.random.Generator) -> Callable[[int], float]:
         svc = self.sc.server.service
         if svc is not None:
             return batch_time_fn(svc.table, svc.per_batch, svc.per_item, svc.dist, rng)
-        m = self.sc.model
-        assert m is not None
+        m = self._config_models[0]
         if not self.offload:
             return lambda b: 0.0
         return batch_time_fn(table=tail_table(self.server_profile, m.name, m.split))
 
     def server_decode(self, server: int) -> Dist:
         """:meth:`decode` on topology server ``server`` (its spec's decode, else its device profile's)."""
-        spec, profile, t = self.sc.server_specs[server], self.server_profiles[server], self.table
+        spec, profile, t = self.sc.server_specs[server], self.server_profiles[server], self._parts[0]
         if spec.decode != Deterministic(0.0):
             return spec.decode
         return Deterministic(codec_time(profile, t.costs, t.elements, t.serialized_bytes, "decode"))
 
     def server_batch_time(self, server: int, rng: np.random.Generator) -> Callable[[int], float]:
         """:meth:`batch_time` on topology server ``server`` (its spec's service, else its device's tail)."""
-        svc, m = self.sc.server_specs[server].service, self.sc.model
+        svc, m = self.sc.server_specs[server].service, self._config_models[0]
         if svc is not None:
             return batch_time_fn(svc.table, svc.per_batch, svc.per_item, svc.dist, rng)
-        assert m is not None
         if not self.offload:
             return lambda b: 0.0
         return batch_time_fn(table=tail_table(self.server_profiles[server], m.name, m.split))
+
+    def config_decode(self, server: int, config: int) -> Dist:
+        """Decode time of configuration ``config``'s payloads on server ``server`` (its spec's decode,
+        else its device profile's figure for that configuration's codec)."""
+        spec, profile = self.sc.server_specs[server], self.server_profiles[server]
+        if spec.decode != Deterministic(0.0):
+            return spec.decode
+        t = self._parts[self.configs.of_group.index(config)]
+        return Deterministic(codec_time(profile, t.costs, t.elements, t.serialized_bytes, "decode"))
+
+    def queue_batch_time(self, server: int, queue: int, rng: np.random.Generator) -> Callable[[int], float]:
+        """Batch time of queue ``queue`` (one model and split) on server ``server``: its spec's service
+        when given (the same for every queue), else its device profile's tail table for that model and
+        split."""
+        svc = self.sc.server_specs[server].service
+        if svc is not None:
+            return batch_time_fn(svc.table, svc.per_batch, svc.per_item, svc.dist, rng)
+        m = self._config_models[self.configs.queue.index(queue)]
+        return batch_time_fn(table=tail_table(self.server_profiles[server], m.name, m.split))
+
+
+def config_label(model: ModelSpec, codec: tuple[Mapping[str, Any], ...]) -> str:
+    """A configuration's name: ``model@split`` (with the head's file name and non-default weights) and
+    its codec stages, e.g. ``efficientnet_lite0@stage4 quantize(bits=8)+zstd``."""
+    from pathlib import PurePath
+
+    name = f"{model.name}@{model.split}"
+    if model.weights != "pretrained":
+        name += f"[{PurePath(model.weights).name}]"
+    if model.head is not None:
+        name += f"+head[{PurePath(model.head).name}]"
+    stages = []
+    for stage in codec:
+        for kind, params in stage.items():
+            args = ",".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, Mapping) else ""
+            stages.append(f"{kind}({args})" if args else str(kind))
+    return f"{name} {'+'.join(stages)}" if stages else name
+
+
+def group_configs(sc: Scenario) -> tuple[Configs, list[ModelSpec]]:
+    """Each distinct (model, split, codec) the fleet groups run, in first-use order (labels), each
+    group's index into them, each one's server queue (one per distinct model, weights and split: the
+    tail the server runs), and each group's model."""
+    labels: list[str] = []
+    keys: list[str] = []
+    queue_keys: list[str] = []
+    of_group: list[int] = []
+    queue: list[int] = []
+    models: list[ModelSpec] = []
+    for g in range(len(sc.fleet)):
+        model, codec = sc.group_model(g), sc.group_codec(g)
+        assert model is not None
+        models.append(model)
+        key = json.dumps([model.model_dump(mode="json"), json.loads(json.dumps(list(codec)))], sort_keys=True)
+        if key not in keys:
+            keys.append(key)
+            labels.append(config_label(model, codec))
+            qkey = json.dumps([model.name, model.weights, model.seed, model.split])
+            if qkey not in queue_keys:
+                queue_keys.append(qkey)
+            queue.append(queue_keys.index(qkey))
+        of_group.append(keys.index(key))
+    return Configs(tuple(labels), tuple(of_group), tuple(queue)), models
 
 
 def group_images(table: PipelineTable, groups: int) -> list[tuple[int, int]]:

@@ -153,28 +153,28 @@ def _walk(model: M, field: str, leaf: Callable[[Any, str], Any]) -> M:
     return model.model_copy(update=update) if update else model
 
 
-def _codec(codec: tuple[Mapping[str, Any], ...], r: _Resolver) -> tuple[Mapping[str, Any], ...]:
+def _codec(codec: tuple[Mapping[str, Any], ...], r: _Resolver, field: str = "codec") -> tuple[Mapping[str, Any], ...]:
     """Codec stages with every ``checkpoint`` parameter an absolute path to an existing file."""
     out = []
     for i, stage in enumerate(codec):
         new = {}
         for name, params in stage.items():
             if isinstance(params, Mapping) and isinstance(params.get("checkpoint"), str):
-                path = r.reader.existing(params["checkpoint"], f"codec.{i}.{name}.checkpoint", "checkpoint file")
+                path = r.reader.existing(params["checkpoint"], f"{field}.{i}.{name}.checkpoint", "checkpoint file")
                 params = FrozenDict({**params, "checkpoint": str(path)})
             new[name] = params
         out.append(FrozenDict(new))
     return tuple(out)
 
 
-def _model(model: ModelSpec | None, r: _Resolver) -> ModelSpec | None:
+def _model(model: ModelSpec | None, r: _Resolver, field: str = "model") -> ModelSpec | None:
     if model is None:
         return model
     if model.head is not None:
-        model = model.model_copy(update={"head": str(r.reader.existing(model.head, "model.head", "head checkpoint"))})
+        model = model.model_copy(update={"head": str(r.reader.existing(model.head, f"{field}.head", "head checkpoint"))})
     if not is_weights_file(model.weights):
         return model
-    path = r.reader.existing(model.weights, "model.weights", "weights file")
+    path = r.reader.existing(model.weights, f"{field}.weights", "weights file")
     return model.model_copy(update={"weights": str(path)})
 
 
@@ -197,6 +197,10 @@ def _group(group: FleetGroup, g: int, r: _Resolver) -> tuple[FleetGroup, Profile
         update["nestquant"] = group.nestquant.model_copy(update={"modes": str(path)})
     if group.dataset is not None:
         update["dataset"] = _dataset(group.dataset, r, f"{field}.dataset")
+    if group.model is not None:
+        update["model"] = _model(group.model, r, f"{field}.model")
+    if group.codec is not None:
+        update["codec"] = _codec(group.codec, r, f"{field}.codec")
     return group.model_copy(update=update), profile, modes
 
 

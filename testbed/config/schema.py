@@ -213,7 +213,9 @@ class DatasetSpec(_Frozen):
 
 
 class FleetGroup(_Frozen):
-    """A group of identical nodes."""
+    """A group of identical nodes. ``model`` and ``codec`` (a heterogeneous fleet: e.g. two camera
+    generations) are the group's own split model and codec chain; the group's ``model`` keys are merged
+    over the scenario's (``model: {split: input}`` changes only the split); None: the scenario's."""
 
     name: str = ""
     count: Annotated[int, Field(strict=True, ge=1)]  # memory: checked by testbed.run.prepare
@@ -229,6 +231,8 @@ class FleetGroup(_Frozen):
     placement: PlacementSpec | None = None  # topology: the nodes' positions (cell and rate from radio)
     rate_trace: RateTrace | None = None  # each node's uplink rate over time (shared_fifo; see RateTrace)
     dataset: DatasetSpec | None = None  # the group's own frames (e.g. a corruption); None: the scenario's
+    model: ModelSpec | None = None  # the group's own model and split (merged over the scenario's); None: its
+    codec: tuple[FrozenParams, ...] | None = None  # the group's own codec chain ([]: none); None: the scenario's
 
 
 class PacketTrace(_Frozen):
@@ -668,9 +672,28 @@ class Scenario(_Frozen):
             out[one] = _first_as(items, spec, placeholder) if usable else placeholder
         return out
 
+    @model_validator(mode="before")
+    @classmethod
+    def _group_models(cls, data: Any) -> Any:
+        """A group's ``model`` keys are merged over the scenario's (``{split: input}``: another split)."""
+        if not isinstance(data, Mapping):
+            return data
+        base, fleet = data.get("model"), data.get("fleet")
+        if not isinstance(base, Mapping) or not isinstance(fleet, Sequence) or isinstance(fleet, str):
+            return data
+        groups = [{**g, "model": {**base, **g["model"]}} if isinstance(g, Mapping) and isinstance(g.get("model"), Mapping)
+                  else g for g in fleet]
+        return {**data, "fleet": groups}
+
     @model_validator(mode="after")
     def _check(self) -> Scenario:
         self._check_topology()
+        if self.model is None:
+            for g, group in enumerate(self.fleet):
+                for key in ("model", "codec"):
+                    if getattr(group, key) is not None:
+                        raise ConfigError(f"fleet.{g}.{key}", f"a group {key}", "a scenario with a model section "
+                                          "(the default every group's model and codec are taken from)")
         if self.warmup >= self.duration:
             raise ValueError(f"warmup ({self.warmup} s) must be shorter than duration ({self.duration} s)")
         for g, group in enumerate(self.fleet):
@@ -745,6 +768,16 @@ class Scenario(_Frozen):
     def cell_specs(self) -> tuple[LinkSpec, ...]:
         """Every cell's link (``link`` alone when the scenario has no ``cells``)."""
         return self.cells or (self.link,)
+
+    def group_model(self, g: int) -> ModelSpec | None:
+        """Group ``g``'s model: its own (``fleet[g].model``) else the scenario's."""
+        model = self.fleet[g].model
+        return model if model is not None else self.model
+
+    def group_codec(self, g: int) -> tuple[FrozenParams, ...]:
+        """Group ``g``'s codec chain: its own (``fleet[g].codec``) else the scenario's."""
+        codec = self.fleet[g].codec
+        return codec if codec is not None else self.codec
 
     @property
     def server_specs(self) -> tuple[ServerSpec, ...]:

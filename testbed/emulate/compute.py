@@ -58,6 +58,10 @@ def check_emulable(res: Resolved) -> None:
         if group.dataset is not None:
             raise ConfigError(f"fleet.{g}.dataset", "a group dataset", "the scenario's dataset only: the emulator's "
                               "nodes share one dataset (testbed run simulates per-group datasets)")
+        for key in ("model", "codec"):
+            if getattr(group, key) is not None:
+                raise ConfigError(f"fleet.{g}.{key}", f"a group {key}", f"the scenario's {key} only: the emulator "
+                                  "runs one configuration (testbed run simulates heterogeneous fleets)")
     if any("image" in stage for stage in sc.codec):
         raise ConfigError("codec", list(sc.codec), "a tensor codec chain (image baselines are not emulated)")
 

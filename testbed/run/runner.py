@@ -19,9 +19,10 @@ from testbed.config.schema import Scenario
 from testbed.core.energy import NodePower, add_energy
 from testbed.core.metrics import in_window, summarize, with_stages
 from testbed.core.metrics.corruptions import CORRUPTION_COLUMNS, corruption_breakdown
+from testbed.core.metrics.groups import GROUP_COLUMNS, group_breakdown
 from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 from testbed.core.monitor import station_table
-from testbed.core.workload import SyntheticWorkload, Workload
+from testbed.core.workload import SyntheticWorkload, Workload, configs_of
 from testbed.io import json_text, write_output_set
 from testbed.sim.world import SimResult, Simulation, simulate
 
@@ -123,6 +124,7 @@ def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None
     summary.update(_per_unit(records, sim, sc))
     if table is not None and "corruption" in table.images.columns:
         summary["by_corruption"] = corruption_breakdown(records, sim.window)
+    summary.update(_by_group(records, sim, sc, workload))
     summary = _headed(summary, res)
     return RunResult(sc, sim, summary, station_table(sim.levels, station_servers(sc)), pipeline_s)
 
@@ -167,6 +169,9 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
     if table is not None and "corruption" in table.images.columns:  # read back only the columns it needs
         cols = [c for c in CORRUPTION_COLUMNS if c in pq.read_schema(path).names]
         summary["by_corruption"] = corruption_breakdown(pd.read_parquet(path, columns=cols), sim.window)
+    if configs_of(workload) is not None:  # heterogeneous fleet: read back only the columns it needs
+        cols = [c for c in GROUP_COLUMNS if c in pq.read_schema(path).names]
+        summary.update(_by_group(pd.read_parquet(path, columns=cols), sim, sc, workload))
     result.summary = _headed(summary, res)
     return result
 
@@ -179,6 +184,17 @@ def _per_unit(records: pd.DataFrame, sim: SimResult, sc: Scenario) -> dict[str, 
 
     units: Any = sim.meta
     return topology_summary(records, sim.window, sc.cell_names, sc.server_names, units)
+
+
+def _by_group(records: pd.DataFrame, sim: SimResult, sc: Scenario, workload: Workload | None) -> dict[str, Any]:
+    """``configs`` (each configuration's label) and ``by_group`` (per-group figures) of a heterogeneous
+    fleet's run (groups of their own model, split or codec); none otherwise."""
+    hetero = configs_of(workload) if workload is not None else None
+    if hetero is None:
+        return {}
+    labels = hetero.configs.labels
+    names = tuple(g.name or f"group{i}" for i, g in enumerate(sc.fleet))
+    return {"configs": list(labels), "by_group": group_breakdown(records, sim.window, names, labels)}
 
 
 def _headed(summary: dict[str, Any], res: Resolved) -> dict[str, Any]:
