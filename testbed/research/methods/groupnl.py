@@ -147,10 +147,15 @@ def trainable_bytes(head: nn.Module) -> int:
 
 def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """Build the GroupNL head at ``o.split``, distil it and save the checkpoint to ``o.out``."""
-    if p["epochs"] < 0 or p["batch_size"] < 1 or p["temperature"] <= 0:
-        raise ConfigError("epochs", p["epochs"], "epochs >= 0, batch size >= 1, temperature > 0")
-    if p["calibration"] < 0 or p["kl_weight"] < 0 or p["feature_weight"] < 0:
-        raise ConfigError("calibration", p["calibration"], "calibration frames, kl_weight, feature_weight >= 0")
+    checks = (("--epochs", p["epochs"] >= 0, "a number of epochs >= 0"),
+              ("--batch-size", p["batch_size"] >= 1, "a batch size >= 1"),
+              ("--temperature", p["temperature"] > 0, "a distillation temperature > 0"),
+              ("--calibration", p["calibration"] >= 0, "a number of calibration frames >= 0"),
+              ("--kl-weight", p["kl_weight"] >= 0, "a loss weight >= 0"),
+              ("--feature-weight", p["feature_weight"] >= 0, "a loss weight >= 0"))
+    for option, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(option, p[option[2:].replace("-", "_")], allowed)
     cfg = GroupNLConfig(ratio=p["ratio"], groups=p["groups"], sparse=p["sparse"], seed=o.seed,
                         keep_last=p["keep_last"], keep_first=p["keep_first"], keep=p["keep"])
     cfg.validate()
