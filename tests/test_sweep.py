@@ -295,3 +295,14 @@ def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "interrupted: 2 of 8 runs finished; rerun the same command to resume"
     assert len(calls) == 3
+
+
+def test_the_console_table_keeps_a_cell_whose_swept_value_is_null():
+    from testbed.cli.commands.sweep import sweep_table
+
+    table = pd.DataFrame({"cell": [0, 0, 1, 1], "replication": [0, 1, 0, 1],
+                          "sweep.model.head": [None, None, "g.pt", "g.pt"],
+                          "latency_p95_s": [0.1, 0.3, 0.2, 0.4]})
+    lines = sweep_table(table).splitlines()
+    assert len(lines) == 4  # the units line, the header and both cells
+    assert lines[2].split() == ["-", "0.2"] and lines[3].split() == ["g.pt", "0.3"]  # null shown as "-"

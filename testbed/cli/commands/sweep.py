@@ -69,7 +69,7 @@ def sweep_table(table: Any) -> str:
     shown = [m for m in _SHOWN if m in table.columns]
     if not cols or not shown:
         return ""
-    means = table.groupby(cols, sort=False)[shown].mean().reset_index()
+    means = table.groupby(cols, sort=False, dropna=False)[shown].mean().reset_index()  # a null value is a cell too
     means.columns = [c.removeprefix("sweep.") for c in means.columns]
     body = means.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
     return ("mean over replications; latencies in seconds (_all_s: unfinished requests counted as infinitely late), "
