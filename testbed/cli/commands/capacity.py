@@ -42,7 +42,8 @@ def _capacity(args: argparse.Namespace) -> int:
             progress.write(f"  {line}", file=sys.stdout)
 
     try:
-        results = capacity_search(raw, slo, args.field, args.start, args.limit, base, on_probe=on_probe)
+        results = capacity_search(raw, slo, args.field, args.start, args.limit, base, on_probe=on_probe,
+                                  groups=tuple(args.group or ()))
     finally:
         progress.close()
     rows = []
@@ -51,9 +52,11 @@ def _capacity(args: argparse.Namespace) -> int:
                      "first_failing": r.first_failing, f"{slo.metric}_at_failing_ms": r.value_at_failing * 1e3,
                      "saturating_station": r.saturating_station,
                      **{f"util_{k.replace(' ', '_')}_at_failing": v for k, v in r.utilisation.items()},
-                     "probes": r.probes})
+                     "probes": r.probes,
+                     **({"binding_group": r.binding_group} if args.group else {})})
     table = pd.DataFrame(rows)
-    print(f"objective: {slo}  (searching {args.field}; dropped or unfinished requests count as late)")
+    per = f" for each of {', '.join(args.group)}" if args.group else ""
+    print(f"objective: {slo}{per}  (searching {args.field}; dropped or unfinished requests count as late)")
     print(f"capacity and first_failing in {args.field} units; *_ms latencies in milliseconds; util_* busy "
           "fractions (0..1) at the first failing size")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
@@ -77,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="scenario YAML file")
     p.add_argument("--slo", required=True, help="objective, e.g. 'p95 < 200 ms' (p50|p90|p95|p99|max|mean, < or <=)")
     p.add_argument("--field", default="fleet.0.count", help="the fleet-size field to search")
+    p.add_argument("--group", action="append", metavar="NAME",
+                   help="the objective holds for this fleet group's own requests (repeatable; all: every group)")
     p.add_argument("--start", type=int, default=8, help="first fleet size probed (then doubled)")
     p.add_argument("--limit", type=int, default=100_000, help="largest fleet size tried")
     p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
