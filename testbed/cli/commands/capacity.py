@@ -55,7 +55,8 @@ def _capacity(args: argparse.Namespace) -> int:
                      "probes": r.probes,
                      **({"binding_group": r.binding_group} if args.group else {})})
     table = pd.DataFrame(rows)
-    per = f" for each of {', '.join(args.group)}" if args.group else ""
+    per = ("" if not args.group else " for every fleet group" if "all" in args.group
+           else f" for each of {', '.join(args.group)}")
     print(f"objective: {slo}{per}  (searching {args.field}; dropped or unfinished requests count as late)")
     print(f"capacity and first_failing in {args.field} units; *_ms latencies in milliseconds; util_* busy "
           "fractions (0..1) at the first failing size")
