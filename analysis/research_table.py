@@ -643,8 +643,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.aggregate_only:
         table, meta = aggregate(out, seeds)
         meta["missing_jobs"] = [f"{g}-s{s}" for g, s in todo]
-        cmd = "python analysis/research_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        write(table, meta, Path(a.docs), cmd.strip(), grid, seeds)
+        args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--aggregate-only"]
+        cmd = ("python analysis/research_table.py " + " ".join(args)).strip() + "` (jobs kept in --out; tables "
+        cmd += "written from them with `--aggregate-only"
+        write(table, meta, Path(a.docs), cmd, grid, seeds)
         print(f"wrote {a.docs}/research-{MODEL}.md from {len(groups) * len(seeds) - len(todo)} jobs; missing: "
               f"{', '.join(meta['missing_jobs']) or 'none'}", flush=True)
         return 0
