@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         table, meta = aggregate(out, seeds)
         meta["missing_jobs"] = [f"{g}-s{s}" for g, s in todo]
         args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--aggregate-only"]
-        cmd = ("python analysis/research_table.py " + " ".join(args)).strip() + "` (jobs kept in --out; tables "
+        cmd = ("python analysis/research_table.py " + " ".join(args)).strip() + "`; jobs kept in --out, tables "
         cmd += "written from them with `--aggregate-only"
         write(table, meta, Path(a.docs), cmd, grid, seeds)
         print(f"wrote {a.docs}/research-{MODEL}.md from {len(groups) * len(seeds) - len(todo)} jobs; missing: "
