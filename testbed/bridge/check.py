@@ -45,6 +45,12 @@ def check_model(resolved: Resolved) -> None:
     _check_dataset(sc)
     costs = _codec_costs(sc)
     _check_profiles(resolved, tuple(spec.points), costs)
+    splits = [m.split for m in (sc.group_model(g) for g in range(len(sc.fleet))) if m is not None]
+    if "none" in splits and len(set(splits)) > 1:
+        g = splits.index("none") if sc.fleet[splits.index("none")].model is not None else next(
+            i for i, grp in enumerate(sc.fleet) if grp.model is not None)
+        raise ConfigError(f"fleet.{g}.model.split", splits[g], "one kind of fleet: every group sends a payload "
+                          "(a split other than none) or none does (split none answers on the node)")
     for g, group in enumerate(sc.fleet):
         if group.model is not None or group.codec is not None:
             _check_group(resolved, g)

@@ -140,6 +140,7 @@ def test_a_heterogeneous_run_serves_each_group_with_its_configuration(built: lis
     ({"model": {"name": "no_such_net"}}, "fleet.1.model.name"),
     ({"codec": [{"image": {"format": "jpeg"}}]}, "fleet.1.codec.0.image"),
     ({"codec": [{"no_such_stage": {}}]}, "fleet.1.codec"),
+    ({"model": {"split": "none"}, "codec": []}, "fleet.1.model.split"),  # offloading and local groups mixed
 ])
 def test_a_groups_bad_model_or_codec_is_one_line_naming_its_field(group: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as err:
