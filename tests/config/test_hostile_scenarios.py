@@ -274,3 +274,36 @@ def test_topology_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str], c
 
 def test_a_topology_is_valid_before_the_probes_break_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", _write(tmp_path, _topology())]) == 0, capsys.readouterr().err
+
+
+# -- heterogeneous fleets (a group's own model and codec) -------------------------------------------
+
+def _with_model() -> dict[str, Any]:
+    raw = base_scenario()
+    for g in raw["fleet"]:
+        for k in ("head", "encode", "payload"):
+            g.pop(k, None)
+    raw["server"].pop("service", None)
+    raw.update(model={"name": "efficientnet_lite0", "weights": "pretrained", "split": "stage4"},
+               codec=[{"quantize": {"bits": 8}}], dataset={"kind": "photos", "limit": 4})
+    return raw
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"fleet.0.model": {"bogus": 1}}, "fleet.0.model"),
+    ({"fleet.0.model": "lite0"}, "fleet.0.model"),
+    ({"fleet.0.model": {"split": "stage99"}}, "stage99"),
+    ({"fleet.0.codec": "jpeg"}, "fleet.0.codec"),
+    ({"fleet.0.codec": [{"jpegg": {}}]}, "jpegg"),
+])
+def test_group_model_and_codec_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any],
+                                        needle: str) -> None:
+    from testbed.config.load import apply_overrides
+
+    _one_error(capsys, ["validate", _write(tmp_path, apply_overrides(_with_model(), change))], needle)
+
+
+def test_a_group_model_needs_a_scenario_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = base_scenario()
+    raw["fleet"][0]["model"] = {"split": "input"}
+    _one_error(capsys, ["validate", _write(tmp_path, raw)], "fleet.0.model")
