@@ -68,6 +68,7 @@ CASES = [
     ("sweep", ["{d}/good.yaml", "--out", "{d}/s1", "--workers", "0"], ["--workers", "0"]),
     ("capacity", ["{d}/good.yaml", "--slo", "p95 < 1 s", "--out", "{d}/taken.json"], ["--out", "taken.json", "--force"]),
     ("capacity", ["{d}/good.yaml", "--slo", "p95 < 1 s", "--out", "{d}/afile/x.json"], ["--out", "afile"]),
+    ("capacity", ["{d}/good.yaml", "--slo", "p95 < 1 s", "--group", "nowhere"], ["--group", "nowhere"]),
     ("capacity", ["{d}/good.yaml", "--slo", "p95 < 1 s", "--start", "0"], ["--start", "0"]),
     ("capacity", ["{d}/good.yaml", "--slo", "p95 < 1 s", "--limit", "10000000000"], ["--limit", "10000000000"]),
     ("capacity", ["{d}/good.yaml", "--slo", "p95 < nan ms"], ["--slo", "nan"]),
