@@ -10,7 +10,7 @@ the spread (sample standard deviation) over the seeds; a seed fixes the train/te
 frames, the initialisation and the data order, and every number (CPU, 1 thread, deterministic
 kernels, instruction set pinned: :mod:`testbed.research.repro`).
 
-    python analysis/research_table.py --seeds 0,1,2 --jobs 2          # ~35 min on 2 cores
+    python analysis/research_table.py --seeds 0,1,2 --jobs 2   # ~90 min on 2 shared cores
 
 Jobs (seed x group) run in separate processes and are kept in ``--out`` (a rerun resumes);
 ``--groups`` picks some. The grid (splits, bits, epochs) is scoped to fit a 2-core machine; see the
