@@ -218,7 +218,8 @@ class AdaptivePolicySpec(_Frozen):
     ``signal`` (``queue``: frames waiting on the node; ``uplink_backlog``: bytes the node handed to the
     uplink that are not yet delivered; ``rtt``: an EWMA, weight ``alpha``, of its answered frames' round
     trips in seconds) it steps to the next smaller configuration when the signal is at least ``up`` and
-    back to the next larger when it is at most ``down``, at most one step per ``hold_s`` seconds."""
+    back to the next larger when it is at most ``down`` and ``hold_s`` seconds have passed since its last
+    step (it backs off at once, one step per frame)."""
 
     signal: Literal["queue", "uplink_backlog", "rtt"] = "uplink_backlog"
     up: Annotated[float, Field(gt=0)]

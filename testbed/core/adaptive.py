@@ -4,7 +4,9 @@ A node of an adaptive group (``fleet[].adaptive``) holds several configurations 
 ordered from the most accurate (largest payload) to the smallest. For each frame it starts, the
 :class:`SplitController` reads one signal the node can observe and steps one configuration smaller
 when the signal is at least ``up``, one larger when it is at most ``down``, and otherwise keeps its
-configuration (the band between is the hysteresis); after a step it holds for ``hold_s`` seconds.
+configuration (the band between is the hysteresis). It backs off at once (one step per frame) but steps
+back to a larger configuration only ``hold_s`` seconds after its last step (so a short lull does not
+send it straight back into the congestion it just left).
 Like NestQuant's mode controller (:mod:`testbed.core.nestquant`) it decides from the node's own view:
 
 - ``queue``: frames waiting for the node's CPU;
@@ -83,12 +85,10 @@ class SplitController:
     def choose(self, now: float, queue_length: int) -> int:
         """The configuration of the frame the node starts at ``now``."""
         p = self.policy
-        if now - self.since < p.hold_s:
-            return self.level
         value = self.signal(queue_length)
         if value >= p.up and self.level < self.count - 1:
             self.level += 1
-        elif value <= p.down and self.level > 0:
+        elif value <= p.down and self.level > 0 and now - self.since >= p.hold_s:
             self.level -= 1
         else:
             return self.level

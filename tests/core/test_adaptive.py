@@ -23,12 +23,14 @@ def test_the_band_between_down_and_up_keeps_the_configuration() -> None:
     assert c.choose(4.0, 1) == 0
 
 
-def test_hold_time_blocks_a_second_step_until_it_passed() -> None:
+def test_it_backs_off_at_once_and_steps_back_up_only_after_the_hold_time() -> None:
     c = SplitController(SplitPolicy("queue", up=2, down=0, hold_s=1.0), 3)
     assert c.choose(0.0, 5) == 1
-    assert c.choose(0.5, 5) == 1 and c.choose(0.999, 0) == 1
-    assert c.choose(1.0, 5) == 2
-    assert c.choose(1.5, 0) == 2 and c.choose(2.0, 0) == 1
+    assert c.choose(0.1, 5) == 2  # backing off is not held
+    assert c.choose(0.5, 0) == 2 and c.choose(1.099, 0) == 2  # stepping back up is
+    assert c.choose(1.1, 0) == 1
+    assert c.choose(1.5, 0) == 1 and c.choose(2.1, 0) == 0
+    assert c.switches == 4
 
 
 def test_uplink_backlog_is_bytes_sent_minus_delivered() -> None:
