@@ -167,3 +167,10 @@ def test_adaptive_needs_a_model_and_no_group_model_or_nestquant() -> None:
     raw["fleet"][0]["model"] = {"split": "stage4"}
     with pytest.raises(ConfigError, match=r"fleet\.0\.model"):
         scenario_from_dict(raw)
+
+
+def test_the_emulator_refuses_an_adaptive_group_naming_it() -> None:
+    from testbed.emulate.compute import check_emulable
+
+    with pytest.raises(ConfigError, match=r"fleet\.0\.adaptive"):
+        check_emulable(as_resolved(_scenario()))
