@@ -174,3 +174,11 @@ def test_the_emulator_refuses_an_adaptive_group_naming_it() -> None:
 
     with pytest.raises(ConfigError, match=r"fleet\.0\.adaptive"):
         check_emulable(as_resolved(_scenario()))
+
+
+def test_the_optimiser_refuses_an_adaptive_group_naming_it() -> None:
+    from testbed.run.optimize import Config, Objective, optimize
+
+    with pytest.raises(ConfigError, match=r"fleet\.0\.adaptive"):
+        optimize(_raw(), [Config("stage4", ({"quantize": {"bits": 8}},))], Objective("agreement", "agreement", True),
+                 None, None)
