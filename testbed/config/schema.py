@@ -835,6 +835,9 @@ class Scenario(_Frozen):
             if self.topology:
                 raise ConfigError(field, "an adaptive group", "a scenario without cells, servers, backhaul, "
                                   "assignment or radio (one link and one server)")
+            if group.adaptive.policy.signal == "uplink_backlog" and self.link.model == "csma":
+                raise ConfigError(f"{field}.policy.signal", "uplink_backlog", "queue or rtt on a csma link (frames "
+                                  "the MAC drops are not reported back to the node's backlog)")
             if group.model is not None or group.codec is not None:
                 raise ConfigError(f"fleet.{g}.model", "a group model or codec with adaptive", "the "
                                   "configurations' own model and codec in adaptive.configs")

@@ -158,6 +158,15 @@ def test_a_bad_configuration_model_is_named_by_validate() -> None:
     assert err.value.path.startswith("fleet.0.adaptive.configs.1.model.split")
 
 
+def test_uplink_backlog_is_refused_on_a_csma_link_whose_drops_the_node_is_not_told_of() -> None:
+    raw = _raw()
+    raw["link"]["model"] = "csma"
+    with pytest.raises(ConfigError, match=r"fleet\.0\.adaptive\.policy\.signal"):
+        scenario_from_dict(raw)
+    raw["fleet"][0]["adaptive"]["policy"] = {**_POLICY, "signal": "rtt", "up": 0.2, "down": 0.1}
+    assert scenario_from_dict(raw).fleet[0].adaptive is not None
+
+
 def test_adaptive_needs_a_model_and_no_group_model_or_nestquant() -> None:
     raw = base_scenario()
     raw["fleet"][0]["adaptive"] = {"configs": [{}, {}], "policy": _POLICY}
