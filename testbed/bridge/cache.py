@@ -264,14 +264,14 @@ def group_entries(sc: Scenario) -> tuple[list[Scenario], list[int]]:
     of_group: list[int] = []
     for g, group in enumerate(sc.fleet):
         ds = group.dataset if group.dataset is not None else sc.dataset
-        entry = sc.model_copy(update={"model": sc.group_model(g), "codec": sc.group_codec(g), "dataset": ds})
-        assert entry.model is not None
-        key = json.dumps([entry.model.model_dump(mode="json"), json.loads(json.dumps(list(entry.codec))),
-                          dataset_arg(entry)], sort_keys=True)
-        if key not in keys:
-            keys.append(key)
-            out.append(entry)
-        of_group.append(keys.index(key))
+        for model, codec in sc.group_variants(g):  # an adaptive group: one slot per configuration
+            entry = sc.model_copy(update={"model": model, "codec": codec, "dataset": ds})
+            key = json.dumps([model.model_dump(mode="json"), json.loads(json.dumps(list(entry.codec))),
+                              dataset_arg(entry)], sort_keys=True)
+            if key not in keys:
+                keys.append(key)
+                out.append(entry)
+            of_group.append(keys.index(key))
     return out, of_group
 
 

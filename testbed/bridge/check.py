@@ -52,11 +52,14 @@ def check_model(resolved: Resolved) -> None:
         raise ConfigError(f"fleet.{g}.model.split", splits[g], "one kind of fleet: every group sends a payload "
                           "(a split other than none) or none does (split none answers on the node)")
     for g, group in enumerate(sc.fleet):
-        if group.model is not None or group.codec is not None:
+        if group.adaptive is not None:
+            for k in range(len(group.adaptive.configs)):
+                _check_group(resolved, g, k)
+        elif group.model is not None or group.codec is not None:
             _check_group(resolved, g)
 
 
-def _check_group(resolved: Resolved, g: int) -> None:
+def _check_group(resolved: Resolved, g: int, variant: int | None = None) -> None:
     """A group of its own model or codec (a heterogeneous fleet): what :func:`check_model` checks, on the
     group's model and codec, its node profile and every server's; errors name ``fleet.G.model...``,
     ``fleet.G.codec...`` or ``fleet.G.device``."""
@@ -64,9 +67,9 @@ def _check_group(resolved: Resolved, g: int) -> None:
 
     sc = resolved.scenario
     group = sc.fleet[g]
-    model = sc.group_model(g)
-    assert model is not None
-    scg = sc.model_copy(update={"model": model, "codec": sc.group_codec(g)})
+    model, codec = sc.group_variants(g)[variant or 0]
+    scg = sc.model_copy(update={"model": model, "codec": codec})
+    prefix = f"fleet.{g}" if variant is None else f"fleet.{g}.adaptive.configs.{variant}"
     try:
         spec = get_spec(model.name, "model.name")
         spec.check_point(model.split, "model.split")
@@ -74,7 +77,7 @@ def _check_group(resolved: Resolved, g: int) -> None:
         _check_head(scg)
         costs = _codec_costs(scg)
     except ConfigError as exc:
-        raise ConfigError(f"fleet.{g}.{exc.path}", exc.value, exc.allowed) from None
+        raise ConfigError(f"{prefix}.{exc.path}", exc.value, exc.allowed) from None
     profile, where = resolved.node_profiles[g], f"fleet.{g}.device"
     if group.head is None:
         _figure(where, profile, head_figure, profile, model.name, model.split, tuple(spec.points))

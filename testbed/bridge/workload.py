@@ -19,7 +19,7 @@ from testbed.dists import Deterministic, Dist
 from testbed.errors import ConfigError
 
 __all__ = ["PipelineWorkload", "config_label", "group_configs", "group_images", "head_mac_scale", "make_workload",
-           "workload_for"]
+           "slot_configs", "workload_for"]
 
 
 def _split_points(model: str) -> tuple[str, ...]:
@@ -46,44 +46,75 @@ class PipelineWorkload:
         self.node_profiles = list(resolved.node_profiles)
         self.server_profile = resolved.server_profile
         self.server_profiles = resolved.server_profiles or (resolved.server_profile,)  # topology servers
-        self._images = group_images(table, len(scenario.fleet))
-        self.configs, self._models = group_configs(scenario)
-        self._config_models = [self._models[self.configs.of_group.index(k)] for k in range(len(self.configs.labels))]
+        # a slot is one configuration of one group: a group's one, or each of an adaptive group's
+        self._slot_group = [g for g in range(len(scenario.fleet)) for _ in scenario.group_variants(g)]
+        self._first_slot = [self._slot_group.index(g) for g in range(len(scenario.fleet))]
+        self._images = group_images(table, len(self._slot_group))
+        self.configs, self._models, self._slot_config = slot_configs(scenario)
+        self.variant_configs = [tuple(self._slot_config[s] for s, h in enumerate(self._slot_group) if h == g)
+                                for g in range(len(scenario.fleet))]  # each group's configurations, in order
+        self._config_slot = [self._slot_config.index(k) for k in range(len(self.configs.labels))]
+        self._config_models = [self._models[s] for s in self._config_slot]
         splits = {m.split for m in self._models}
         if "none" in splits and len(splits) > 1:
-            g = next(i for i, m in enumerate(self._models) if m.split == "none")
+            g = self._slot_group[next(i for i, m in enumerate(self._models) if m.split == "none")]
             raise ConfigError(f"fleet.{g}.model.split", "none", "a split that sends a payload: in a fleet of "
                               "several splits every group offloads (or none does)")
         self.offload = "none" not in splits
+        slots = len(self._slot_group)
         self._parts = ([table.parts[k] for k in table.part_of_group] if table.parts
-                       else [table] * len(scenario.fleet))  # each group's own entry
-        self._heads = [self._head_dist(i) for i in range(len(scenario.fleet))]
-        self._encodes = [self._encode_dist(i) for i in range(len(scenario.fleet))]
+                       else [table] * slots)  # each slot's own entry
+        self._heads = [self._head_dist(i) for i in range(slots)]
+        self._encodes = [self._encode_dist(i) for i in range(slots)]
 
-    def _head_dist(self, group: int) -> Dist:
-        g, m = self.sc.fleet[group], self._models[group]
+    def _head_dist(self, slot: int) -> Dist:
+        g, m = self.sc.fleet[self._slot_group[slot]], self._models[slot]
         if g.head is not None:
             return g.head
-        fig = head_figure(self.node_profiles[group], m.name, m.split, _split_points(m.name))
+        fig = head_figure(self.node_profiles[self._slot_group[slot]], m.name, m.split, _split_points(m.name))
         if m.head is not None:  # a trained replacement head: the profile's head time scaled by MACs
-            scale = head_mac_scale(self._parts[group].meta)
+            scale = head_mac_scale(self._parts[slot].meta)
             return (spread_dist(fig.median * scale, fig.iqr * scale) if m.spread
                     else Deterministic(fig.median * scale))
         return spread_dist(fig.median, fig.iqr) if m.spread else Deterministic(fig.median)
 
-    def _encode_dist(self, group: int) -> Dist:
+    def _encode_dist(self, slot: int) -> Dist:
+        group = self._slot_group[slot]
         g = self.sc.fleet[group]
         if g.encode is not None:
             return g.encode
-        t = self._parts[group]
+        t = self._parts[slot]
         return Deterministic(codec_time(self.node_profiles[group], t.costs, t.elements, t.serialized_bytes,
                                         "encode"))
 
+    def adaptive_drawer(self, group: int, node_in_group: int,
+                        rng: np.random.Generator) -> Callable[[int], tuple[int, float, float, float]]:
+        """A node of adaptive group ``group``: ``draw(k)`` is the next frame served in the group's
+        configuration ``k``. The frame's photo is the same draw whichever configuration serves it (its
+        row in configuration ``k``'s entry); each configuration's head and encode times have streams of
+        their own."""
+        slots = [s for s, g in enumerate(self._slot_group) if g == group]
+        streams = [np.random.default_rng(s) for s in
+                   np.random.SeedSequence(int(rng.integers(2**63))).spawn(1 + 2 * len(slots))]
+        spans = [self._images[s] for s in slots]
+        n_images = min(n for _, n in spans)
+        images = _IntSampler(streams[0], n_images)
+        heads = [self._heads[s].sampler(streams[1 + 2 * k]) for k, s in enumerate(slots)]
+        encodes = [self._encodes[s].sampler(streams[2 + 2 * k]) for k, s in enumerate(slots)]
+        firsts = [first for first, _ in spans]
+        sizes = self.payloads.tolist()
+
+        def draw(k: int) -> tuple[int, float, float, float]:
+            i = firsts[k] + images()
+            return i, sizes[i], heads[k](), encodes[k]()
+        return draw
+
     def frame_drawer(self, group: int, node_in_group: int, rng: np.random.Generator) -> Callable[[], tuple[int, float, float, float]]:
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(rng.integers(2**63))).spawn(3)]
-        first, n_images = self._images[group]
+        slot = self._first_slot[group]
+        first, n_images = self._images[slot]
         images = _IntSampler(streams[0], n_images)
-        head, encode = self._heads[group].sampler(streams[1]), self._encodes[group].sampler(streams[2])
+        head, encode = self._heads[slot].sampler(streams[1]), self._encodes[slot].sampler(streams[2])
         sizes = self.payloads.tolist()
         send = self.offload
 
@@ -132,7 +163,7 @@ class PipelineWorkload:
         spec, profile = self.sc.server_specs[server], self.server_profiles[server]
         if spec.decode != Deterministic(0.0):
             return spec.decode
-        t = self._parts[self.configs.of_group.index(config)]
+        t = self._parts[self._config_slot[config]]
         return Deterministic(codec_time(profile, t.costs, t.elements, t.serialized_bytes, "decode"))
 
     def queue_batch_time(self, server: int, queue: int, rng: np.random.Generator) -> Callable[[int], float]:
@@ -166,17 +197,25 @@ def config_label(model: ModelSpec, codec: tuple[Mapping[str, Any], ...]) -> str:
 
 def group_configs(sc: Scenario) -> tuple[Configs, list[ModelSpec]]:
     """Each distinct (model, split, codec) the fleet groups run, in first-use order (labels), each
-    group's index into them, each one's server queue (one per distinct model, weights and split: the
-    tail the server runs), and each group's model."""
+    group's index into them (an adaptive group's: its first configuration's), each one's server queue
+    (one per distinct model, weights and split: the tail the server runs), and each group's model (an
+    adaptive group's first)."""
+    configs, models, _ = slot_configs(sc)
+    firsts = [[g for g in range(len(sc.fleet)) for _ in sc.group_variants(g)].index(g) for g in range(len(sc.fleet))]
+    return configs, [models[s] for s in firsts]
+
+
+def slot_configs(sc: Scenario) -> tuple[Configs, list[ModelSpec], list[int]]:
+    """:func:`group_configs` over slots (each configuration of each group, :meth:`Scenario.group_variants`,
+    in order): the configurations, each slot's model and each slot's configuration."""
     labels: list[str] = []
     keys: list[str] = []
     queue_keys: list[str] = []
     of_group: list[int] = []
+    of_slot: list[int] = []
     queue: list[int] = []
     models: list[ModelSpec] = []
-    for g in range(len(sc.fleet)):
-        model, codec = sc.group_model(g), sc.group_codec(g)
-        assert model is not None
+    for g, model, codec in ((h, m, c) for h in range(len(sc.fleet)) for m, c in sc.group_variants(h)):
         models.append(model)
         key = json.dumps([model.model_dump(mode="json"), json.loads(json.dumps(list(codec)))], sort_keys=True)
         if key not in keys:
@@ -186,8 +225,10 @@ def group_configs(sc: Scenario) -> tuple[Configs, list[ModelSpec]]:
             if qkey not in queue_keys:
                 queue_keys.append(qkey)
             queue.append(queue_keys.index(qkey))
-        of_group.append(keys.index(key))
-    return Configs(tuple(labels), tuple(of_group), tuple(queue)), models
+        if len(of_group) == g:  # a group's first slot
+            of_group.append(keys.index(key))
+        of_slot.append(keys.index(key))
+    return Configs(tuple(labels), tuple(of_group), tuple(queue)), models, of_slot
 
 
 def group_images(table: PipelineTable, groups: int) -> list[tuple[int, int]]:

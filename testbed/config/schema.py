@@ -12,6 +12,7 @@ immutable (tuples and :class:`~testbed.config.frozen.FrozenDict`).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, cast
@@ -212,6 +213,43 @@ class DatasetSpec(_Frozen):
     corruption: FrozenParams | None = None
 
 
+class AdaptivePolicySpec(_Frozen):
+    """How an adaptive group chooses its configuration per frame (:mod:`testbed.core.adaptive`): from
+    ``signal`` (``queue``: frames waiting on the node; ``uplink_backlog``: bytes the node handed to the
+    uplink that are not yet delivered; ``rtt``: an EWMA, weight ``alpha``, of its answered frames' round
+    trips in seconds) it steps to the next smaller configuration when the signal is at least ``up`` and
+    back to the next larger when it is at most ``down`` and ``hold_s`` seconds have passed since its last
+    step (it backs off at once, one step per frame)."""
+
+    signal: Literal["queue", "uplink_backlog", "rtt"] = "uplink_backlog"
+    up: Annotated[float, Field(gt=0)]
+    down: Annotated[float, Field(ge=0)]
+    hold_s: NonNegSeconds = 0.0
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.2
+
+    @model_validator(mode="after")
+    def _check(self) -> AdaptivePolicySpec:
+        if not self.down < self.up:
+            raise ValueError(f"down ({self.down:g}) must be below up ({self.up:g}) (the hysteresis band)")
+        return self
+
+
+class AdaptiveConfig(_Frozen):
+    """One configuration of an adaptive group: its ``model`` keys merged over the group's model (else the
+    scenario's) and its ``codec`` (None: the group's)."""
+
+    model: ModelSpec | None = None
+    codec: tuple[FrozenParams, ...] | None = None
+
+
+class AdaptiveSpec(_Frozen):
+    """A group that chooses its split configuration per frame: ``configs`` from the most accurate (largest
+    payload) to the smallest, and the ``policy`` that steps between them."""
+
+    configs: Annotated[tuple[AdaptiveConfig, ...], Field(min_length=2)]
+    policy: AdaptivePolicySpec
+
+
 class FleetGroup(_Frozen):
     """A group of identical nodes. ``model`` and ``codec`` (a heterogeneous fleet: e.g. two camera
     generations) are the group's own split model and codec chain; the group's ``model`` keys are merged
@@ -233,6 +271,7 @@ class FleetGroup(_Frozen):
     dataset: DatasetSpec | None = None  # the group's own frames (e.g. a corruption); None: the scenario's
     model: ModelSpec | None = None  # the group's own model and split (merged over the scenario's); None: its
     codec: tuple[FrozenParams, ...] | None = None  # the group's own codec chain ([]: none); None: the scenario's
+    adaptive: AdaptiveSpec | None = None  # configurations chosen per frame (testbed.core.adaptive); None: one
 
 
 class PacketTrace(_Frozen):
@@ -629,6 +668,19 @@ def _first_as(items: Any, spec: type[LinkSpec] | type[ServerSpec], placeholder: 
     return placeholder
 
 
+def _adaptive_models(group: Any, base: Mapping[str, Any]) -> Any:
+    """An adaptive group's configurations' ``model`` keys merged over the scenario's model."""
+    if not isinstance(group, Mapping) or not isinstance(group.get("adaptive"), Mapping):
+        return group
+    adaptive = group["adaptive"]
+    configs = adaptive.get("configs")
+    if not isinstance(configs, Sequence) or isinstance(configs, str):
+        return group
+    merged = [{**c, "model": {**base, **c["model"]}} if isinstance(c, Mapping) and isinstance(c.get("model"), Mapping)
+              else c for c in configs]
+    return {**group, "adaptive": {**adaptive, "configs": merged}}
+
+
 class Scenario(_Frozen):
     """A complete, validated scenario. Times in seconds, sizes in bytes, rates in bytes/s."""
 
@@ -683,11 +735,12 @@ class Scenario(_Frozen):
             return data
         groups = [{**g, "model": {**base, **g["model"]}} if isinstance(g, Mapping) and isinstance(g.get("model"), Mapping)
                   else g for g in fleet]
-        return {**data, "fleet": groups}
+        return {**data, "fleet": [_adaptive_models(g, base) for g in groups]}
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
         self._check_topology()
+        self._check_adaptive()
         if self.model is None:
             for g, group in enumerate(self.fleet):
                 for key in ("model", "codec"):
@@ -768,6 +821,42 @@ class Scenario(_Frozen):
     def cell_specs(self) -> tuple[LinkSpec, ...]:
         """Every cell's link (``link`` alone when the scenario has no ``cells``)."""
         return self.cells or (self.link,)
+
+    def _check_adaptive(self) -> None:
+        for g, group in enumerate(self.fleet):
+            if group.adaptive is None:
+                continue
+            field = f"fleet.{g}.adaptive"
+            if self.model is None:
+                raise ConfigError(field, "an adaptive group", "a scenario with a model section (each "
+                                  "configuration's payloads and agreement come from the pipeline)")
+            if group.nestquant is not None:
+                raise ConfigError(field, "an adaptive group", "a group without nestquant (one per-frame controller)")
+            if self.topology:
+                raise ConfigError(field, "an adaptive group", "a scenario without cells, servers, backhaul, "
+                                  "assignment or radio (one link and one server)")
+            if group.adaptive.policy.signal == "uplink_backlog" and self.link.model == "csma":
+                raise ConfigError(f"{field}.policy.signal", "uplink_backlog", "queue or rtt on a csma link (frames "
+                                  "the MAC drops are not reported back to the node's backlog)")
+            if group.model is not None or group.codec is not None:
+                raise ConfigError(f"fleet.{g}.model", "a group model or codec with adaptive", "the "
+                                  "configurations' own model and codec in adaptive.configs")
+            keys = [json.dumps([m.model_dump(mode="json"), json.loads(json.dumps(list(c)))], sort_keys=True)
+                    for m, c in self.group_variants(g)]
+            if len(set(keys)) != len(keys):
+                raise ConfigError(f"{field}.configs", "a configuration listed twice", "distinct configurations")
+            if any(m.split == "none" for m, _ in self.group_variants(g)):
+                raise ConfigError(f"{field}.configs", "split none", "configurations that send a payload")
+
+    def group_variants(self, g: int) -> tuple[tuple[ModelSpec, tuple[FrozenParams, ...]], ...]:
+        """Group ``g``'s configurations (model, codec): its adaptive ones in order, else its one."""
+        model, codec = self.group_model(g), self.group_codec(g)
+        assert model is not None
+        spec = self.fleet[g].adaptive
+        if spec is None:
+            return ((model, codec),)
+        return tuple((c.model if c.model is not None else model, c.codec if c.codec is not None else codec)
+                     for c in spec.configs)
 
     def group_model(self, g: int) -> ModelSpec | None:
         """Group ``g``'s model: its own (``fleet[g].model``) else the scenario's."""

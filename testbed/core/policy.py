@@ -24,6 +24,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import NamedTuple
 
+from testbed.core.adaptive import SplitController
 from testbed.core.calc import batch_decision
 from testbed.core.nestquant import ModeController
 from testbed.core.workload import Frame
@@ -95,15 +96,29 @@ class NodePolicy(NodeQueue):
     mode controller when the node's group switches heads.
     """
 
-    __slots__ = ("controller", "draw")
+    __slots__ = ("config", "configs", "controller", "draw", "draw_in", "split")
 
     def __init__(self, draw: Callable[[], Frame], *, capacity: int | None = None, drop_oldest: bool = False,
-                 controller: ModeController | None = None) -> None:
+                 controller: ModeController | None = None, split: SplitController | None = None,
+                 draw_in: Callable[[int], Frame] | None = None, configs: tuple[int, ...] = ()) -> None:
         super().__init__(capacity, drop_oldest)
         self.draw, self.controller = draw, controller
+        if split is not None and (draw_in is None or len(configs) != split.count):
+            raise ValueError("an adaptive node needs draw_in and one configuration id per choice")
+        self.split, self.draw_in, self.configs = split, draw_in, configs
+        self.config = configs[0] if configs else 0  # the configuration of the frame served last
 
     def charges(self, now: float) -> tuple[int, float, float, float, int]:
-        """The fields of :meth:`begin` as a plain tuple (the simulator's hot path)."""
+        """The fields of :meth:`begin` as a plain tuple (the simulator's hot path). An adaptive node
+        (``split``) chooses the frame's configuration first (``config`` says which; the frame is the same
+        draw whichever it is) and draws it with ``draw_in``."""
+        split = self.split
+        if split is not None:
+            k = split.choose(now, len(self.waiting))
+            self.config = self.configs[k]
+            assert self.draw_in is not None
+            image, payload, head, encode = self.draw_in(k)
+            return image, payload, head, encode, 0
         image, payload, head, encode = self.draw()
         if self.controller is None:
             return image, payload, head, encode, 0

@@ -37,6 +37,9 @@ def check_emulable(res: Resolved) -> None:
             raise ConfigError(field, "a packet trace", "a scenario without a packet trace: the emulator's shaper "
                               "runs at a fixed rate (testbed run replays the trace)")
     for g, group in enumerate(sc.fleet):
+        if group.adaptive is not None:
+            raise ConfigError(f"fleet.{g}.adaptive", "an adaptive group", "groups of one configuration: the "
+                              "emulator does not choose splits per frame (testbed run simulates it)")
         if group.rate_trace is not None:
             raise ConfigError(f"fleet.{g}.rate_trace", "a node rate trace", "nodes at a fixed rate: the emulator's "
                               "shaper does not follow a trace (testbed run simulates it)")

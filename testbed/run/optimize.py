@@ -303,6 +303,11 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
         raise ConfigError("model", None, "a model section: the optimiser chooses its split point and codec")
     if not candidates:
         raise ConfigError("--split/--codec", [], "at least one split point and one codec chain")
+    fleet = raw.get("fleet")
+    for g, group in enumerate(fleet if isinstance(fleet, list) else []):
+        if isinstance(group, dict) and group.get("adaptive") is not None:
+            raise ConfigError(f"fleet.{g}.adaptive", "an adaptive group", "groups of one configuration: the "
+                              "optimiser chooses the split and codec itself (compare with analysis/adaptive_split.py)")
     check_workers(workers, scheduler)
     base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
     reps = int(replications if replications is not None else raw.get("replications", 1))

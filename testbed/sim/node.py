@@ -89,9 +89,12 @@ class Node:
             rec.finished_s[dropped] = now
 
     def _serve(self, rid: int, now: float) -> None:
-        image, payload, head, encode, mode = self.policy.charges(now)
+        policy = self.policy
+        image, payload, head, encode, mode = policy.charges(now)
         rec = self.rec
         rec.mode[rid] = mode
+        if policy.split is not None:  # an adaptive group: the configuration chosen for this frame
+            rec.config[rid] = policy.config
         rec.image[rid] = image
         if self.local is not None:
             seconds = self.local(rid, now)
@@ -117,4 +120,8 @@ class Node:
         if local and self.answer is not None:
             self.answer(rid)
             return
-        self.send(rid, self.rec.payload_bytes[rid] / self.rate)
+        size = self.rec.payload_bytes[rid]
+        split = self.policy.split
+        if split is not None:
+            split.sent(size)
+        self.send(rid, size / self.rate)

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import simpy
 
 from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
+from testbed.core.adaptive import SplitController, SplitPolicy
 from testbed.core.arrivals import arrival_times
 from testbed.core.monitor import Level
 from testbed.core.nestquant import controller_for
@@ -23,6 +25,7 @@ from testbed.core.policy import Batcher, NodePolicy, QueueBatcher
 from testbed.core.records import STATUS, Records, RowSink, StreamingRecords, expected_requests
 from testbed.core.workload import SyntheticWorkload, Workload, configs_of
 from testbed.dists import constant_of
+from testbed.errors import ConfigError
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
@@ -113,6 +116,7 @@ class Simulation:
             self.link = self._build_link()
             self.server = self._build_server()
         self.uplink, self.downlink = self.link.uplink, self.link.downlink
+        self._splits: list[SplitController | None] | None = None  # each node's, when any group adapts
         self.nodes = self._build_nodes()
 
     def _build_link(self) -> Link:
@@ -162,15 +166,35 @@ class Simulation:
                 send = (sends[k] if sends is not None else self.uplink.submit) if self.offload else self._answered_on_node
                 rng = node_stream(sc.seed, g, i)
                 arrivals = arrival_times(group.arrivals, i, rng)
-                policy = NodePolicy(self.workload.frame_drawer(g, i, rng), capacity=group.queue.capacity,
-                                    drop_oldest=group.queue.policy == "drop_oldest",
-                                    controller=controller_for(group.nestquant, res.nestquant[g],
-                                                              res.node_profiles[g]))
+                if group.adaptive is not None:
+                    policy = self._adaptive_policy(g, i, rng)
+                else:
+                    policy = NodePolicy(self.workload.frame_drawer(g, i, rng), capacity=group.queue.capacity,
+                                        drop_oldest=group.queue.policy == "drop_oldest",
+                                        controller=controller_for(group.nestquant, res.nestquant[g],
+                                                                  res.node_profiles[g]))
                 node = Node(env, rec, index=k, group=g, policy=policy, arrivals=arrivals, stop_at=sc.duration,
                             rate=self.node_rates[k], send=send, levels=NodeLevels(**lv["node"]),
                             cell=topo.node_cell[k] if topo is not None else 0, local=local, answer=answer)
                 nodes.append(node)
+        if any(group.adaptive is not None for group in sc.fleet):
+            self._splits = [node.policy.split for node in nodes]
         return nodes
+
+    def _adaptive_policy(self, g: int, i: int, rng: np.random.Generator) -> NodePolicy:
+        """Node ``i`` of adaptive group ``g``: a :class:`SplitController` over the group's configurations
+        (the workload's ``adaptive_drawer`` draws a frame in any of them, ``variant_configs`` their ids)."""
+        group, wl = self.sc.fleet[g], self.workload
+        assert group.adaptive is not None
+        drawer = getattr(wl, "adaptive_drawer", None)
+        configs = getattr(wl, "variant_configs", None)
+        if drawer is None or configs is None:
+            raise ConfigError(f"fleet.{g}.adaptive", "an adaptive group", "the pipeline workload (a model section)")
+        p = group.adaptive.policy
+        split = SplitController(SplitPolicy(p.signal, p.up, p.down, p.hold_s, p.alpha), len(configs[g]))
+        return NodePolicy(lambda: (-1, 0.0, 0.0, 0.0), capacity=group.queue.capacity,
+                          drop_oldest=group.queue.policy == "drop_oldest", split=split,
+                          draw_in=drawer(g, i, rng), configs=tuple(configs[g]))
 
     # -- hand-offs between stations (events are the only coupling) --------------------------
     def _answered_on_node(self, rid: int, _seconds: float) -> None:
@@ -180,6 +204,11 @@ class Simulation:
 
     def _delivered(self, rid: int) -> None:
         rec, now = self.rec, self.env.now
+        splits = self._splits
+        if splits is not None:  # adaptive nodes learn that their bytes were delivered
+            split = splits[rec.node[rid]]
+            if split is not None:
+                split.delivered(rec.payload_bytes[rid])
         fixed = self._fixed_up
         if fixed is not None:
             latency, decode = fixed
@@ -203,8 +232,14 @@ class Simulation:
 
     def _returned(self, rid: int) -> None:
         down = self._fixed_down
-        self.rec.finished_s[rid] = self.env.now + (down if down is not None else self._down_latency())
-        self.rec.status[rid] = _OK
+        rec = self.rec
+        rec.finished_s[rid] = self.env.now + (down if down is not None else self._down_latency())
+        rec.status[rid] = _OK
+        splits = self._splits
+        if splits is not None:  # adaptive nodes see the round trip when the answer arrives
+            split = splits[rec.node[rid]]
+            if split is not None:
+                split.answered(rec.finished_s[rid] - rec.created_s[rid])
 
     # -- running ------------------------------------------------------------------------------
     def execute(self) -> None:

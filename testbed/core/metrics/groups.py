@@ -48,6 +48,12 @@ def group_breakdown(records: pd.DataFrame, window: tuple[float, float], group_na
             "latency_mean_s": float(lat.mean()) if k else math.nan,
             "latency_p50_s": p50, "latency_p95_s": p95, "latency_p99_s": p99,
             "mean_payload_bytes": float(ok["payload_bytes"].mean()) if k else math.nan}
+        served = part["config"].to_numpy() if n and "config" in part else np.zeros(0, dtype=int)
+        if len(np.unique(served)) > 1:  # an adaptive group: the share of its requests in each configuration
+            row["config"] = "adaptive"
+            values, counts = np.unique(served, return_counts=True)
+            row["config_share"] = {config_labels[int(c)] if int(c) < len(config_labels) else str(int(c)): int(m) / n
+                                   for c, m in zip(values, counts)}
         if "agree" in rows:
             row["agreement"] = float(ok["agree"].mean()) if k else math.nan
         out.append(row)
