@@ -814,10 +814,10 @@ def _nice_bin(span: float) -> float:
                       if m * 10 ** math.floor(math.log10(raw)) >= raw), default=raw)) if raw > 0 else 1.0
 
 
-@_styled
-def timeline_figure(run: RunData) -> tuple[Figure, Table]:
-    """Number of requests in each station (top) and each station's busy share (bottom) over time,
-    in bins of about 1/80 of the run; the warm-up and the drain after the run are shaded."""
+def _time_grid(run: RunData) -> tuple[float, float, float, np.ndarray, np.ndarray, np.ndarray]:
+    """The time axis of the over-time figures: the run's end (the last finish, at least the window's end),
+    the window's end, a bin width of about 1/80 of the run, the bin edges and mid-points, and 20 sampling
+    instants per bin (at their centres) to average occupancy over."""
     rec = run.records
     end = float(np.nanmax(rec[["finished_s", "created_s"]].to_numpy(dtype=float))) if len(rec) else 1.0
     t1 = run.window[1] if math.isfinite(run.window[1]) else end
@@ -826,6 +826,15 @@ def timeline_figure(run: RunData) -> tuple[Figure, Table]:
     edges = np.arange(0.0, end + width, width)
     mids = (edges[:-1] + edges[1:]) / 2
     fine = np.linspace(0, edges[-1], len(mids) * 20 + 1)[:-1] + edges[-1] / (len(mids) * 40)
+    return end, t1, width, edges, mids, fine
+
+
+@_styled
+def timeline_figure(run: RunData) -> tuple[Figure, Table]:
+    """Number of requests in each station (top) and each station's busy share (bottom) over time,
+    in bins of about 1/80 of the run; the warm-up and the drain after the run are shaded."""
+    rec = run.records
+    end, t1, width, edges, mids, fine = _time_grid(run)
     table = pd.DataFrame({"time_s": mids})
     fig = _figure(_COLUMN_IN, 3.6)
     top, bottom = fig.subplots(2, 1, sharex=True)
@@ -879,13 +888,7 @@ def topology_figure(run: RunData) -> tuple[Figure, Table]:
     cell's uplink (handed to the radio, not yet on the server's side; bottom) over time, in bins of about
     1/80 of the run; scripted server and cell outages shaded."""
     rec = run.records
-    end = float(np.nanmax(rec[["finished_s", "created_s"]].to_numpy(dtype=float))) if len(rec) else 1.0
-    t1 = run.window[1] if math.isfinite(run.window[1]) else end
-    end = max(end, t1)
-    width = _nice_bin(end)
-    edges = np.arange(0.0, end + width, width)
-    mids = (edges[:-1] + edges[1:]) / 2
-    fine = np.linspace(0, edges[-1], len(mids) * 20 + 1)[:-1] + edges[-1] / (len(mids) * 40)
+    end, _, width, _, mids, fine = _time_grid(run)
     table = pd.DataFrame({"time_s": mids})
     fig = _figure(_COLUMN_IN, 3.6)
     top, bottom = fig.subplots(2, 1, sharex=True)
