@@ -61,9 +61,14 @@ class Server:
         self.in_station.change(now, 1)
         self.waiting.change(now, 1)
         if self.batcher.timeout is not None:
-            token = rec.token(rid)  # streamed records reuse rows: the timeout is of this request only
-            self.env.timeout(self.batcher.timeout).callbacks.append(lambda _e: self._expire(rid, token))
+            self._arm_timeout(rid, self.batcher.timeout)
         self._dispatch()
+
+    def _arm_timeout(self, rid: int, after: float) -> None:
+        """Expire ``rid`` after ``after`` seconds unless it left the queue (streamed records reuse rows:
+        the timeout is of this request only)."""
+        token = self.rec.token(rid)
+        self.env.timeout(after).callbacks.append(lambda _e: self._expire(rid, token))
 
     def _expire(self, rid: int, token: int) -> None:
         if self.rec.token(rid) != token or not self.batcher.expire(rid):
@@ -143,22 +148,11 @@ class FallibleServer(Server):
         self.batcher = b.fresh(self.gpus)
         return queued + running
 
-    def arrive(self, rid: int) -> None:
-        now, rec = self.env.now, self.rec
-        if not self.batcher.arrive(rid, now):
-            rec.status[rid] = _DROPPED
-            rec.finished_s[rid] = now
-            if self.on_lost is not None:
-                self.on_lost(rid)
-            return
-        rec.queued_s[rid] = now
-        self.in_station.change(now, 1)
-        self.waiting.change(now, 1)
-        if self.batcher.timeout is not None:
-            token, epoch = rec.token(rid), self.epoch
-            self.env.timeout(self.batcher.timeout).callbacks.append(
-                lambda _e: self._expire(rid, token) if epoch == self.epoch else None)
-        self._dispatch()
+    def _arm_timeout(self, rid: int, after: float) -> None:
+        """As the base server's, but a timeout set before an outage does nothing after it."""
+        token, epoch = self.rec.token(rid), self.epoch
+        self.env.timeout(after).callbacks.append(
+            lambda _e: self._expire(rid, token) if epoch == self.epoch else None)
 
     def _dispatch(self) -> None:
         now = self.env.now
