@@ -16,13 +16,15 @@ __all__ = ["format_table", "table_frame", "write_result"]
 _COLUMNS = ("config", "pruned", "simulated", "feasible", "pareto", "agreement", "agreement_top5",
             "mean_payload_bytes", "latency_p50_s", "latency_p95_s", "latency_p95_all_s", "latency_p99_all_s",
             "latency_p95_s_run_ci_low", "latency_p95_s_run_ci_high", "completed_share", "mean_energy_j",
-            "link_utilisation", "gpu_utilisation", "node_utilisation", "binding",
+            "worst_group_latency_p95_all_s", "link_utilisation", "gpu_utilisation", "node_utilisation", "binding",
             "predicted_uplink_utilisation", "predicted_node_utilisation", "meets_when_simulated", "replications")
 
 
 def table_frame(result: OptimizeResult) -> pd.DataFrame:
-    """One row per configuration, in the order they were evaluated."""
-    return pd.DataFrame([{k: r.get(k) for k in _COLUMNS} for r in result.rows])
+    """One row per configuration, in the order they were evaluated (``worst_group_*`` only when one fleet
+    group was searched)."""
+    cols = [k for k in _COLUMNS if result.group is not None or not k.startswith("worst_group_")]
+    return pd.DataFrame([{k: r.get(k) for k in cols} for r in result.rows])
 
 
 def _ms(v: Any) -> str:
@@ -36,7 +38,12 @@ def format_table(result: OptimizeResult) -> str:
         cons.append(f"top-1 agreement >= {result.min_agreement:g}")
     lines = [f"# objective {result.objective.name}; constraints: {', '.join(cons) or 'none'}; p95 in ms "
              "(all: unfinished counted as late), payload in kB, '*' on the Pareto front of agreement vs p95"]
-    head = f"{'configuration':48s} {'agree':>6s} {'kB':>7s} {'p95':>8s} {'p95 all':>8s} {'binding':>10s}  status"
+    if result.group is not None:
+        lines.append(f"# fleet group {result.group!r} searched (the others keep theirs): agreement, kB and p95 are "
+                     "its requests'; the latency objective holds for every group ('worst' p95 all)")
+    worst = result.group is not None
+    head = (f"{'configuration':48s} {'agree':>6s} {'kB':>7s} {'p95':>8s} {'p95 all':>8s} "
+            + (f"{'worst':>8s} " if worst else "") + f"{'binding':>10s}  status")
     lines.append(head)
     for r in result.rows:
         status = ("pruned: " + r["pruned"]) if r["pruned"] else ("meets" if r["feasible"] else "misses")
@@ -47,7 +54,8 @@ def format_table(result: OptimizeResult) -> str:
         p95 = _ms(r.get("latency_p95_s")) if r["simulated"] else "-"
         p95a = _ms(r.get("latency_p95_all_s")) if r["simulated"] else "-"
         star = "*" if r.get("pareto") else " "
-        lines.append(f"{star}{r['config'][:47]:47s} {agree:>6s} {kb:>7s} {p95:>8s} {p95a:>8s} "
+        other = (f"{_ms(r.get('worst_group_latency_p95_all_s')) if r['simulated'] else '-':>8s} " if worst else "")
+        lines.append(f"{star}{r['config'][:47]:47s} {agree:>6s} {kb:>7s} {p95:>8s} {p95a:>8s} {other}"
                      f"{r.get('binding', '-'):>10s}  {status}")
     b = result.best
     lines.append("recommended: " + (f"{b['config']} (agreement {b['agreement']:.3f}, p95 {_ms(b['latency_p95_all_s'])} "
@@ -91,6 +99,7 @@ def write_result(result: OptimizeResult, out: Path | str, force: bool = False) -
         "pareto.png": lambda p: _pareto_png(df, p),
         "optimize.json": lambda p: Path(p).write_text(json_text({
             "objective": result.objective.name, "slo": str(result.slo) if result.slo else None,
+            "group": result.group,
             "min_agreement": result.min_agreement, "best": result.best, "notes": result.notes,
             "configurations": len(result.rows), "simulated": int(df["simulated"].sum()),
             "pruned": int(df["pruned"].notna().sum())})),

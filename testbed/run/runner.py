@@ -194,7 +194,8 @@ def _by_group(records: pd.DataFrame, sim: SimResult, sc: Scenario, workload: Wor
         return {}
     labels = hetero.configs.labels
     names = tuple(g.name or f"group{i}" for i, g in enumerate(sc.fleet))
-    return {"configs": list(labels), "by_group": group_breakdown(records, sim.window, names, labels)}
+    return {"configs": list(labels),
+            "by_group": group_breakdown(records, sim.window, names, labels, [g.count for g in sc.fleet])}
 
 
 def _headed(summary: dict[str, Any], res: Resolved) -> dict[str, Any]:
