@@ -262,6 +262,19 @@ class SoftQuantStage(LearnedStage):
             raise PayloadError(f"softquant: code above {(1 << q.bits) - 1} in a {q.bits}-bit payload")
         return q.dequantize(y)
 
+    def tuned_tail(self, model: str, split: str, tail: Any) -> nn.Module | None:
+        """The model fine-tuned with the quantizer (``model.1.*`` in the checkpoint: the tail of the
+        split ``input``, the whole network) when the checkpoint was trained on ``model`` at ``input``
+        with fine-tuning; None otherwise (the server keeps the model's own weights)."""
+        _, state, cfg = self.loaded()
+        tuned = {k[2:]: v for k, v in state.items() if k.startswith("1.")}
+        if split != "input" or cfg.get("model") != model or not cfg.get("finetune") or not tuned \
+                or any(k.startswith("0.") for k in state):
+            return None
+        out = copy.deepcopy(tail)
+        out.load_state_dict(tuned)
+        return out
+
     def cost(self, shape: tuple[int, ...]) -> StageCost:
         """``2^b - 1`` threshold comparisons per element to encode, one level lookup to decode."""
         elements = float(math.prod(shape))
