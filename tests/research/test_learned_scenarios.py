@@ -108,8 +108,6 @@ def test_autoencoder_tcl_in_a_scenario(tmp_path: Path) -> None:
     _runs(res, table)
 
 
-@pytest.mark.xfail(strict=True, reason="bridge.cache._run_split charges quantize/pack per element of the split "
-                                       "feature and LZMA on its packed size, not on the autoencoder's smaller code")
 def test_autoencoder_quantize_is_charged_on_the_code(tmp_path: Path) -> None:
     ckpt = tmp_path / "ae.pt"
     summary = _train("autoencoder", "stage4", ckpt, epochs=1, feature_epochs=1, bits=2, finetune_tail=False)
