@@ -222,3 +222,67 @@ def test_a_group_search_equals_an_exhaustive_search_over_that_group(tmp_path, mo
     rec = result.recommended
     assert rec is not None and rec["fleet"][1]["model"]["split"] == result.best["split"]
     assert rec["fleet"][0] == raw["fleet"][0] and rec["model"] == raw["model"] and rec["codec"] == raw["codec"]
+
+
+def test_max_nodes_needs_a_latency_objective_one_group_and_a_sane_limit() -> None:
+    raw = {"model": {"name": "efficientnet_lite0", "split": "stem"}, "fleet": [{"count": 10}, {"count": 5}]}
+    nodes = parse_objective("max-nodes")
+    with pytest.raises(ConfigError, match="--slo"):
+        optimize(raw, [Config("stem", ())], nodes, None, None)
+    with pytest.raises(ConfigError, match="--group"):
+        optimize(raw, [Config("stem", ())], nodes, parse_slo("p95 < 100 ms"), None)
+    with pytest.raises(ConfigError, match="--node-limit"):
+        optimize({**raw, "fleet": [{"count": 10}]}, [Config("stem", ())], nodes, parse_slo("p95 < 100 ms"), None,
+                 node_limit=0)
+
+
+def test_max_nodes_rows_are_feasible_when_some_fleet_meets_the_objective() -> None:
+    from testbed.run.optimize import _capacity_row
+
+    row = {"config": "a", "pruned": None, "agreement": 0.95, "screen_payload_bytes": 5e3}
+    found = {"capacity": 120, "slo_value_at_capacity": 0.08, "first_failing": 121, "at_limit": False}
+    slo = parse_slo("p95 < 100 ms")
+    ok = _capacity_row(row, found, slo, 0.9, reps=2)
+    assert ok["feasible"] and ok["latency_p95_all_s"] == 0.08 and ok["mean_payload_bytes"] == 5e3
+    assert not _capacity_row(row, {**found, "capacity": 0}, slo, 0.9, 2)["feasible"]  # not even one node
+    assert not _capacity_row(row, found, slo, 0.99, 2)["feasible"]  # agreement below the floor
+    rows = [ok, {**ok, "config": "b", "capacity": 300}, {**ok, "config": "c", "capacity": 500, "feasible": False}]
+    assert choose(rows, parse_objective("max-nodes"))["config"] == "b"
+
+
+@pytest.mark.zoo
+def test_max_nodes_recommends_the_largest_fleet_that_meets_the_objective(tmp_path, monkeypatch) -> None:
+    """max-nodes on the pretrained Lite0: each configuration's capacity is a fleet that meets the objective
+    while one node more does not (checked by running both), and the recommendation carries the most."""
+    from testbed.config.load import apply_overrides
+    from testbed.run.capacity import slo_value
+    from testbed.run.prepare import prepare_dict
+    from testbed.run.runner import run_scenario
+    from tests.conftest import base_scenario
+
+    monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
+    raw = base_scenario(duration="10 s", warmup="1 s")
+    for g in raw["fleet"]:
+        for k in ("head", "encode", "payload"):
+            g.pop(k, None)
+    raw["server"].pop("service")
+    raw["fleet"][0].update(count=10, device="pi4b", arrivals={"kind": "periodic", "rate": "2/s", "jitter": "5 ms"})
+    raw["link"] = {"model": "shared_fifo", "datarate": "0.5 MB/s", "latency": "2 ms"}
+    raw["server"]["device"] = "h100"
+    raw.update(model={"name": "efficientnet_lite0", "weights": "pretrained", "split": "stage4"},
+               codec=[], dataset={"kind": "photos", "limit": 8})
+    grid = configs(["stage4", "stage6"], [[{"quantize": {}}, {"zstd": {}}]], [4, 8])
+    slo = parse_slo("p95 < 150 ms")
+    result = optimize(raw, grid, parse_objective("max-nodes"), slo, 0.5, replications=1, node_limit=256)
+    caps = {r["config"]: r["capacity"] for r in result.rows if r["simulated"]}
+    assert len(caps) >= 2 and len(set(caps.values())) > 1 and max(caps.values()) < 256
+    assert result.best is not None and result.best["capacity"] == max(
+        r["capacity"] for r in result.rows if r["feasible"])
+    rec = result.recommended
+    assert rec is not None and rec["fleet"][0]["count"] == result.best["capacity"]
+
+    def value(n: int) -> float:
+        res = run_scenario(prepare_dict(apply_overrides(rec, {"fleet.0.count": n, "replications": 1})))
+        return slo_value(res.records, res.sim.window, "p95")
+
+    assert slo.met(value(rec["fleet"][0]["count"])) and not slo.met(value(rec["fleet"][0]["count"] + 1))

@@ -58,7 +58,14 @@ OBJECTIVES = {
     "min-p95": ("latency_p95_all_s", False),
     "min-payload": ("mean_payload_bytes", False),
     "min-energy": ("mean_energy_j", False),
+    "max-nodes": ("capacity", True),
 }
+"""Objectives: name -> (row metric, maximised). ``max-nodes`` searches, for each configuration, the
+largest fleet (the group's node count) that meets the latency objective (:func:`capacity_search`)."""
+
+DEFAULT_NODE_LIMIT = 10_000
+"""Largest fleet size ``max-nodes`` probes by default (a configuration with no shared bottleneck, e.g.
+everything on the node, would otherwise double forever)."""
 
 
 @dataclass(frozen=True)
@@ -366,17 +373,48 @@ def _simulated(row: dict[str, Any], sums: list[dict[str, Any]], slo: Slo | None,
     return row
 
 
+def _capacity_of(cell: dict[str, Any], field: str, slo: Slo, base_dir: Path | None, groups: tuple[str, ...],
+                 limit: int) -> dict[str, Any]:
+    """One configuration's capacity: the largest ``field`` (a group's node count) meeting ``slo`` for
+    every named group's requests (all replications of the cell), by doubling then bisection."""
+    from testbed.run.capacity import capacity_search
+
+    (r,) = capacity_search(cell, slo, field=field, start=1, limit=limit, base_dir=base_dir, groups=groups)
+    return {"capacity": r.capacity, "slo_value_at_capacity": r.value_at_capacity, "first_failing": r.first_failing,
+            "slo_value_at_failing": r.value_at_failing, "binding": r.saturating_station, "probes": r.probes,
+            "at_limit": r.first_failing is None, **{f"{k}_at_capacity": v for k, v in r.utilisation.items()}}
+
+
+def _capacity_row(row: dict[str, Any], found: dict[str, Any], slo: Slo, min_agreement: float | None,
+                  reps: int) -> dict[str, Any]:
+    """The screening row completed with its capacity search."""
+    row = {**row, **found, "simulated": True, "replications": reps, "mean_payload_bytes": row["screen_payload_bytes"]}
+    value = found["slo_value_at_capacity"]
+    row[f"latency_{slo.metric}_all_s" if slo.metric != "mean" else "latency_mean_s"] = (
+        None if isinstance(value, float) and math.isinf(value) else value)
+    agree = row.get("agreement")
+    ok_agree = min_agreement is None or (agree is not None and agree >= min_agreement)
+    row["meets_when_simulated"] = found["capacity"] >= 1 and ok_agree
+    row["feasible"] = row["pruned"] is None and row["meets_when_simulated"]
+    return row
+
+
 def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objective, slo: Slo | None,
              min_agreement: float | None, base_dir: Path | None = None, replications: int | None = None,
              probe_duration: str = "20 s", max_utilisation: float = 1.0, verify_pruned: int = 0,
              on_step: Callable[[str, Config, dict[str, Any]], None] | None = None,
              state_dir: Path | None = None, workers: int = 1, scheduler: str | None = None,
-             group: str | None = None) -> OptimizeResult:
+             group: str | None = None, node_limit: int = DEFAULT_NODE_LIMIT) -> OptimizeResult:
     """Screen every candidate with one node per group, simulate the survivors and choose the best.
 
     With ``group`` (a fleet group's name) only that group's split and codec are searched, the others
     keep theirs: the objective and the agreement floor are the group's own (its requests), and the
     latency objective must hold for its requests and for every other group's.
+
+    With the ``max-nodes`` objective each surviving configuration gets a capacity search instead of one
+    simulation (the largest node count of the group, the scenario's only group without ``group``, up
+    to ``node_limit``, whose requests and every other group's meet ``slo``); screening then prunes only
+    on agreement and the node's CPU (the uplink's load depends on the fleet size searched).
 
     ``raw`` is the scenario mapping (its ``sweep`` is ignored); ``verify_pruned`` simulates that many
     pruned candidates in full (the first ones, in order) to show they fail. Screening runs here (it
@@ -397,6 +435,7 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     if group == "all":
         raise ConfigError("--group", group, "one fleet group's name (the others keep their configuration)")
     g = None if group is None else resolve_groups(raw, [group])[group]  # fleet index of the group searched
+    count_field = _capacity_field(raw, objective, slo, g, node_limit)
     base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
     reps = int(replications if replications is not None else raw.get("replications", 1))
     if reps < 1:
@@ -411,7 +450,8 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     for i, c in enumerate(candidates):
         cell = _cell(base, c, g)
         key = _row_key(cell, c, reps, probe_duration, max_utilisation, min_agreement, slo,
-                       s_verify=pruned_sims < verify_pruned, group=g)
+                       s_verify=pruned_sims < verify_pruned, group=g,
+                       capacity=None if count_field is None else (count_field, node_limit))
         kept = _load_row(state_dir, key)
         if kept is not None:
             rows[i] = kept
@@ -420,6 +460,8 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
                 on_step("kept", c, kept)
             continue
         row = _screened(cell, c, groups, nodes, probe_duration, min_agreement, max_utilisation, base_dir, g)
+        if count_field is not None and str(row["pruned"] or "").startswith("uplink"):
+            row["pruned"] = None  # max-nodes: the fleet size is what is searched
         if row["pruned"] is None or pruned_sims < verify_pruned:
             pruned_sims += row["pruned"] is not None
             rows[i] = row
@@ -431,6 +473,19 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
         _save_row(state_dir, key, row)
         if on_step:
             on_step("pruned", c, row)
+    if count_field is not None:
+        assert slo is not None
+        names = tuple(resolve_groups(base, ["all"]))
+        found = run_all(_capacity_of, [({**cell, "replications": reps}, count_field, slo, base_dir, names, node_limit)
+                                       for _, cell, _ in todo], workers, scheduler)
+        for t, res in found:
+            i, _, key = todo[t]
+            rows[i] = _capacity_row(rows[i], res, slo, min_agreement, reps)
+            _save_row(state_dir, key, rows[i])
+            if on_step:
+                on_step("pruned" if rows[i]["pruned"] else "simulated", candidates[i], rows[i])
+        return _finish(rows, candidates, objective, slo, min_agreement, group, base, g, reps,
+                       (count_field, "capacity"))
     seed = int(base.get("seed", 0))
     calls = [(prepare_dict(apply_overrides(cell, {"seed": replication_seed(seed, r)}), base_dir), g)
              for _, cell, _ in todo for r in range(reps)]
@@ -444,7 +499,16 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
             _save_row(state_dir, key, rows[i])
             if on_step:
                 on_step("pruned" if rows[i]["pruned"] else "simulated", candidates[i], rows[i])
-    front = pareto_front((_value(r, "agreement"), _value(r, "latency_p95_all_s")) if r["simulated"] and not r["pruned"]
+    return _finish(rows, candidates, objective, slo, min_agreement, group, base, g, reps, None)
+
+
+def _finish(rows: list[dict[str, Any]], candidates: Sequence[Config], objective: Objective, slo: Slo | None,
+            min_agreement: float | None, group: str | None, base: dict[str, Any], g: int | None, reps: int,
+            capacity: tuple[str, str] | None) -> OptimizeResult:
+    """The Pareto front (agreement against p95, or against capacity), the choice and the recommended
+    scenario (with ``capacity``: the fleet field set to the chosen configuration's capacity)."""
+    second = (lambda r: -_value(r, "capacity")) if capacity else (lambda r: _value(r, "latency_p95_all_s"))
+    front = pareto_front((_value(r, "agreement"), second(r)) if r["simulated"] and not r["pruned"]
                          else (math.nan, math.nan) for r in rows)
     for r, f in zip(rows, front):
         r["pareto"] = f
@@ -452,6 +516,8 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     result = OptimizeResult(rows, best, objective, slo, min_agreement, group=group)
     if best is not None:
         rec = _cell(base, next(c for c in candidates if c.label == best["config"]), g)
+        if capacity is not None:
+            rec = apply_overrides(rec, {capacity[0]: int(best["capacity"])})
         rec["name"] = f"{base.get('name', 'scenario')}-optimised"
         rec["replications"] = reps
         result.recommended = rec
@@ -459,11 +525,35 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     if bad:
         result.notes.append(f"{len(bad)} pruned configuration(s) met the objective when simulated: "
                             + ", ".join(r["config"] for r in bad))
+    if capacity is not None:
+        limited = [r["config"] for r in rows if r.get("at_limit")]
+        if limited:
+            result.notes.append(f"{len(limited)} configuration(s) met the objective at the node limit (their capacity "
+                                "is at least that; raise --node-limit): " + ", ".join(limited))
     return result
 
 
+def _capacity_field(raw: dict[str, Any], objective: Objective, slo: Slo | None, g: int | None,
+                    node_limit: int) -> str | None:
+    """The node count ``max-nodes`` searches (None for other objectives), checked."""
+    if objective.metric != "capacity":
+        return None
+    from testbed.run.capacity import MAX_FLEET
+
+    if slo is None:
+        raise ConfigError("--slo", None, "a latency objective for max-nodes, e.g. 'p95 < 100 ms'")
+    if not 1 <= node_limit <= MAX_FLEET:
+        raise ConfigError("--node-limit", node_limit, f"a fleet size from 1 to {MAX_FLEET:,}")
+    fleet = raw.get("fleet") or []
+    if g is None and len(fleet) > 1:
+        raise ConfigError("--group", None, f"the fleet group whose node count max-nodes searches (the scenario has "
+                          f"{len(fleet)} groups)")
+    return f"fleet.{g or 0}.count"
+
+
 def _row_key(cell: dict[str, Any], c: Config, reps: int, probe_duration: str, max_utilisation: float,
-             min_agreement: float | None, slo: Slo | None, s_verify: bool, group: int | None = None) -> str:
+             min_agreement: float | None, slo: Slo | None, s_verify: bool, group: int | None = None,
+             capacity: tuple[str, int] | None = None) -> str:
     import hashlib
 
     from testbed.io import json_text
@@ -472,6 +562,8 @@ def _row_key(cell: dict[str, Any], c: Config, reps: int, probe_duration: str, ma
             "max_utilisation": max_utilisation, "min_agreement": min_agreement, "slo": str(slo), "verify": s_verify}
     if group is not None:  # keys of whole-fleet searches unchanged
         desc["group"] = group
+    if capacity is not None:
+        desc["capacity"] = list(capacity)
     return hashlib.sha256(json_text(desc, indent=None).encode()).hexdigest()[:24]
 
 

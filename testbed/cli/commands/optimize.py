@@ -81,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         result = optimize(raw, candidates, objective, slo, floor, base_dir=scenario_dir(path),
                           replications=args.replications, probe_duration=args.probe_duration,
                           verify_pruned=args.verify_pruned, on_step=step, state_dir=state,
-                          workers=args.workers, scheduler=args.scheduler, group=args.group)
+                          workers=args.workers, scheduler=args.scheduler, group=args.group,
+                          node_limit=args.node_limit)
     print(format_table(result))
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
@@ -116,7 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bits", type=int, nargs="+", default=[2, 4, 8], metavar="B",
                    help="bit widths for chains with a quantize stage")
     p.add_argument("--objective", default="max-agreement",
-                   help="max-agreement, min-p95, min-payload or min-energy")
+                   help="max-agreement, min-p95, min-payload, min-energy, or max-nodes (the largest node count "
+                        "meeting --slo, searched per configuration)")
+    p.add_argument("--node-limit", type=int, default=10_000,
+                   help="max-nodes: the largest node count probed")
     p.add_argument("--slo", help="latency objective, e.g. 'p95 < 100 ms' (unfinished requests count as late)")
     p.add_argument("--min-agreement", type=float, default=None, help="top-1 agreement floor, e.g. 0.9")
     p.add_argument("--replications", type=int, default=None, help="per simulated configuration "
