@@ -250,7 +250,7 @@ def group_link_scale(probe_groups: Sequence[dict[str, Any]], counts: Sequence[in
 def dataset_figures(raw: dict[str, Any], base_dir: Path | None = None) -> tuple[float, float, float]:
     """Top-1 and top-5 agreement and mean payload bytes of a configuration over its whole dataset (every
     image once, from the cached pipeline table): the configuration's own figures, of which a run's
-    requests are a sample."""
+    requests are a sample. Split ``none`` sends nothing: 0 bytes."""
     from testbed.bridge.cache import pipeline_table
     from testbed.split.pipeline import agreement
 
@@ -258,8 +258,9 @@ def dataset_figures(raw: dict[str, Any], base_dir: Path | None = None) -> tuple[
     a = agreement(images["prediction"].to_numpy(), images[[f"top5_{j}" for j in range(5)]].to_numpy(),
                   images["reference"].to_numpy(), images["reference_confidence"].to_numpy())
     top1, top5 = a["top1_agreement"], a["top5_agreement"]
-    return (math.nan if top1 is None else float(top1), math.nan if top5 is None else float(top5),
-            float(images["payload_bytes"].mean()))
+    split = (raw.get("model") or {}).get("split")
+    payload = 0.0 if split == "none" else float(images["payload_bytes"].mean())  # none: the node sends nothing
+    return (math.nan if top1 is None else float(top1), math.nan if top5 is None else float(top5), payload)
 
 
 def dataset_agreement(raw: dict[str, Any], base_dir: Path | None = None) -> float:

@@ -43,8 +43,9 @@ def format_table(result: OptimizeResult) -> str:
     cons = [str(result.slo)] if result.slo else []
     if result.min_agreement is not None:
         cons.append(f"top-1 agreement >= {result.min_agreement:g}")
+    versus = "nodes carried" if result.objective.metric == "capacity" else "p95"
     lines = [f"# objective {result.objective.name}; constraints: {', '.join(cons) or 'none'}; p95 in ms "
-             "(all: unfinished counted as late), payload in kB, '*' on the Pareto front of agreement vs p95"]
+             f"(all: unfinished counted as late), payload in kB, '*' on the Pareto front of agreement vs {versus}"]
     if result.group is not None:
         lines.append(f"# fleet group {result.group!r} searched (the others keep theirs): agreement, kB and p95 are "
                      "its requests'; the latency objective holds for every group ('worst' p95 all)")
