@@ -85,34 +85,29 @@ def test_csma_cell_carries_both_directions() -> None:
     assert ctx.rec.radio_tx_j[0] > 0 and ctx.rec.radio_rx_j[0] > 0
 
 
-def _fifo_against_ahead(submits: list[tuple[float, float]], horizon: float) -> tuple[list, list]:
-    """The event-driven FIFO channel and the one that knows its ends at once, fed the same submissions and
-    run to ``horizon``: (their stamps and hand-offs, their levels' means, peaks and values)."""
+def _run_fifo(submits: list[tuple[float, float]], horizon: float, ahead: bool) -> list:
+    """The event-driven FIFO channel (or the one that knows its ends at once) fed ``submits`` and run to
+    ``horizon``: its stamps, hand-offs, and its levels' means, peaks and values."""
     from testbed.sim.links.fifo import AheadFifoChannel, FifoChannel
 
-    out: list[list] = []
-    for ahead in (False, True):
-        env, rec = simpy.Environment(), Records(0)
-        levels = StationLevels(Level(0.0, horizon), Level(0.0, horizon))
-        handed: list[tuple[int, float]] = []
-        common = {"start_col": rec.downlink_start_s, "end_col": rec.downlink_end_s,
-                  "in_station": levels.in_station, "busy": levels.busy}
-        channel: FifoChannel | AheadFifoChannel
-        if ahead:
-            channel = AheadFifoChannel(env, on_sent=lambda rid, end: handed.append((rid, end)), horizon=horizon,
-                                       **common)
-        else:
-            channel = FifoChannel(env, on_done=lambda rid: handed.append((rid, env.now)), **common)
-        for at, seconds in submits:
-            rid = rec.new(0, 0, 0, at)
-            env.timeout(at).callbacks.append(lambda _e, rid=rid, seconds=seconds: channel.submit(rid, seconds))
-        env.run(until=horizon)
-        if isinstance(channel, AheadFifoChannel):
-            channel.settle(env.now)
-        stamps = [list(rec.downlink_start_s), list(rec.downlink_end_s)]
-        lv = [(x.mean(horizon), x.peak, x.value) for x in (levels.in_station, levels.busy)]
-        out.append([stamps, sorted(handed), lv])
-    return out[0], out[1]
+    env, rec = simpy.Environment(), Records(0)
+    levels = StationLevels(Level(0.0, horizon), Level(0.0, horizon))
+    handed: list[tuple[int, float]] = []
+    common = {"start_col": rec.downlink_start_s, "end_col": rec.downlink_end_s,
+              "in_station": levels.in_station, "busy": levels.busy}
+    channel: FifoChannel | AheadFifoChannel
+    if ahead:
+        channel = AheadFifoChannel(env, on_sent=lambda rid, end: handed.append((rid, end)), horizon=horizon, **common)
+    else:
+        channel = FifoChannel(env, on_done=lambda rid: handed.append((rid, env.now)), **common)
+    for at, seconds in submits:
+        rid = rec.new(0, 0, 0, at)
+        env.timeout(at).callbacks.append(lambda _e, rid=rid, seconds=seconds: channel.submit(rid, seconds))
+    env.run(until=horizon)
+    if isinstance(channel, AheadFifoChannel):
+        channel.settle(env.now)
+    stamps = [list(rec.downlink_start_s), list(rec.downlink_end_s)]
+    return [stamps, sorted(handed), [(x.mean(horizon), x.peak, x.value) for x in (levels.in_station, levels.busy)]]
 
 
 def test_a_fifo_that_knows_its_ends_at_once_stamps_and_levels_as_the_event_driven_one() -> None:
@@ -120,6 +115,6 @@ def test_a_fifo_that_knows_its_ends_at_once_stamps_and_levels_as_the_event_drive
     at = np.cumsum(rng.exponential(1.0, 400))
     submits = list(zip(at.tolist(), rng.exponential(0.9, 400).tolist()))
     for horizon in (50.0, float(at[-1]) + 100.0):  # cut mid-run (rows in flight), and drained
-        events, ahead = _fifo_against_ahead(submits, horizon)
+        events, ahead = _run_fifo(submits, horizon, False), _run_fifo(submits, horizon, True)
         np.testing.assert_array_equal(np.array(events[0]), np.array(ahead[0]))  # NaN where not (yet) sent
         assert events[1:] == ahead[1:]
