@@ -10,8 +10,7 @@ import numpy as np
 
 from testbed.dists import Dist
 
-__all__ = ["DeliverySchedule", "RateSchedule", "batch_decision", "batch_time_fn", "delay_until", "fifo_start",
-           "interpolate_table"]
+__all__ = ["DeliverySchedule", "RateSchedule", "batch_decision", "batch_time_fn", "fifo_start", "interpolate_table"]
 
 _EPS = 1e-12
 
@@ -61,21 +60,6 @@ def batch_decision(queued: int, max_batch: int, max_delay: float, oldest_wait: f
     if queued >= max_batch or max_delay <= 0.0 or oldest_wait >= max_delay - _EPS:
         return min(queued, max_batch)
     return 0
-
-
-def delay_until(now: float, at: float) -> float:
-    """A delay ``d >= 0`` with ``now + d == at`` in floating point (``at >= now``): an event scheduled ``d``
-    from ``now`` fires at exactly ``at``, as one scheduled later (from ``at - d'``) for the same instant does.
-    ``at - now`` itself is exact when ``at <= 2 now`` (Sterbenz); otherwise it is nudged by an ulp or two."""
-    if at <= now:
-        return 0.0
-    d = at - now
-    for _ in range(8):
-        t = now + d
-        if t == at:
-            return d
-        d = math.nextafter(d, math.inf if t < at else 0.0)
-    raise ValueError(f"no delay from {now!r} reaches {at!r}")
 
 
 def fifo_start(now: float, busy_until: float | None) -> float:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from testbed.core.calc import batch_decision, batch_time_fn, delay_until, fifo_start, interpolate_table
+from testbed.core.calc import batch_decision, batch_time_fn, fifo_start, interpolate_table
 from testbed.dists import Deterministic
 
 
@@ -33,17 +33,6 @@ def test_batch_time_forms() -> None:
 ])
 def test_batch_decision(queued: int, max_batch: int, max_delay: float, wait: float, take: int) -> None:
     assert batch_decision(queued, max_batch, max_delay, wait) == take
-
-
-def test_delay_until_lands_exactly_on_the_instant() -> None:
-    rng = np.random.default_rng(0)
-    for now, at in [(0.1, 0.3), (0.0, 5.0), (1e-9, 3.7), (3.0, 3.0), (5.0, 4.0)]:
-        d = delay_until(now, at)
-        assert d >= 0.0 and now + d == max(now, at)
-    nows = rng.uniform(0, 1, 20000) * rng.choice([1e-6, 1.0, 1e3], 20000)
-    ats = nows + rng.exponential(1.0, 20000) * rng.choice([1e-9, 1e-3, 1.0, 1e4], 20000)
-    for now, at in zip(nows.tolist(), ats.tolist()):
-        assert now + delay_until(now, at) == at
 
 
 def test_fifo_start_is_lindleys_recursion() -> None:
