@@ -15,3 +15,11 @@ def test_long_run_bench_reports_peaks_against_simulated_time() -> None:
     assert [r[f"at_{f}_simulated_s"] for f in ("0.25", "0.5", "1")] == [4.5, 9.0, 18.0]
     assert all(r[f"at_{f}_peak_rss_mb"] > 0 for f in ("0.25", "0.5", "1"))
     assert r["peak_growth_ratio"] > 0
+
+
+def test_the_machine_ceiling_times_one_loop_alone_and_two_at_once() -> None:
+    from testbed.run.bench import machine_ceiling
+
+    out = machine_ceiling(customers=2000)
+    assert out["floor_alone_s"] > 0 and out["floor_two_at_once_s"] > 0
+    assert out["ceiling"] == out["floor_alone_s"] / out["floor_two_at_once_s"]

@@ -55,6 +55,14 @@ CASES = [
      ["stage99"]),
     ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--workers", "0"],
      ["--workers", "0"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--group", "nogroup"],
+     ["--group", "nogroup"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--group", "all"],
+     ["--group", "all"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--objective",
+                  "max-nodes"], ["--slo"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--objective",
+                  "max-nodes", "--slo", "p95 < 1 s", "--node-limit", "0"], ["--node-limit", "0"]),
     *[(cmd, ["{d}/good.yaml", "--set", s, *extra], [n]) for cmd, extra in [
         ("run", []), ("validate", []), ("sweep", ["--out", "{d}/s0"]), ("capacity", ["--slo", "p95 < 1 s"]),
         ("emulate", [])]
@@ -103,6 +111,7 @@ CASES = [
     ("research-eval", ["--out", "{d}/afile/r"], ["--out", "afile"]),
     ("research-eval", ["--out", "{d}/r", "--epochs", "0"], ["--epochs", "0"]),
     ("research-eval", ["--out", "{d}/r", "--method", "no_such_method"], ["no_such_method"]),
+    ("research-eval", ["--out", "{d}/r", "--seeds", "1,x"], ["--seeds", "1,x"]),
     ("payloads", ["--model", "no_such_model"], ["no_such_model"]),
     ("payloads", ["--bits", "99"], ["bits", "99"]),
     ("payloads", ["--limit", "-1"], ["limit", "-1"]),

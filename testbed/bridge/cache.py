@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -46,7 +47,7 @@ __all__ = [
     "pipeline_table",
 ]
 
-CACHE_VERSION = 6  # 6: images.parquet holds reference_clean (the unsplit model on the clean frame) for corrupted datasets; 5: payload headers of learned stages carry no checkpoint path; 4: images.parquet holds top5_0..top5_4 and reference_confidence; 3: typed stage costs
+CACHE_VERSION = 7  # 7: elements and serialized bytes of the tensor the serializer packs (after shape-changing learned stages), not of the split feature; 6: images.parquet holds reference_clean (the unsplit model on the clean frame) for corrupted datasets; 5: payload headers of learned stages carry no checkpoint path; 4: images.parquet holds top5_0..top5_4 and reference_confidence; 3: typed stage costs
 IMAGE_FORMATS = ("raw", "png", "jpeg")
 
 
@@ -194,10 +195,12 @@ def _run_split(sc: Scenario) -> PipelineTable:
     chain = parse_chain(list(sc.codec) or None, "codec")
     res = run_pipeline(sc.model.name, sc.model.split, list(sc.codec) or None, dataset_arg(sc),
                        sc.model.weights, sc.model.seed, batch_size=8, head=sc.model.head)
-    elements = res.feature_elements
     bits = chain.bits or (16 if any(s.name == "float16" for s in chain.tensor_stages) else 32)
     charged = bool(sc.codec) and sc.model.split != "none"
     costs = tuple(stage_charges(chain, res.feature_shape)) if charged else ()
+    # per-element stages and the packer work on what the tensor stages leave (an autoencoder's or entropy
+    # bottleneck's code, not the split feature)
+    elements = math.prod(chain.encoded_shape(tuple(res.feature_shape))) if charged else res.feature_elements
     table = _images_table(res.payload_bytes, res.prediction, res.top5, res.reference, res.reference_confidence,
                           res.label, res.reference_clean)
     return PipelineTable(table, elements, -(-elements * bits // 8), costs, res.summary())

@@ -219,13 +219,15 @@ class AdaptivePolicySpec(_Frozen):
     uplink that are not yet delivered; ``rtt``: an EWMA, weight ``alpha``, of its answered frames' round
     trips in seconds) it steps to the next smaller configuration when the signal is at least ``up`` and
     back to the next larger when it is at most ``down`` and ``hold_s`` seconds have passed since its last
-    step (it backs off at once, one step per frame)."""
+    step, plus a uniform random extra of up to ``hold_jitter_s`` drawn per step (it backs off at once,
+    one step per frame)."""
 
     signal: Literal["queue", "uplink_backlog", "rtt"] = "uplink_backlog"
     up: Annotated[float, Field(gt=0)]
     down: Annotated[float, Field(ge=0)]
     hold_s: NonNegSeconds = 0.0
     alpha: Annotated[float, Field(gt=0, le=1)] = 0.2
+    hold_jitter_s: NonNegSeconds = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> AdaptivePolicySpec:

@@ -6,7 +6,10 @@ ordered from the most accurate (largest payload) to the smallest. For each frame
 when the signal is at least ``up``, one larger when it is at most ``down``, and otherwise keeps its
 configuration (the band between is the hysteresis). It backs off at once (one step per frame) but steps
 back to a larger configuration only ``hold_s`` seconds after its last step (so a short lull does not
-send it straight back into the congestion it just left).
+send it straight back into the congestion it just left), plus, with ``hold_jitter_s``, a uniform random
+extra of up to that many seconds drawn at every step from the node's own stream: nodes that backed off
+together (one congestion event seen by all) then try the larger configuration at different times
+instead of all at once, as randomised back-off does in Ethernet and TCP (Metcalfe & Boggs 1976).
 Like NestQuant's mode controller (:mod:`testbed.core.nestquant`) it decides from the node's own view:
 
 - ``queue``: frames waiting for the node's CPU;
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 __all__ = ["SIGNALS", "SplitController", "SplitPolicy"]
 
@@ -35,25 +40,30 @@ class SplitPolicy:
     down: float
     hold_s: float = 0.0
     alpha: float = 0.2
+    hold_jitter_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
             raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (got {self.signal!r})")
         if not 0.0 <= self.down < self.up:
             raise ValueError(f"need 0 <= down < up (got down={self.down}, up={self.up})")
-        if self.hold_s < 0.0 or not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f"need hold_s >= 0 and 0 < alpha <= 1 (got {self.hold_s}, {self.alpha})")
+        if self.hold_s < 0.0 or self.hold_jitter_s < 0.0 or not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"need hold_s >= 0, hold_jitter_s >= 0 and 0 < alpha <= 1 (got {self.hold_s}, "
+                             f"{self.hold_jitter_s}, {self.alpha})")
 
 
 class SplitController:
     """Chooses each frame's configuration (0 = the largest) out of ``count``; see the module docstring."""
 
-    __slots__ = ("backlog", "count", "level", "policy", "rtt", "since", "switches")
+    __slots__ = ("backlog", "count", "hold", "level", "policy", "rng", "rtt", "since", "switches")
 
-    def __init__(self, policy: SplitPolicy, count: int) -> None:
+    def __init__(self, policy: SplitPolicy, count: int, rng: np.random.Generator | None = None) -> None:
         if count < 1:
             raise ValueError(f"count must be at least 1 (got {count})")
-        self.policy, self.count = policy, count
+        if policy.hold_jitter_s > 0 and rng is None:
+            raise ValueError("hold_jitter_s needs the node's random stream (rng)")
+        self.policy, self.count, self.rng = policy, count, rng
+        self.hold = policy.hold_s  # seconds after the last step before stepping back up
         self.level = 0            # the configuration frames are served in now
         self.since = float("-inf")  # when it last stepped
         self.switches = 0
@@ -88,10 +98,12 @@ class SplitController:
         value = self.signal(queue_length)
         if value >= p.up and self.level < self.count - 1:
             self.level += 1
-        elif value <= p.down and self.level > 0 and now - self.since >= p.hold_s:
+        elif value <= p.down and self.level > 0 and now - self.since >= self.hold:
             self.level -= 1
         else:
             return self.level
         self.since = now
         self.switches += 1
+        if p.hold_jitter_s > 0 and self.rng is not None:
+            self.hold = p.hold_s + float(self.rng.uniform(0.0, p.hold_jitter_s))
         return self.level

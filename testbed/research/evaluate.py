@@ -11,10 +11,12 @@ context they share); this module runs them and writes the tables.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from testbed.research.common import pick_device, set_threads
 from testbed.research.measure import SECTIONS, EvalContext, EvalSettings, Log, Row
@@ -22,7 +24,8 @@ from testbed.research.nets import TINY_MODEL, load_split_task
 from testbed.research.registry import METHODS
 from testbed.research.repro import reproducible
 
-__all__ = ["format_nestquant", "format_table", "run_eval", "write_results"]
+__all__ = ["aggregate_seeds", "format_nestquant", "format_seed_table", "format_table", "run_eval", "write_results",
+           "write_seed_results"]
 
 
 def _section_rank(row: Row) -> int:
@@ -76,7 +79,8 @@ def format_table(rows: list[Row]) -> str:
             "server params", "server MACs", "codec")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = (r.section, r.method, r.bits, _fmt(r.accuracy), _fmt(r.agreement), _fmt(r.payload_bytes, False),
+        acc = (f"MSE {r.extra['mse']:.3f} (R² {r.extra['r2']:.3f})" if "mse" in r.extra else _fmt(r.accuracy))
+        cells = (r.section, r.method, r.bits, acc, _fmt(r.agreement), _fmt(r.payload_bytes, False),
                  _fmt(r.body_bytes, False), _k(r.node.params), _k(r.node.macs), _k(r.server.params),
                  _k(r.server.macs), f"`{r.codec}`")
         lines.append("| " + " | ".join(cells) + " |")
@@ -105,4 +109,75 @@ def write_results(rows: list[Row], out_dir: str) -> str:
     if any(r.method.startswith("NestQuant") for r in rows):
         text += "\n\nNestQuant storage and switching:\n\n" + format_nestquant(rows)
     (out / "table.md").write_text(text + "\n")
+    return text + "\n"
+
+
+def _mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
+    v = [float(x) for x in values if x is not None]
+    if not v:
+        return None, None
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else None)
+
+
+def aggregate_seeds(per_seed: dict[int, list[Row]]) -> list[dict[str, Any]]:
+    """Rows of several seeds grouped by (section, method, bits), in the first seed's order: mean and
+    sample standard deviation of accuracy, agreement, payload and body bytes (and a regression's
+    ``mse``/``r2``), with the per-seed values. A row missing from some seed has fewer ``seeds``."""
+    groups: dict[tuple[str, str, str], list[tuple[int, Row]]] = {}
+    for seed, rows in per_seed.items():
+        for r in rows:
+            groups.setdefault((r.section, r.method, r.bits), []).append((seed, r))
+    out = []
+    for (section, method, bits), items in groups.items():
+        rs = [r for _, r in items]
+        entry: dict[str, Any] = {"section": section, "method": method, "bits": bits, "seeds": [s for s, _ in items],
+                                 "codec": rs[0].codec, "node": asdict(rs[0].node), "server": asdict(rs[0].server)}
+        for name, get in (("accuracy", lambda r: r.accuracy), ("agreement", lambda r: r.agreement),
+                          ("payload_bytes", lambda r: r.payload_bytes), ("body_bytes", lambda r: r.body_bytes),
+                          ("mse", lambda r: r.extra.get("mse")), ("r2", lambda r: r.extra.get("r2"))):
+            values = [get(r) for r in rs]
+            if all(v is None for v in values):
+                continue
+            entry[name], entry[f"{name}_sd"] = _mean_sd(values)
+            entry[f"{name}_per_seed"] = values
+        out.append(entry)
+    return out
+
+
+def _ms(entry: dict[str, Any], name: str, pct: bool = True) -> str:
+    """``mean ± sd`` of an aggregated field (percent or bytes); ``-`` when absent."""
+    m, sd = entry.get(name), entry.get(f"{name}_sd")
+    if m is None:
+        return "-"
+    if pct:
+        return f"{100 * m:.1f}" + (f" ± {100 * sd:.1f}" if sd is not None else "")
+    return f"{m:,.0f}" + (f" ± {sd:,.0f}" if sd else "")
+
+
+def format_seed_table(agg: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`aggregate_seeds` rows (mean ± sample sd over the seeds)."""
+    head = ("section", "method", "bits", "acc %", "agree %", "MSE (R²)", "payload B", "body B", "node MACs",
+            "server MACs", "seeds", "codec")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in agg:
+        mse = "-" if e.get("mse") is None else (f"{e['mse']:.3f}" + (f" ± {e['mse_sd']:.3f}" if e.get("mse_sd")
+                                                                      is not None else "") + f" ({e['r2']:.3f})")
+        cells = (e["section"], e["method"], e["bits"], _ms(e, "accuracy"), _ms(e, "agreement"), mse,
+                 _ms(e, "payload_bytes", False), _ms(e, "body_bytes", False), _k(e["node"]["macs"]),
+                 _k(e["server"]["macs"]), str(len(e["seeds"])), f"`{e['codec']}`")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_seed_results(per_seed: dict[int, list[Row]], out_dir: str, header: str,
+                       meta: dict[str, Any]) -> str:
+    """Write the aggregate of several seeds to ``results.json`` (with every seed's rows and ``meta``)
+    and ``table.md`` (``header`` above the table) in ``out_dir``; returns the table text."""
+    agg = aggregate_seeds(per_seed)
+    out = Path(out_dir)
+    (out / "results.json").write_text(json.dumps(
+        {**meta, "rows": agg, "per_seed": {str(s): [asdict(r) for r in rows] for s, rows in per_seed.items()}},
+        indent=1, default=str))
+    text = format_seed_table(agg)
+    (out / "table.md").write_text(header + "\n\n" + text + "\n")
     return text + "\n"

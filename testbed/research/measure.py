@@ -21,7 +21,7 @@ from testbed.research.options import TrainOptions
 from testbed.split.codecs import parse_chain, read_frame
 from testbed.split.codecs.chain import decode_payloads
 
-__all__ = ["LZMA", "SECTIONS", "EvalContext", "EvalSettings", "Log", "Row", "Seq"]
+__all__ = ["LZMA", "SECTIONS", "EvalContext", "EvalSettings", "Log", "Row", "Seq", "log_row", "measure_row"]
 
 SECTIONS = ("split", "weights", "input", "tabular")
 #: the lossless coder behind every learned and plain quantizer in the tables and training summaries
@@ -110,20 +110,40 @@ class EvalContext:
                 teacher: Tensor | None = None, **extra: Any) -> Row:
         """Send ``x`` through ``spec`` (None: raw float32), run ``server`` and record the row.
         ``labels``/``teacher`` default to the split task's test labels (when meaningful) and teacher."""
-        if spec:
-            dec, pay, body, ms = _through_chain(spec, x)
-        else:
-            dec, pay, body, ms = x, float(4 * x[0].numel()), float(4 * x[0].numel()), None
-        with torch.no_grad():
-            logits = server(dec)
         if teacher is None:
             teacher = self.teacher
             labels = self.task.y_test if self.task.target == "labels" else None
-        m = evaluate_logits(logits, labels, teacher)
-        codec = parse_chain(spec).describe().replace(str(self.out) + "/", "") if spec else "float32"
-        row = Row(section, method, bits, codec, m.get("accuracy"), m.get("agreement"), pay, body, node_c, server_c,
-                  ms, dict(extra))
+        row = measure_row(section, method, bits, spec, server, node_c, server_c, x, labels, teacher,
+                          strip=str(self.out), **extra)
         self.rows.append(row)
-        self.log(f"[{time.perf_counter() - self.t_start:6.1f}s] {section:8s} {method:28s} {bits:>5s} "
-                 f"acc={row.accuracy} agree={row.agreement} payload={pay:.0f} B")
+        log_row(self.log, row, time.perf_counter() - self.t_start)
         return row
+
+
+def log_row(log: Log, row: Row, seconds: float) -> None:
+    """One progress line for a measured row."""
+    quality = (f"mse={row.extra['mse']:.4f} r2={row.extra['r2']:.4f}" if "mse" in row.extra
+               else f"acc={row.accuracy} agree={row.agreement}")
+    log(f"[{seconds:6.1f}s] {row.section:8s} {row.method:28s} {row.bits:>5s} {quality} "
+        f"payload={row.payload_bytes:.0f} B")
+
+
+def measure_row(section: str, method: str, bits: str, spec: list[dict[str, Any]] | None, server: nn.Module,
+                node_c: Compute, server_c: Compute, x: Tensor, labels: Tensor | None, teacher: Tensor | None,
+                strip: str = "", **extra: Any) -> Row:
+    """Send ``x`` through ``spec`` (None: raw float32) as real payloads, decode them, run ``server``
+    and return the row; a float (regression) ``labels`` puts ``mse`` and ``r2`` in the row's extra.
+    ``strip`` (a directory) is removed from checkpoint paths in the row's codec text."""
+    if spec:
+        dec, pay, body, ms = _through_chain(spec, x)
+    else:
+        dec, pay, body, ms = x, float(4 * x[0].numel()), float(4 * x[0].numel()), None
+    with torch.no_grad():
+        logits = server(dec)
+    m = evaluate_logits(logits, labels, teacher if labels is None or not labels.is_floating_point() else None)
+    codec = parse_chain(spec).describe() if spec else "float32"
+    if strip:
+        codec = codec.replace(strip + "/", "")
+    quality: dict[str, Any] = {k: m[k] for k in ("mse", "r2") if k in m}
+    return Row(section, method, bits, codec, m.get("accuracy"), m.get("agreement"), pay, body, node_c, server_c,
+               ms, {**extra, **quality})

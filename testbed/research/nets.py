@@ -20,6 +20,8 @@ from testbed.errors import ConfigError
 from testbed.research.common import batches, load_checkpoint, save_checkpoint, seeded
 
 __all__ = [
+    "TABULAR_CLASSIFICATION",
+    "TABULAR_REGRESSION",
     "TINY_MODEL",
     "TINY_POINTS",
     "BasicBlock",
@@ -28,6 +30,7 @@ __all__ = [
     "TinyResNet",
     "digits_tensors",
     "evaluate_logits",
+    "is_regression_table",
     "load_split_task",
     "tabular_tensors",
     "task_loss",
@@ -113,10 +116,23 @@ def digits_tensors(size: int = 16, seed: int = 0, test_fraction: float = 1 / 3,
     return ds.images[tr], ds.labels[tr], ds.images[te], ds.labels[te]
 
 
+#: bundled scikit-learn tables; ``diabetes`` is a regression table (target: disease progression)
+TABULAR_CLASSIFICATION = ("breast_cancer", "wine", "iris")
+TABULAR_REGRESSION = ("diabetes",)
+
+
+def is_regression_table(name: str) -> bool:
+    """True for a bundled regression table (``diabetes``)."""
+    return name in TABULAR_REGRESSION
+
+
 def tabular_tensors(name: str = "breast_cancer", seed: int = 0,
                     test_fraction: float = 1 / 3) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """A bundled scikit-learn table (``breast_cancer``, ``wine`` or ``iris``) or a CSV file whose last
-    column is an integer label; features standardized with the training split's statistics."""
+    """A bundled scikit-learn table (``breast_cancer``, ``wine``, ``iris``; ``diabetes`` for
+    regression) or a CSV file whose last column is an integer label; features standardized with the
+    training split's statistics. Classification labels are int64; the regression target is float32,
+    standardized with the training split's mean and standard deviation (so an MSE of 1.0 is the
+    training mean's error and ``R^2 = 1 - MSE / var(test target)``)."""
     import numpy as np
 
     if name.endswith(".csv"):
@@ -127,24 +143,30 @@ def tabular_tensors(name: str = "breast_cancer", seed: int = 0,
     else:
         from sklearn import datasets as skd
 
-        loaders = {"breast_cancer": skd.load_breast_cancer, "wine": skd.load_wine, "iris": skd.load_iris}
+        loaders = {"breast_cancer": skd.load_breast_cancer, "wine": skd.load_wine, "iris": skd.load_iris,
+                   "diabetes": skd.load_diabetes}
         if name not in loaders:
             raise ConfigError("dataset", name, f"one of {', '.join(loaders)} or a CSV path")
         bunch = loaders[name]()
         x_np, y_np = bunch.data, bunch.target
     x = torch.tensor(x_np, dtype=torch.float32)
-    y = torch.tensor(y_np, dtype=torch.int64)
     tr, te = _split_indices(len(x), test_fraction, seed)
     mu, sd = x[tr].mean(0), x[tr].std(0).clamp(min=1e-6)
     x = (x - mu) / sd
+    if is_regression_table(name):
+        y = torch.tensor(y_np, dtype=torch.float32)
+        y = (y - y[tr].mean()) / y[tr].std()
+    else:
+        y = torch.tensor(y_np, dtype=torch.int64)
     return x[tr], y[tr], x[te], y[te]
 
 
 def train_classifier(model: nn.Module, x: Tensor, y: Tensor, epochs: int, seed: int, lr: float = 3e-3,
                      batch_size: int = 64, device: torch.device | None = None,
                      shift: int = 0) -> list[float]:
-    """Adam + cross-entropy; ``shift`` > 0 adds random translations of up to ``shift`` pixels.
-    Returns the mean loss of every epoch."""
+    """Adam + :func:`task_loss` (cross-entropy on integer labels, MSE on a float regression target);
+    ``shift`` > 0 adds random translations of up to ``shift`` pixels. Returns the mean loss of every
+    epoch."""
     device = device or torch.device("cpu")
     model.to(device).train()
     g = torch.Generator().manual_seed(seed)
@@ -158,7 +180,7 @@ def train_classifier(model: nn.Module, x: Tensor, y: Tensor, epochs: int, seed: 
             if shift:
                 dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
                 xb = torch.roll(xb, (dy, dx), dims=(2, 3))
-            loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+            loss = task_loss(model(xb.to(device)), yb.to(device), None)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -232,7 +254,10 @@ class SplitTask:
 
 
 def task_loss(logits: Tensor, labels: Tensor | None, teacher: Tensor | None, temperature: float = 2.0) -> Tensor:
-    """Cross-entropy on labels, or distillation (KL to the unsplit model's softened outputs)."""
+    """Cross-entropy on labels, mean squared error on a float (regression) target (the model's one
+    output), or distillation (KL to the unsplit model's softened outputs)."""
+    if labels is not None and labels.is_floating_point():
+        return F.mse_loss(logits.reshape(labels.shape), labels)
     if labels is not None:
         return F.cross_entropy(logits, labels)
     assert teacher is not None
@@ -242,7 +267,12 @@ def task_loss(logits: Tensor, labels: Tensor | None, teacher: Tensor | None, tem
 
 
 def evaluate_logits(logits: Tensor, labels: Tensor | None, teacher: Tensor | None) -> dict[str, float]:
-    """Accuracy (when labels are meaningful) and top-1 agreement with the unsplit model."""
+    """Accuracy (when labels are meaningful) and top-1 agreement with the unsplit model; for a float
+    (regression) target, ``mse`` and ``r2`` (coefficient of determination) on the target instead."""
+    if labels is not None and labels.is_floating_point():
+        pred_r = logits.reshape(labels.shape)
+        mse = float(((pred_r - labels) ** 2).mean())
+        return {"mse": mse, "r2": 1.0 - mse / float(((labels - labels.mean()) ** 2).mean())}
     pred = logits.argmax(1)
     out: dict[str, float] = {}
     if labels is not None:

@@ -27,7 +27,7 @@ from testbed.errors import ConfigError
 from testbed.sim.world import Simulation
 
 __all__ = ["BENCH_SCENARIO", "CSMA_BENCH_SCENARIO", "MAX_SCALE", "check_scale", "csma_bench", "end_to_end_bench",
-           "long_run_bench", "peak_rss_bytes", "simpy_floor", "simulator_bench"]
+           "long_run_bench", "machine_ceiling", "peak_rss_bytes", "simpy_floor", "simulator_bench"]
 
 BENCH_SCENARIO: dict[str, Any] = {
     "name": "bench-1000-nodes", "seed": 7, "duration": "200 s", "warmup": "5 s", "drain": "10 s",
@@ -150,11 +150,36 @@ def csma_bench(scale: float = 1.0) -> dict[str, Any]:
     }
 
 
+def _floor_seconds(customers: int) -> float:
+    """Seconds of one :func:`simpy_floor` loop of ``customers`` (pure Python, no I/O)."""
+    t = time.perf_counter()
+    simpy_floor(customers)
+    return time.perf_counter() - t
+
+
+def machine_ceiling(customers: int = 200_000) -> dict[str, float]:
+    """How well this machine runs two CPU-bound Python processes at once: the same SimPy loop alone,
+    then in two worker processes together (each timing itself). ``ceiling`` = alone / together is
+    the parallel efficiency no software can beat here (1.0 on two idle, independent cores; lower on
+    two hyperthreads of one core, with a shared memory bus or with other jobs running)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    alone = _floor_seconds(customers)
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(2, mp_context=mp.get_context(method)) as pool:
+        together = list(pool.map(_floor_seconds, [customers, customers]))
+    return {"floor_alone_s": alone, "floor_two_at_once_s": float(sum(together) / 2),
+            "ceiling": alone / (sum(together) / 2)}
+
+
 def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, Any]:
     """A sweep of ``cells`` cells of the TCL scenario on 1 worker and on 2, side by side.
 
-    Reports parallel efficiency ``t1 / (2 t2)`` and the share of sweep time spent getting the model
-    pipeline's results once its cache is warm (reading the cache, not running the model).
+    Reports parallel efficiency ``t1 / (2 t2)``, the share of sweep time spent getting the model
+    pipeline's results once its cache is warm (reading the cache, not running the model), and the
+    machine's own ceiling for two processes (:func:`machine_ceiling`, measured before and after the
+    sweeps), with the efficiency relative to it.
     """
     import tempfile
     from pathlib import Path
@@ -172,6 +197,7 @@ def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, 
     raw["duration"] = "2 min"
     n = len(plan(raw))
     out: dict[str, Any] = {"scenario": str(path.name), "runs": n}
+    before = machine_ceiling()
     with tempfile.TemporaryDirectory() as tmp:
         run_sweep(dict(raw, sweep={"fleet.0.count": [1]}, replications=1), Path(tmp) / "warm",
                   base_dir=path.parent, progress=False)  # warm the pipeline cache
@@ -183,6 +209,10 @@ def sweep_bench(cells: int = 16, scenario_path: str | None = None) -> dict[str, 
                 out["model_share_warm_cache"] = float(table["pipeline_s"].sum() / table["wall_s"].sum())
     out["speedup"] = out["seconds_1_worker"] / out["seconds_2_workers"]
     out["parallel_efficiency"] = out["speedup"] / 2
+    after = machine_ceiling()
+    out["machine_ceiling"] = (before["ceiling"] + after["ceiling"]) / 2
+    out["machine_ceiling_before_after"] = [before["ceiling"], after["ceiling"]]
+    out["efficiency_vs_ceiling"] = out["parallel_efficiency"] / out["machine_ceiling"]
     return out
 
 

@@ -232,14 +232,14 @@ class _Search:
         return self.slo.met(self.cache[n].value)
 
     def bisect(self, start: int, limit: int) -> tuple[int, int | None]:
-        """(largest passing size, smallest failing size or None): doubling from ``start``, then
-        bisection (0 nodes pass vacuously)."""
+        """(largest passing size, smallest failing size or None): doubling from ``start`` (the last step
+        probes ``limit`` itself), then bisection (0 nodes pass vacuously)."""
         lo, hi = 0, None
         n = start
         while n <= limit:
             if self.passes(n):
                 lo = n
-                n *= 2
+                n = limit if n < limit < 2 * n else 2 * n
             else:
                 hi = n
                 break

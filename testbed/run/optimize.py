@@ -32,7 +32,7 @@ import numpy as np
 from testbed.config.load import apply_overrides
 from testbed.config.resolve import Resolved
 from testbed.errors import ConfigError
-from testbed.run.capacity import Slo, parse_slo, saturating
+from testbed.run.capacity import Slo, parse_slo, resolve_groups, saturating
 from testbed.run.parallel import check_workers, run_all
 from testbed.run.prepare import prepare_dict
 from testbed.run.sweep import replication_seed
@@ -44,6 +44,8 @@ __all__ = [
     "OptimizeResult",
     "choose",
     "configs",
+    "group_link_scale",
+    "group_view",
     "meets",
     "optimize",
     "pareto_front",
@@ -56,7 +58,14 @@ OBJECTIVES = {
     "min-p95": ("latency_p95_all_s", False),
     "min-payload": ("mean_payload_bytes", False),
     "min-energy": ("mean_energy_j", False),
+    "max-nodes": ("capacity", True),
 }
+"""Objectives: name -> (row metric, maximised). ``max-nodes`` searches, for each configuration, the
+largest fleet (the group's node count) that meets the latency objective (:func:`capacity_search`)."""
+
+DEFAULT_NODE_LIMIT = 10_000
+"""Largest fleet size ``max-nodes`` probes by default (a configuration with no shared bottleneck, e.g.
+everything on the node, would otherwise double forever)."""
 
 
 @dataclass(frozen=True)
@@ -136,11 +145,15 @@ def screen(probe: dict[str, Any], probe_nodes: int, nodes: int, min_agreement: f
 
 def meets(row: dict[str, Any], slo: Slo | None, min_agreement: float | None) -> bool:
     """True when a simulated row meets the latency objective (unfinished and dropped requests count as
-    infinitely late) and the agreement floor."""
+    infinitely late) and the agreement floor. A row with ``worst_group_*`` figures (one fleet group
+    optimised) must meet the latency objective for the worst group's requests as well."""
     if slo is not None:
-        value = row.get(f"latency_{slo.metric}_all_s") if slo.metric != "mean" else row.get("latency_mean_s")
-        if value is None or not math.isfinite(value) or not slo.met(value):
-            return False
+        key = f"latency_{slo.metric}_all_s" if slo.metric != "mean" else "latency_mean_s"
+        for k in (key, f"worst_group_{key}"):  # with a group optimised: every group's requests too
+            if k == key or k in row:
+                value = row.get(k)
+                if value is None or not math.isfinite(value) or not slo.met(value):
+                    return False
     if min_agreement is not None:
         agree = row.get("agreement")
         if agree is None or agree < min_agreement:
@@ -187,6 +200,7 @@ class OptimizeResult:
     min_agreement: float | None
     recommended: dict[str, Any] | None = None  # the scenario (raw mapping) of the best configuration
     notes: list[str] = field(default_factory=list)
+    group: str | None = None  # the fleet group whose configuration was searched (None: the scenario's)
 
 
 _KEEP = ("agreement", "agreement_top5", "mean_payload_bytes", "latency_p50_s", "latency_p95_s", "latency_p99_s",
@@ -195,8 +209,42 @@ _KEEP = ("agreement", "agreement_top5", "mean_payload_bytes", "latency_p50_s", "
          "mean_energy_j", "mean_head_s", "mean_encode_s")
 
 
-def _cell(raw: dict[str, Any], c: Config) -> dict[str, Any]:
-    return apply_overrides(raw, {"model.split": c.split, "codec": [dict(s) for s in c.codec]})
+def _cell(raw: dict[str, Any], c: Config, group: int | None = None) -> dict[str, Any]:
+    """``raw`` with the candidate's split and codec: the scenario's, or with ``group`` that fleet group's
+    own (``fleet[g].model.split``, merged over the scenario's model, and ``fleet[g].codec``)."""
+    where = "" if group is None else f"fleet.{group}."
+    return apply_overrides(raw, {f"{where}model.split": c.split, f"{where}codec": [dict(s) for s in c.codec]})
+
+
+def group_view(raw: dict[str, Any], group: int) -> dict[str, Any]:
+    """A one-group scenario of fleet group ``group`` as it runs in ``raw``: its model keys merged over the
+    scenario's, its own codec and dataset where it names them. Its pipeline cache entry is the group's,
+    so its dataset figures are the group's configuration's."""
+    grp = dict(raw["fleet"][group])
+    out = {k: v for k, v in raw.items() if k != "fleet"}
+    out["model"] = {**(raw.get("model") or {}), **(grp.pop("model", None) or {})}
+    for key in ("codec", "dataset"):
+        own = grp.pop(key, None)
+        if own is not None:
+            out[key] = own
+    out["fleet"] = [grp]
+    return copy.deepcopy(out)
+
+
+def group_link_scale(probe_groups: Sequence[dict[str, Any]], counts: Sequence[int], group: int,
+                     payload_bytes: float) -> float:
+    """Factor from a probe's uplink share (one node per group) to the fleet's, apportioning the probe's
+    share to the groups by the bytes each offered (requests x mean payload) and scaling each group's part
+    by its node count; ``group``'s sampled payload is replaced by its whole dataset's mean. NaN when the
+    probe offered nothing."""
+    offered = [float(r.get("requests") or 0) * float(r.get("mean_payload_bytes") or 0.0) for r in probe_groups]
+    total = sum(x for x in offered if math.isfinite(x))
+    if total <= 0:
+        return math.nan
+    sampled = float(probe_groups[group].get("mean_payload_bytes") or 0.0)
+    if sampled > 0 and math.isfinite(sampled):
+        offered[group] *= payload_bytes / sampled
+    return sum(n * x for n, x in zip(counts, offered) if math.isfinite(x)) / total
 
 
 def dataset_figures(raw: dict[str, Any], base_dir: Path | None = None) -> tuple[float, float, float]:
@@ -219,23 +267,50 @@ def dataset_agreement(raw: dict[str, Any], base_dir: Path | None = None) -> floa
     return dataset_figures(raw, base_dir)[0]
 
 
-def _run(raw: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
-    return _summary(prepare_dict(raw, base_dir))
+def _run(raw: dict[str, Any], base_dir: Path | None, group: int | None = None) -> dict[str, Any]:
+    return _summary(prepare_dict(raw, base_dir), group)
 
 
-def _summary(resolved: Resolved) -> dict[str, Any]:
+def _summary(resolved: Resolved, group: int | None = None) -> dict[str, Any]:
     """One run's summary. Worker processes get the scenario resolved here (validation may run torch,
-    which must not start its thread pool again in a forked worker)."""
+    which must not start its thread pool again in a forked worker). With ``group`` it gains ``groups``:
+    every fleet group's own figures (:func:`~testbed.core.metrics.groups.group_breakdown`), and the
+    group's figures replace the fleet's (agreement, latency, payload, energy, node CPU); the uplink and
+    GPU figures stay the fleet's."""
     from testbed.run.runner import run_scenario
 
-    return run_scenario(resolved).summary
+    res = run_scenario(resolved)
+    if group is None:
+        return res.summary
+    from testbed.core.metrics.groups import GROUP_COLUMNS, group_breakdown
+
+    sc = res.scenario
+    records = res.records
+    rows = group_breakdown(records[[c for c in GROUP_COLUMNS if c in records]], res.sim.window,
+                           [g.name or f"group{i}" for i, g in enumerate(sc.fleet)], [""] * len(sc.fleet),
+                           [g.count for g in sc.fleet])
+    mine = rows[group]
+    out = {**res.summary, "groups": rows}
+    for key in ("latency_mean_s", "latency_p50_all_s", "latency_p95_all_s", "latency_p99_all_s"):
+        vals = [r.get(key) for r in rows if r["requests"]]
+        known = [float(v) for v in vals if v is not None and math.isfinite(v)]
+        out[f"worst_group_{key}"] = max(known) if known and len(known) == len(vals) else None
+    for key in ("agreement", "mean_payload_bytes", "latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s",
+                "latency_p95_all_s", "latency_p99_all_s", "mean_energy_j", "node_utilisation", "completed_share"):
+        if key in mine:
+            out[key] = mine[key]
+    for key in ("agreement_top5", "latency_p95_s_run_ci_low", "latency_p95_s_run_ci_high", "mean_head_s",
+                "mean_encode_s"):
+        out.pop(key, None)  # fleet-wide figures: not the group's
+    return out
 
 
 def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean over replications of each kept figure. An all-requests percentile that is infinite (None) in
     any replication is infinite pooled; other figures average the replications that have them."""
     out: dict[str, Any] = {}
-    for k in _KEEP:
+    worst = [k for k in summaries[0] if k.startswith("worst_group_")]
+    for k in (*_KEEP, *worst):
         vals = [s.get(k) for s in summaries]
         known = [float(v) for v in vals if v is not None]
         if k.endswith("_all_s") and len(known) < len(vals):
@@ -254,17 +329,29 @@ def _binding(row: dict[str, Any]) -> str:
 
 
 def _screened(cell: dict[str, Any], c: Config, groups: int, nodes: int, probe_duration: str,
-              min_agreement: float | None, max_utilisation: float, base_dir: Path | None) -> dict[str, Any]:
-    """A configuration's screening row: one short run of one node per group, and its dataset figures."""
+              min_agreement: float | None, max_utilisation: float, base_dir: Path | None,
+              group: int | None = None) -> dict[str, Any]:
+    """A configuration's screening row: one short run of one node per group, and its dataset figures (with
+    ``group``: that group's configuration's, its own node CPU, and the uplink share apportioned to the
+    groups by the bytes they offer, :func:`group_link_scale`)."""
     probe_raw = apply_overrides(cell, {f"fleet.{i}.count": 1 for i in range(groups)})
     probe_raw = apply_overrides(probe_raw, {"duration": probe_duration, "warmup": "2 s", "drain": "10 s"})
-    probe = _run(probe_raw, base_dir)
-    top1, top5, payload = dataset_figures(cell, base_dir)
-    sampled = float(probe.get("mean_payload_bytes") or 0.0)
-    if sampled > 0:  # the probe's frames are a sample of the dataset: rescale its uplink share
-        probe = {**probe, "link_utilisation": float(probe.get("link_utilisation") or 0.0) * payload / sampled}
+    probe = _run(probe_raw, base_dir, group)
+    top1, top5, payload = dataset_figures(cell if group is None else group_view(cell, group), base_dir)
+    if group is None:
+        sampled = float(probe.get("mean_payload_bytes") or 0.0)
+        if sampled > 0:  # the probe's frames are a sample of the dataset: rescale its uplink share
+            probe = {**probe, "link_utilisation": float(probe.get("link_utilisation") or 0.0) * payload / sampled}
+        probe_nodes = groups
+    else:
+        counts = [int(g.get("count", 1)) for g in cell["fleet"]]
+        scale = group_link_scale(probe["groups"], counts, group, payload)
+        if not math.isfinite(scale):
+            scale = nodes / max(1, groups)
+        probe = {**probe, "link_utilisation": float(probe.get("link_utilisation") or 0.0) * scale}
+        probe_nodes = nodes  # already scaled to the fleet
     probe = {**probe, "agreement": top1, "agreement_top5": top5, "mean_payload_bytes": payload}
-    s = screen(probe, groups, nodes, min_agreement, max_utilisation)
+    s = screen(probe, probe_nodes, nodes, min_agreement, max_utilisation)
     return {"config": c.label, "split": c.split, "codec": list(c.codec),
             "screen_agreement": s.agreement, "screen_payload_bytes": s.payload_bytes,
             "predicted_uplink_utilisation": s.uplink_utilisation,
@@ -286,12 +373,48 @@ def _simulated(row: dict[str, Any], sums: list[dict[str, Any]], slo: Slo | None,
     return row
 
 
+def _capacity_of(cell: dict[str, Any], field: str, slo: Slo, base_dir: Path | None, groups: tuple[str, ...],
+                 limit: int) -> dict[str, Any]:
+    """One configuration's capacity: the largest ``field`` (a group's node count) meeting ``slo`` for
+    every named group's requests (all replications of the cell), by doubling then bisection."""
+    from testbed.run.capacity import capacity_search
+
+    (r,) = capacity_search(cell, slo, field=field, start=1, limit=limit, base_dir=base_dir, groups=groups)
+    return {"capacity": r.capacity, "slo_value_at_capacity": r.value_at_capacity, "first_failing": r.first_failing,
+            "slo_value_at_failing": r.value_at_failing, "binding": r.saturating_station, "probes": r.probes,
+            "at_limit": r.first_failing is None, **{f"{k}_at_capacity": v for k, v in r.utilisation.items()}}
+
+
+def _capacity_row(row: dict[str, Any], found: dict[str, Any], slo: Slo, min_agreement: float | None,
+                  reps: int) -> dict[str, Any]:
+    """The screening row completed with its capacity search."""
+    row = {**row, **found, "simulated": True, "replications": reps, "mean_payload_bytes": row["screen_payload_bytes"]}
+    value = found["slo_value_at_capacity"]
+    row[f"latency_{slo.metric}_all_s" if slo.metric != "mean" else "latency_mean_s"] = (
+        None if isinstance(value, float) and math.isinf(value) else value)
+    agree = row.get("agreement")
+    ok_agree = min_agreement is None or (agree is not None and agree >= min_agreement)
+    row["meets_when_simulated"] = found["capacity"] >= 1 and ok_agree
+    row["feasible"] = row["pruned"] is None and row["meets_when_simulated"]
+    return row
+
+
 def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objective, slo: Slo | None,
              min_agreement: float | None, base_dir: Path | None = None, replications: int | None = None,
              probe_duration: str = "20 s", max_utilisation: float = 1.0, verify_pruned: int = 0,
              on_step: Callable[[str, Config, dict[str, Any]], None] | None = None,
-             state_dir: Path | None = None, workers: int = 1, scheduler: str | None = None) -> OptimizeResult:
+             state_dir: Path | None = None, workers: int = 1, scheduler: str | None = None,
+             group: str | None = None, node_limit: int = DEFAULT_NODE_LIMIT) -> OptimizeResult:
     """Screen every candidate with one node per group, simulate the survivors and choose the best.
+
+    With ``group`` (a fleet group's name) only that group's split and codec are searched, the others
+    keep theirs: the objective and the agreement floor are the group's own (its requests), and the
+    latency objective must hold for its requests and for every other group's.
+
+    With the ``max-nodes`` objective each surviving configuration gets a capacity search instead of one
+    simulation (the largest node count of the group, the scenario's only group without ``group``, up
+    to ``node_limit``, whose requests and every other group's meet ``slo``); screening then prunes only
+    on agreement and the node's CPU (the uplink's load depends on the fleet size searched).
 
     ``raw`` is the scenario mapping (its ``sweep`` is ignored); ``verify_pruned`` simulates that many
     pruned candidates in full (the first ones, in order) to show they fail. Screening runs here (it
@@ -304,11 +427,15 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     if not candidates:
         raise ConfigError("--split/--codec", [], "at least one split point and one codec chain")
     fleet = raw.get("fleet")
-    for g, group in enumerate(fleet if isinstance(fleet, list) else []):
-        if isinstance(group, dict) and group.get("adaptive") is not None:
-            raise ConfigError(f"fleet.{g}.adaptive", "an adaptive group", "groups of one configuration: the "
+    for i, spec in enumerate(fleet if isinstance(fleet, list) else []):
+        if isinstance(spec, dict) and spec.get("adaptive") is not None:
+            raise ConfigError(f"fleet.{i}.adaptive", "an adaptive group", "groups of one configuration: the "
                               "optimiser chooses the split and codec itself (compare with analysis/adaptive_split.py)")
     check_workers(workers, scheduler)
+    if group == "all":
+        raise ConfigError("--group", group, "one fleet group's name (the others keep their configuration)")
+    g = None if group is None else resolve_groups(raw, [group])[group]  # fleet index of the group searched
+    count_field = _capacity_field(raw, objective, slo, g, node_limit)
     base = {k: v for k, v in raw.items() if k not in ("sweep", "replications")}
     reps = int(replications if replications is not None else raw.get("replications", 1))
     if reps < 1:
@@ -316,14 +443,15 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     groups = len(base["fleet"])
     nodes = sum(int(g.get("count", 1)) for g in base["fleet"])
     for c in candidates:  # every candidate must be a valid scenario before anything runs
-        prepare_dict(_cell(base, c), base_dir)
+        prepare_dict(_cell(base, c, g), base_dir)
     rows: list[dict[str, Any]] = [{} for _ in candidates]
     todo: list[tuple[int, dict[str, Any], str]] = []  # (candidate, cell, state key) to simulate
     pruned_sims = 0
     for i, c in enumerate(candidates):
-        cell = _cell(base, c)
+        cell = _cell(base, c, g)
         key = _row_key(cell, c, reps, probe_duration, max_utilisation, min_agreement, slo,
-                       s_verify=pruned_sims < verify_pruned)
+                       s_verify=pruned_sims < verify_pruned, group=g,
+                       capacity=None if count_field is None else (count_field, node_limit))
         kept = _load_row(state_dir, key)
         if kept is not None:
             rows[i] = kept
@@ -331,7 +459,9 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
             if on_step:
                 on_step("kept", c, kept)
             continue
-        row = _screened(cell, c, groups, nodes, probe_duration, min_agreement, max_utilisation, base_dir)
+        row = _screened(cell, c, groups, nodes, probe_duration, min_agreement, max_utilisation, base_dir, g)
+        if count_field is not None and str(row["pruned"] or "").startswith("uplink"):
+            row["pruned"] = None  # max-nodes: the fleet size is what is searched
         if row["pruned"] is None or pruned_sims < verify_pruned:
             pruned_sims += row["pruned"] is not None
             rows[i] = row
@@ -343,8 +473,21 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
         _save_row(state_dir, key, row)
         if on_step:
             on_step("pruned", c, row)
+    if count_field is not None:
+        assert slo is not None
+        names = tuple(resolve_groups(base, ["all"]))
+        found = run_all(_capacity_of, [({**cell, "replications": reps}, count_field, slo, base_dir, names, node_limit)
+                                       for _, cell, _ in todo], workers, scheduler)
+        for t, res in found:
+            i, _, key = todo[t]
+            rows[i] = _capacity_row(rows[i], res, slo, min_agreement, reps)
+            _save_row(state_dir, key, rows[i])
+            if on_step:
+                on_step("pruned" if rows[i]["pruned"] else "simulated", candidates[i], rows[i])
+        return _finish(rows, candidates, objective, slo, min_agreement, group, base, g, reps,
+                       (count_field, "capacity"))
     seed = int(base.get("seed", 0))
-    calls = [(prepare_dict(apply_overrides(cell, {"seed": replication_seed(seed, r)}), base_dir),)
+    calls = [(prepare_dict(apply_overrides(cell, {"seed": replication_seed(seed, r)}), base_dir), g)
              for _, cell, _ in todo for r in range(reps)]
     sums: list[list[dict[str, Any] | None]] = [[None] * reps for _ in todo]
     for pos, summary in run_all(_summary, calls, workers, scheduler):
@@ -356,14 +499,25 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
             _save_row(state_dir, key, rows[i])
             if on_step:
                 on_step("pruned" if rows[i]["pruned"] else "simulated", candidates[i], rows[i])
-    front = pareto_front((_value(r, "agreement"), _value(r, "latency_p95_all_s")) if r["simulated"] and not r["pruned"]
+    return _finish(rows, candidates, objective, slo, min_agreement, group, base, g, reps, None)
+
+
+def _finish(rows: list[dict[str, Any]], candidates: Sequence[Config], objective: Objective, slo: Slo | None,
+            min_agreement: float | None, group: str | None, base: dict[str, Any], g: int | None, reps: int,
+            capacity: tuple[str, str] | None) -> OptimizeResult:
+    """The Pareto front (agreement against p95, or against capacity), the choice and the recommended
+    scenario (with ``capacity``: the fleet field set to the chosen configuration's capacity)."""
+    second = (lambda r: -_value(r, "capacity")) if capacity else (lambda r: _value(r, "latency_p95_all_s"))
+    front = pareto_front((_value(r, "agreement"), second(r)) if r["simulated"] and not r["pruned"]
                          else (math.nan, math.nan) for r in rows)
     for r, f in zip(rows, front):
         r["pareto"] = f
     best = choose(rows, objective)
-    result = OptimizeResult(rows, best, objective, slo, min_agreement)
+    result = OptimizeResult(rows, best, objective, slo, min_agreement, group=group)
     if best is not None:
-        rec = _cell(base, next(c for c in candidates if c.label == best["config"]))
+        rec = _cell(base, next(c for c in candidates if c.label == best["config"]), g)
+        if capacity is not None:
+            rec = apply_overrides(rec, {capacity[0]: int(best["capacity"])})
         rec["name"] = f"{base.get('name', 'scenario')}-optimised"
         rec["replications"] = reps
         result.recommended = rec
@@ -371,17 +525,45 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
     if bad:
         result.notes.append(f"{len(bad)} pruned configuration(s) met the objective when simulated: "
                             + ", ".join(r["config"] for r in bad))
+    if capacity is not None:
+        limited = [r["config"] for r in rows if r.get("at_limit")]
+        if limited:
+            result.notes.append(f"{len(limited)} configuration(s) met the objective at the node limit (their capacity "
+                                "is at least that; raise --node-limit): " + ", ".join(limited))
     return result
 
 
+def _capacity_field(raw: dict[str, Any], objective: Objective, slo: Slo | None, g: int | None,
+                    node_limit: int) -> str | None:
+    """The node count ``max-nodes`` searches (None for other objectives), checked."""
+    if objective.metric != "capacity":
+        return None
+    from testbed.run.capacity import MAX_FLEET
+
+    if slo is None:
+        raise ConfigError("--slo", None, "a latency objective for max-nodes, e.g. 'p95 < 100 ms'")
+    if not 1 <= node_limit <= MAX_FLEET:
+        raise ConfigError("--node-limit", node_limit, f"a fleet size from 1 to {MAX_FLEET:,}")
+    fleet = raw.get("fleet") or []
+    if g is None and len(fleet) > 1:
+        raise ConfigError("--group", None, f"the fleet group whose node count max-nodes searches (the scenario has "
+                          f"{len(fleet)} groups)")
+    return f"fleet.{g or 0}.count"
+
+
 def _row_key(cell: dict[str, Any], c: Config, reps: int, probe_duration: str, max_utilisation: float,
-             min_agreement: float | None, slo: Slo | None, s_verify: bool) -> str:
+             min_agreement: float | None, slo: Slo | None, s_verify: bool, group: int | None = None,
+             capacity: tuple[str, int] | None = None) -> str:
     import hashlib
 
     from testbed.io import json_text
 
     desc = {"cell": cell, "config": c.label, "replications": reps, "probe": probe_duration,
             "max_utilisation": max_utilisation, "min_agreement": min_agreement, "slo": str(slo), "verify": s_verify}
+    if group is not None:  # keys of whole-fleet searches unchanged
+        desc["group"] = group
+    if capacity is not None:
+        desc["capacity"] = list(capacity)
     return hashlib.sha256(json_text(desc, indent=None).encode()).hexdigest()[:24]
 
 

@@ -133,7 +133,7 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
     """:func:`run_scenario` with the records streamed (spilled, then written and summarised in chunks)."""
     from testbed.core.metrics import SUMMARY_METRICS
     from testbed.core.metrics.online import ONLINE_METRICS, StreamSummary
-    from testbed.run.stream import Spill, created_at, write_requests
+    from testbed.run.stream import FileSeries, Spill, created_at, write_requests
 
     sc = res.scenario
     folder = tempfile.TemporaryDirectory(prefix="testbed-run-")
@@ -152,7 +152,8 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
         return add_energy(df, power, sc.duration, frames) if power else df
 
     path = Path(folder.name) / "requests.parquet"
-    acc = StreamSummary(sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
+    series = FileSeries(Path(folder.name) / "latency.bin")  # the summary's latency series, on disk
+    acc = StreamSummary(sim.window, sim.levels, sim.gpus, nodes=sc.node_count, series=series)
     names = tuple(g.name or f"group{i}" for i, g in enumerate(sc.fleet))
     write_requests(spill, path, acc, group_names=names, window=sim.window,
                    frames=np.asarray(sim.frames, dtype=np.int64), extend=extend)
@@ -160,6 +161,7 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
     result = RunResult(sc, sim, {}, station_table(sim.levels, station_servers(sc)), pipeline_s, path, folder)
     if all(name in ONLINE_METRICS for name, _ in SUMMARY_METRICS.items()):
         summary = acc.result(created_at(path, sim.window[1]))
+        series.remove()
     else:  # a metric the chunked pass does not know: summarise in memory
         summary = summarize(result.records, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
     if any(m is not None for m in res.nestquant):
@@ -194,7 +196,8 @@ def _by_group(records: pd.DataFrame, sim: SimResult, sc: Scenario, workload: Wor
         return {}
     labels = hetero.configs.labels
     names = tuple(g.name or f"group{i}" for i, g in enumerate(sc.fleet))
-    return {"configs": list(labels), "by_group": group_breakdown(records, sim.window, names, labels)}
+    return {"configs": list(labels),
+            "by_group": group_breakdown(records, sim.window, names, labels, [g.count for g in sc.fleet])}
 
 
 def _headed(summary: dict[str, Any], res: Resolved) -> dict[str, Any]:

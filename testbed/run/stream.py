@@ -29,13 +29,42 @@ from testbed.core.metrics import STAGES, with_stages
 from testbed.core.metrics.online import StreamSummary
 from testbed.core.records import FLOAT_COLUMNS, INT_COLUMNS, frame_of
 
-__all__ = ["ROW_GROUP", "Spill", "read_records", "write_requests"]
+__all__ = ["ROW_GROUP", "FileSeries", "Spill", "read_records", "write_requests"]
 
 ROW_GROUP = 65536
 """Rows per Parquet row group (and per chunk of the summary pass)."""
 
 _DTYPES: dict[str, np.dtype[Any]] = {**{name: np.dtype(np.float64) for name in FLOAT_COLUMNS},
                                      **{name: np.dtype(code) for name, code in INT_COLUMNS}}
+
+
+class FileSeries:
+    """A :class:`~testbed.core.metrics.online.LatencySeries` on disk: raw float64 appended to ``path``,
+    read back by range, so the summary's latency series takes no memory however long the run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: BinaryIO = open(path, "wb")  # noqa: SIM115
+        self.rows = 0
+
+    def append(self, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, dtype=np.float64)
+        self.file.write(data.tobytes())
+        self.rows += len(data)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        self.file.flush()
+        stop = min(stop, self.rows)
+        if stop <= start:
+            return np.zeros(0)
+        return np.fromfile(self.path, dtype=np.float64, count=stop - start, offset=start * 8)
+
+    def remove(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
 
 
 class Spill:

@@ -30,7 +30,7 @@ from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
 from testbed.sim.topology import Topology, check_topology, node_schedules
-from testbed.streams import link_stream, node_stream, server_stream
+from testbed.streams import adaptive_stream, link_stream, node_stream, server_stream
 
 __all__ = ["STATION_NAMES", "SimResult", "Simulation", "expected_requests", "simulate"]
 
@@ -195,7 +195,8 @@ class Simulation:
         if drawer is None or configs is None:
             raise ConfigError(f"fleet.{g}.adaptive", "an adaptive group", "the pipeline workload (a model section)")
         p = group.adaptive.policy
-        split = SplitController(SplitPolicy(p.signal, p.up, p.down, p.hold_s, p.alpha), len(configs[g]))
+        split = SplitController(SplitPolicy(p.signal, p.up, p.down, p.hold_s, p.alpha, p.hold_jitter_s), len(configs[g]),
+                                adaptive_stream(self.sc.seed, g, i) if p.hold_jitter_s > 0 else None)
         return NodePolicy(lambda: (-1, 0.0, 0.0, 0.0), capacity=group.queue.capacity,
                           drop_oldest=group.queue.policy == "drop_oldest", split=split,
                           draw_in=drawer(g, i, rng), configs=tuple(configs[g]))

@@ -145,6 +145,12 @@ def test_numbers_must_be_finite_and_in_range(tmp_path: Path, capsys: pytest.Capt
     _one_error(capsys, ["validate", _write(tmp_path, base_scenario()), "--set", override], field)
 
 
+@pytest.mark.parametrize("value", ["-1 s", ".nan", ".inf", "abc"])
+def test_an_adaptive_hold_jitter_must_be_a_finite_duration(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    _one_error(capsys, ["validate", str(REPO / "scenarios" / "adaptive_split.yaml"), "--set",
+                        f"fleet.0.adaptive.policy.hold_jitter_s={value}"], "fleet.0.adaptive.policy.hold_jitter_s")
+
+
 def test_a_fleet_too_large_for_memory_says_how_much_it_needs(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     line = _one_error(capsys, ["validate", _write(tmp_path, base_scenario()), "--set", "fleet.0.count=1000000000"],

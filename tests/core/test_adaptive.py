@@ -89,3 +89,25 @@ def test_node_policy_draws_each_frame_in_the_chosen_configuration() -> None:
     assert drawn == [0, 1]
     with pytest.raises(ValueError):
         NodePolicy(lambda: (-1, 0.0, 0.0, 0.0), split=split, configs=(3,))
+
+
+def test_a_random_extra_hold_is_drawn_per_step_from_the_nodes_stream() -> None:
+    import numpy as np
+
+    policy = SplitPolicy("queue", up=2, down=0, hold_s=1.0, hold_jitter_s=4.0)
+    holds = []
+    for seed in (1, 2):
+        c = SplitController(policy, 2, np.random.default_rng(seed))
+        assert c.choose(0.0, 5) == 1  # backs off at once; the hold after this step is 1 s + U(0, 4 s)
+        assert 1.0 <= c.hold <= 5.0
+        holds.append(c.hold)
+        assert c.choose(0.0 + c.hold - 1e-9, 0) == 1 and c.choose(holds[-1], 0) == 0
+        assert c.hold != holds[-1]  # drawn again at this step
+    assert holds[0] != holds[1]  # two nodes' streams: two different holds
+    again = SplitController(policy, 2, np.random.default_rng(1))
+    again.choose(0.0, 5)
+    assert again.hold == holds[0]  # the same stream: the same hold
+    with pytest.raises(ValueError, match="rng"):
+        SplitController(policy, 2)
+    with pytest.raises(ValueError, match="hold_jitter_s"):
+        SplitPolicy("queue", up=2, down=0, hold_jitter_s=-1.0)

@@ -53,7 +53,15 @@ def _run(args: argparse.Namespace) -> int:
         raw = apply_overrides(raw, args.set)
     if not isinstance(raw.get("model"), dict) or "name" not in raw["model"]:
         raise ConfigError("model", raw.get("model"), "a model section: the optimiser chooses its split and codec")
-    candidates = _candidates(raw["model"]["name"], args.split, args.codec, args.bits)
+    model = raw["model"]["name"]
+    if args.group is not None:  # the group's own model (merged over the scenario's) decides its split points
+        from testbed.run.capacity import resolve_groups
+
+        if args.group == "all":
+            raise ConfigError("--group", args.group, "one fleet group's name (the others keep their configuration)")
+        own = raw["fleet"][resolve_groups(raw, [args.group])[args.group]].get("model")
+        model = own.get("name", model) if isinstance(own, dict) else model
+    candidates = _candidates(model, args.split, args.codec, args.bits)
     state = None
     if args.out:
         import shutil
@@ -73,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         result = optimize(raw, candidates, objective, slo, floor, base_dir=scenario_dir(path),
                           replications=args.replications, probe_duration=args.probe_duration,
                           verify_pruned=args.verify_pruned, on_step=step, state_dir=state,
-                          workers=args.workers, scheduler=args.scheduler)
+                          workers=args.workers, scheduler=args.scheduler, group=args.group,
+                          node_limit=args.node_limit)
     print(format_table(result))
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
@@ -108,7 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bits", type=int, nargs="+", default=[2, 4, 8], metavar="B",
                    help="bit widths for chains with a quantize stage")
     p.add_argument("--objective", default="max-agreement",
-                   help="max-agreement, min-p95, min-payload or min-energy")
+                   help="max-agreement, min-p95, min-payload, min-energy, or max-nodes (the largest node count "
+                        "meeting --slo, searched per configuration)")
+    p.add_argument("--node-limit", type=int, default=10_000,
+                   help="max-nodes: the largest node count probed")
     p.add_argument("--slo", help="latency objective, e.g. 'p95 < 100 ms' (unfinished requests count as late)")
     p.add_argument("--min-agreement", type=float, default=None, help="top-1 agreement floor, e.g. 0.9")
     p.add_argument("--replications", type=int, default=None, help="per simulated configuration "
@@ -116,6 +128,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-duration", default="20 s", help="simulated time of each one-node screening run")
     p.add_argument("--verify-pruned", type=int, default=2,
                    help="also simulate this many pruned configurations in full, to show they fail")
+    p.add_argument("--group", metavar="NAME",
+                   help="search only this fleet group's split and codec (the others keep theirs): agreement and "
+                        "objective are its requests', the latency objective holds for every group")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes for the simulations")
     p.add_argument("--scheduler", help="a Dask distributed scheduler address (tcp://host:8786) to run the "
                                        "simulations on (screening runs here)")

@@ -56,7 +56,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="layer1", help="split point")
     p.add_argument("--dataset", default="digits",
                    help="digits, photos (label-free: methods distil the unsplit model), imagefolder:PATH, or "
-                        "tabular:NAME|CSV for softquant (breast_cancer, wine, iris)")
+                        "tabular:NAME|CSV for softquant (breast_cancer, wine, iris; diabetes: regression, MSE)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--seed", type=int, default=0, help="seed of data splits and training")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")

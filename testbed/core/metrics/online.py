@@ -6,10 +6,13 @@ same order, as :func:`~testbed.core.metrics.summary.summarize`. Counts, maxima a
 are exact and equal the in-memory summary's; means and utilisations are sums over chunks, equal to
 it up to floating-point rounding (about 1e-15 relative).
 
-Memory: constant, except the one thing exact percentiles need: the latency of every completed
-request created before the window's end (8 bytes each, in creation order), from which the window's
-percentiles, its censored percentiles, the batch-means intervals and MSER-5 are computed exactly as
-in memory (no sketch, no error bound to state). Ending the summary briefly copies that series.
+Memory: constant. The percentiles, censored percentiles, batch-means intervals and MSER-5 need the
+latency of every completed request created before the window's end (8 bytes each, in creation
+order): a :class:`LatencySeries` keeps it, in memory (:class:`MemorySeries`) or on disk (streamed
+runs, :class:`testbed.run.stream.FileSeries`). Up to :data:`IN_MEMORY` values it is read whole and
+summarised as in memory; a longer one is summarised by chunked passes (:mod:`testbed.core.metrics.chunked`):
+percentiles by exact selection, bit for bit numpy's, and means and MSER-5 summed chunk by chunk (equal
+up to floating-point rounding). No sketch, no error bound to state.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from testbed.core.energy import ENERGY_COLUMNS
+from testbed.core.metrics import chunked
 from testbed.core.metrics.checks import run_warnings
 from testbed.core.metrics.intervals import BATCHES, MSER_BATCH, batch_interval, batch_method, mser
 from testbed.core.metrics.latency import _PERCENTILES, DROPPED, LATENCY_OVER, LOST, censored_statistic
@@ -30,13 +34,43 @@ from testbed.core.metrics.registry import SUMMARY_METRICS, SummaryInput
 from testbed.core.metrics.stages import STAGES
 from testbed.core.records import STATUS
 
-__all__ = ["ONLINE_METRICS", "StreamSummary"]
+__all__ = ["IN_MEMORY", "ONLINE_METRICS", "LatencySeries", "MemorySeries", "StreamSummary"]
+
+IN_MEMORY = 1 << 22
+"""Longest latency series (4,194,304 completed requests, 32 MiB) summarised whole in memory; beyond it,
+in chunks."""
 
 ONLINE_METRICS = ("counts", "latency", "latency_all", "latency_intervals", "stages", "utilisation", "answers",
                   "nestquant_modes", "energy")
 """Registered summary metrics :class:`StreamSummary` computes; a run with others is summarised in memory."""
 
 _OK = STATUS.index("ok")
+
+
+class LatencySeries(Protocol):
+    """An append-only float64 series read back by range."""
+
+    def append(self, values: np.ndarray) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def read(self, start: int, stop: int) -> np.ndarray: ...
+
+
+class MemorySeries:
+    """A :class:`LatencySeries` in memory (8 bytes a value)."""
+
+    def __init__(self) -> None:
+        self.values = array("d")
+
+    def append(self, values: np.ndarray) -> None:
+        self.values.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.frombuffer(self.values, dtype=np.float64)[start:stop].copy()
 
 
 class _Mean:
@@ -69,11 +103,12 @@ class StreamSummary:
     """Feed chunks with :meth:`add`, then :meth:`result` (see the module docstring)."""
 
     def __init__(self, window: tuple[float, float], levels: Mapping[str, Mapping[str, float]] | None = None,
-                 gpus: int = 1, nodes: int | None = None) -> None:
+                 gpus: int = 1, nodes: int | None = None, series: LatencySeries | None = None) -> None:
         self.window, self.levels, self.gpus, self.nodes = window, levels, gpus, nodes
         self.status = np.zeros(len(STATUS), dtype=np.int64)  # window rows by status
         self.throughput = 0
-        self.series = array("d")   # latency of completed requests created before the window's end
+        # latency of completed requests created before the window's end, in creation order
+        self.series: LatencySeries = series if series is not None else MemorySeries()
         self.before = 0            # how many of them were created before the window
         self.means = _Mean()       # over completed window rows
         self.tx = self.gpu = self.cpu = 0.0
@@ -98,7 +133,7 @@ class StreamSummary:
         self.throughput += int((ok & (finished >= t0) & (finished < t1)).sum())
         lat = chunk["latency_s"].to_numpy(dtype=float)
         self.before += int((ok & (created < t0)).sum())
-        self.series.frombytes(np.ascontiguousarray(lat[ok & (created < t1)]).tobytes())
+        self.series.append(lat[ok & (created < t1)])
         m = self.means
         for name in (*STAGES, "payload_bytes", *(c for c in ENERGY_COLUMNS if c in chunk),
                      *(c for c in ("correct", "agree", "agree_top5", "agree_clean", "confident") if c in chunk)):
@@ -133,9 +168,66 @@ class StreamSummary:
     def mser_index(self) -> int | float | None:
         """MSER-5's truncation (an index into the completed requests created before the window's end),
         None when still trending, NaN when too few."""
-        if len(self.series) < 4 * MSER_BATCH:
+        n = len(self.series)
+        if n < 4 * MSER_BATCH:
             return math.nan
-        return mser(np.frombuffer(self.series, dtype=np.float64))
+        if n > IN_MEMORY:
+            return chunked.mser(self.series.read, n)
+        return mser(self.series.read(0, n))
+
+    def _latency_parts(self, n: int, done: int) -> dict[str, dict[str, Any]]:
+        """``latency``, ``latency_all`` and the intervals of ``latency_intervals`` (``n`` window requests,
+        ``done`` of them completed: the series' last ``done`` values)."""
+        total = len(self.series)
+        if total > IN_MEMORY:
+            return self._latency_parts_chunked(n, done)
+        lat = self.series.read(self.before, total)
+        keys = ("latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p95_s", "latency_p99_s", "latency_max_s")
+        parts: dict[str, dict[str, Any]] = {}
+        if len(lat):
+            q = np.percentile(lat, _PERCENTILES)
+            parts["latency"] = dict(zip(keys, (float(lat.mean()), *map(float, q), float(lat.max()))))
+        else:
+            parts["latency"] = dict.fromkeys(keys, math.nan)
+        censored = np.concatenate([lat, np.full(n - done, np.inf)])
+        la: dict[str, Any] = {"latency_over": LATENCY_OVER}
+        for qq in _PERCENTILES:
+            v = censored_statistic(censored, qq)
+            la[f"latency_p{qq}_all_s"] = None if math.isinf(v) else v
+        del censored
+        parts["latency_all"] = la
+        li: dict[str, Any] = {}
+        for key, qv in (("latency_mean_s", None), ("latency_p95_s", 95.0)):
+            li[f"{key}_run_ci_low"], li[f"{key}_run_ci_high"] = batch_interval(lat, qv)
+        parts["latency_intervals"] = li
+        return parts
+
+    def _latency_parts_chunked(self, n: int, done: int) -> dict[str, dict[str, Any]]:
+        """:meth:`_latency_parts` of a series longer than :data:`IN_MEMORY`, read in chunks."""
+        read, a, b = self.series.read, self.before, len(self.series)
+        if a == b:  # nothing completed in the window: the in-memory figures of an empty series
+            return {"latency": dict.fromkeys(("latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p95_s",
+                                              "latency_p99_s", "latency_max_s"), math.nan),
+                    "latency_all": {"latency_over": LATENCY_OVER,
+                                    **{f"latency_p{qq}_all_s": None if n else math.nan for qq in _PERCENTILES}},
+                    "latency_intervals": {f"{k}_run_ci_{e}": math.nan for k in ("latency_mean_s", "latency_p95_s")
+                                          for e in ("low", "high")}}
+        top = -math.inf
+        for c0 in range(a, b, chunked.CHUNK):
+            top = max(top, float(read(c0, min(c0 + chunked.CHUNK, b)).max()))
+        q = chunked.percentiles(read, a, b, _PERCENTILES)
+        parts: dict[str, dict[str, Any]] = {"latency": dict(zip(
+            ("latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p95_s", "latency_p99_s", "latency_max_s"),
+            (chunked.segment_mean(read, a, b), *q, top)))}
+        la: dict[str, Any] = {"latency_over": LATENCY_OVER}
+        for qq, v in zip(_PERCENTILES, chunked.censored_percentiles(read, a, b, n, _PERCENTILES)):
+            la[f"latency_p{qq}_all_s"] = None if math.isinf(v) else v
+        parts["latency_all"] = la
+        li: dict[str, Any] = {}
+        for key, qv in (("latency_mean_s", None), ("latency_p95_s", 95.0)):
+            li[f"{key}_run_ci_low"], li[f"{key}_run_ci_high"] = chunked.batch_interval(read, a, b, qv)
+        parts["latency_intervals"] = li
+        return parts
 
     def result(self, created_at: Callable[[int], float]) -> dict[str, Any]:
         """The summary; ``created_at(i)``: creation time of the ``i``-th completed request created before
@@ -155,29 +247,12 @@ class StreamSummary:
         for name in ("completed", "dropped", *DROPPED, "timed_out", "in_flight"):
             c[f"{name}_share"] = c[name] / n if n else math.nan
         parts["counts"] = c
-        series = np.frombuffer(self.series, dtype=np.float64)
-        lat = series[self.before:]
-        keys = ("latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p95_s", "latency_p99_s", "latency_max_s")
-        if len(lat):
-            q = np.percentile(lat, _PERCENTILES)
-            parts["latency"] = dict(zip(keys, (float(lat.mean()), *map(float, q), float(lat.max()))))
-        else:
-            parts["latency"] = dict.fromkeys(keys, math.nan)
-        censored = np.concatenate([lat, np.full(n - done, np.inf)])
-        la: dict[str, Any] = {"latency_over": LATENCY_OVER}
-        for qq in _PERCENTILES:
-            v = censored_statistic(censored, qq)
-            la[f"latency_p{qq}_all_s"] = None if math.isinf(v) else v
-        del censored
-        parts["latency_all"] = la
-        li: dict[str, Any] = {}
-        for key, qv in (("latency_mean_s", None), ("latency_p95_s", 95.0)):
-            li[f"{key}_run_ci_low"], li[f"{key}_run_ci_high"] = batch_interval(lat, qv)
+        parts.update(self._latency_parts(n, done))
+        li = parts["latency_intervals"]
         li["run_ci_method"] = batch_method(BATCHES)
         d = self.mser_index()
         li["warmup_mser5_s"] = d if d is None or (isinstance(d, float) and math.isnan(d)) else (
             0.0 if d == 0 else float(created_at(int(d))))
-        parts["latency_intervals"] = li
         m = self.means
         parts["stages"] = {f"mean_{st}": m.get(st) if done else math.nan for st in STAGES}
         u: dict[str, Any] = {"link_utilisation": self.tx / span if self.levels is None else self.levels["uplink"]["busy"],

@@ -11,7 +11,10 @@ step: the node sends ``code(x) = #{k : x > t_k}``, an integer in ``[0, 2^b - 1]`
 bits), and the server reconstructs ``v_0 + a_1 + ... + a_code``. Thresholds are kept ordered by
 construction (``t_k = t_0 + cumsum(softplus(g))``), so the hard code indexes the reconstruction
 levels monotonically. Works on images at the split ``input`` (per pixel, per channel or per
-tensor) and on tabular sensor vectors ``[N, D]``.
+tensor) and on tabular sensor vectors ``[N, D]``: scikit-learn's breast cancer and wine
+(classification, accuracy) and diabetes (regression on the standardized target, MSE and R^2;
+:func:`tabular_rows`), 1-6 bits per feature against a float model, the per-item min-max codec and
+the same quantizer left untrained (a uniform per-feature grid, :func:`save_uniform_grid`).
 
 Codec stage ``softquant``: exactly ``bits``-bit codes with the learned levels in the checkpoint,
 charged ``2^b - 1`` comparisons per element to encode and one table lookup to decode:
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,17 +46,20 @@ from testbed.research.common import (
     seeded,
     train_mode,
 )
-from testbed.research.measure import LZMA, EvalContext, Row
+from testbed.research.measure import LZMA, EvalContext, Log, Row, log_row, measure_row
 from testbed.research.nets import TabularMLP, evaluate_logits, tabular_tensors, task_loss, train_classifier
 from testbed.research.registry import Method, Option, register_method
 from testbed.research.stagekit import LearnedStage, check_side, no_side
 from testbed.research.train import TABULAR_PREFIX, TrainOptions, split_task
 from testbed.split.codecs import PayloadError, register_codec
 
-__all__ = ["GRANULARITIES", "SoftBitQuantizer", "SoftQuantConfig", "SoftQuantStage", "load_softquant",
-           "train_softquant"]
+__all__ = ["GRANULARITIES", "TABULAR_BITS", "TABULAR_SETS", "SoftBitQuantizer", "SoftQuantConfig", "SoftQuantStage",
+           "load_softquant", "save_uniform_grid", "tabular_rows", "train_softquant"]
 
 GRANULARITIES = ("feature", "channel", "tensor")
+#: the tables and bit widths of the tabular rows (the paper's 1-6 bits per feature)
+TABULAR_SETS = ("breast_cancer", "wine", "diabetes")
+TABULAR_BITS = (1, 2, 3, 4, 5, 6)
 
 
 def _inv_softplus(y: Tensor) -> Tensor:
@@ -254,6 +262,19 @@ class SoftQuantStage(LearnedStage):
             raise PayloadError(f"softquant: code above {(1 << q.bits) - 1} in a {q.bits}-bit payload")
         return q.dequantize(y)
 
+    def tuned_tail(self, model: str, split: str, tail: Any) -> nn.Module | None:
+        """The model fine-tuned with the quantizer (``model.1.*`` in the checkpoint: the tail of the
+        split ``input``, the whole network) when the checkpoint was trained on ``model`` at ``input``
+        with fine-tuning; None otherwise (the server keeps the model's own weights)."""
+        _, state, cfg = self.loaded()
+        tuned = {k[2:]: v for k, v in state.items() if k.startswith("1.")}
+        if split != "input" or cfg.get("model") != model or not cfg.get("finetune") or not tuned \
+                or any(k.startswith("0.") for k in state):
+            return None
+        out = copy.deepcopy(tail)
+        out.load_state_dict(tuned)
+        return out
+
     def cost(self, shape: tuple[int, ...]) -> StageCost:
         """``2^b - 1`` threshold comparisons per element to encode, one level lookup to decode."""
         elements = float(math.prod(shape))
@@ -261,13 +282,65 @@ class SoftQuantStage(LearnedStage):
 
 
 def _tabular_model(name: str, seed: int) -> tuple[nn.Module, tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """A two-layer perceptron trained (seeded) on a bundled scikit-learn table, and the table."""
+    """A two-layer perceptron trained (seeded) on a bundled scikit-learn table, and the table: a
+    classifier (cross-entropy) or, for a regression table (``diabetes``), one output trained on the
+    standardized target with MSE."""
     data = tabular_tensors(name, seed)
     xtr, ytr = data[0], data[1]
+    outputs = 1 if ytr.is_floating_point() else int(ytr.max()) + 1
     with seeded(seed):
-        mlp = TabularMLP(xtr.shape[1], int(ytr.max()) + 1)
+        mlp = TabularMLP(xtr.shape[1], outputs)
     train_classifier(mlp, xtr, ytr, 30, seed, lr=1e-2, batch_size=32)
     return mlp, data
+
+
+def save_uniform_grid(model: nn.Module, x: Tensor, bits: int, out: str) -> SoftBitQuantizer:
+    """The untrained quantizer as a checkpoint: a uniform per-feature grid over the training range
+    (0.5-99.5 percentiles, midpoint thresholds), ``model`` unchanged. The ablation of
+    arXiv:2603.05172's learning: same codes, same payload, no learned thresholds or levels."""
+    pshape = _param_shape(tuple(x.shape[1:]), "feature")
+    lo, hi = _init_range(x, pshape)
+    quant = SoftBitQuantizer(pshape, bits, lo, hi).eval()
+    state = {**{f"quantizer.{k}": v for k, v in quant.state_dict().items()},
+             **{f"model.{k}": v for k, v in model.state_dict().items()}}
+    config = {"bits": bits, "granularity": "feature", "epochs": 0, "param_shape": list(pshape),
+              "item_shape": list(x.shape[1:]), "uniform_grid": True}
+    save_checkpoint(out, "softquant", config, state, {"history": {}})
+    return quant
+
+
+def tabular_rows(name: str, seed: int, out: str, bits: tuple[int, ...] = TABULAR_BITS,
+                 device: torch.device | None = None, log: Log = print, suffix: str = "") -> list[Row]:
+    """arXiv:2603.05172 on a scikit-learn table: the float MLP, then per bit width the per-item
+    min-max ``quantize`` codec, the untrained uniform per-feature grid (:func:`save_uniform_grid`)
+    and the trained soft quantizer (model fine-tuned with it), each through real payloads; labels
+    (accuracy) or the standardized regression target (``mse``/``r2`` in the row's extra).
+    Checkpoints go to ``out`` (``softquant_<name>_<b>bit<suffix>.pt``)."""
+    t0 = time.perf_counter()
+    mlp, (xtr, ytr, xte, yte) = _tabular_model(name, seed)
+    mc, none_c = count_compute(mlp, xte[:1]), Compute(0, 0)
+    with torch.no_grad():
+        teacher = mlp(xte)
+    section, raw = f"tabular:{name}", 4 * xte.shape[1]
+    rows: list[Row] = []
+
+    def measure(method: str, b: str, spec: list[dict[str, Any]] | None, server: nn.Module) -> None:
+        row = measure_row(section, method, b, spec, server, none_c, mc, xte, yte, teacher, strip=str(out),
+                          raw_float32_bytes=raw, features=int(xte.shape[1]))
+        log_row(log, row, time.perf_counter() - t0)
+        rows.append(row)
+
+    measure("float32 features (no codec)", "32", None, mlp)
+    for b in bits:
+        measure("uniform quantize", str(b), [{"quantize": {"bits": b}}], mlp)
+        grid = str(Path(out) / f"softquant_{name}_{b}bit_grid{suffix}.pt")
+        save_uniform_grid(mlp, xtr, b, grid)
+        measure("uniform per-feature grid", str(b), [{"softquant": {"checkpoint": grid}}], mlp)
+        path = str(Path(out) / f"softquant_{name}_{b}bit{suffix}.pt")
+        train_softquant(mlp, xtr, ytr, SoftQuantConfig(bits=b, epochs=30, batch_size=32, lr=2e-2, seed=seed),
+                        device=device, out=path)
+        measure("bitwise soft quantization", str(b), [{"softquant": {"checkpoint": path}}], _tuned(mlp, path))
+    return rows
 
 
 def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -278,6 +351,7 @@ def train(o: TrainOptions, p: Mapping[str, Any], device: torch.device) -> dict[s
         q, net, hist = train_softquant(model, xtr, ytr, cfg, device=device, out=o.out, meta={"dataset": o.dataset})
         with torch.no_grad():
             metrics = evaluate_logits(net(q(xte)), yte, model(xte))
+            metrics = {**metrics, **{f"float_{k}": v for k, v in evaluate_logits(model(xte), yte, None).items()}}
     else:
         task = split_task(o, device, split="input")
         full = nn.Sequential(task.head, task.tail)
@@ -315,31 +389,10 @@ def _input_rows(ctx: EvalContext) -> list[Row]:
     return rows
 
 
-def _tabular_rows(ctx: EvalContext, name: str) -> list[Row]:
-    """Tabular sensor features (a scikit-learn table): uniform against soft quantization, 1-2 bits."""
-    seed = ctx.settings.seed
-    mlp, (xtr, ytr, xte, yte) = _tabular_model(name, seed)
-    mc, none_c = count_compute(mlp, xte[:1]), Compute(0, 0)
-    with torch.no_grad():
-        teacher = mlp(xte)
-    section, extra = f"tabular:{name}", {"raw_float32_bytes": 4 * xte.shape[1]}
-    rows = [ctx.measure(section, "float32 features (no codec)", "32", None, mlp, none_c, mc, xte, yte, teacher,
-                        **extra)]
-    for b in (1, 2):
-        rows.append(ctx.measure(section, "uniform quantize", str(b), [{"quantize": {"bits": b}}], mlp, none_c, mc, xte,
-                                yte, teacher, **extra))
-        path = ctx.path(f"softquant_{name}_{b}bit.pt")
-        train_softquant(mlp, xtr, ytr, SoftQuantConfig(bits=b, epochs=30, batch_size=32, lr=2e-2, seed=seed),
-                        device=ctx.device, out=path)
-        rows.append(ctx.measure(section, "bitwise soft quantization", str(b), [{"softquant": {"checkpoint": path}}],
-                                _tuned(mlp, path), none_c, mc, xte, yte, teacher, **extra))
-    return rows
-
-
 def eval_rows(ctx: EvalContext) -> list[Row]:
     rows = _input_rows(ctx)
     if ctx.settings.tabular:
-        rows += _tabular_rows(ctx, ctx.settings.tabular)
+        rows += tabular_rows(ctx.settings.tabular, ctx.settings.seed, str(ctx.out), device=ctx.device, log=ctx.log)
     return rows
 
 
