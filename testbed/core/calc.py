@@ -10,7 +10,7 @@ import numpy as np
 
 from testbed.dists import Dist
 
-__all__ = ["DeliverySchedule", "RateSchedule", "batch_decision", "batch_time_fn", "interpolate_table"]
+__all__ = ["DeliverySchedule", "RateSchedule", "batch_decision", "batch_time_fn", "fifo_start", "interpolate_table"]
 
 _EPS = 1e-12
 
@@ -60,6 +60,12 @@ def batch_decision(queued: int, max_batch: int, max_delay: float, oldest_wait: f
     if queued >= max_batch or max_delay <= 0.0 or oldest_wait >= max_delay - _EPS:
         return min(queued, max_batch)
     return 0
+
+
+def fifo_start(now: float, busy_until: float | None) -> float:
+    """When a transmission submitted at ``now`` starts on a one-at-a-time FIFO channel whose last
+    transmission ends at ``busy_until`` (None: idle): Lindley's recursion, ``max(now, busy_until)``."""
+    return now if busy_until is None or busy_until <= now else busy_until
 
 
 class RateSchedule:

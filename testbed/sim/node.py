@@ -11,6 +11,7 @@ import simpy
 from testbed.core.monitor import Level
 from testbed.core.policy import Admission, NodePolicy
 from testbed.core.records import STATUS, Records
+from testbed.sim.alarm import Alarm
 
 __all__ = ["Node", "NodeLevels"]
 
@@ -50,6 +51,7 @@ class Node:
         self._serving = -1  # the frame on the CPU (one CPU: at most one completion pending)
         self.cell, self.local, self.answer = cell, local, answer
         self._local = False  # the frame on the CPU runs the whole model here (local fallback)
+        self._next, self._cpu = Alarm(env, self._arrive), Alarm(env, self._done)  # one pending each
 
     @property
     def controller(self) -> object:
@@ -64,13 +66,13 @@ class Node:
         if t is None or t >= self.stop_at:
             return
         now = self.env.now
-        self.env.timeout(t - now if t > now else 0.0).callbacks.append(self._arrive)
+        self._next.set(t - now if t > now else 0.0)
 
     def _arrive(self, _event: simpy.Event) -> None:
-        env, now = self.env, self.env.now
+        now = self.env.now
         t = next(self.arrivals, None)  # schedule the next arrival first (as _next_arrival does)
         if t is not None and t < self.stop_at:
-            env.timeout(t - now if t > now else 0.0).callbacks.append(self._arrive)
+            self._next.set(t - now if t > now else 0.0)
         rec = self.rec
         rid = rec.new(self.index, self.group, self.frames, now)
         if self.cell:
@@ -105,7 +107,7 @@ class Node:
         rec.head_start_s[rid] = now
         rec.head_end_s[rid] = now + head
         self._serving = rid
-        self.env.timeout(head + encode).callbacks.append(self._done)
+        self._cpu.set(head + encode)
 
     def _done(self, _event: simpy.Event) -> None:
         rid, now, local = self._serving, self.env.now, self._local  # (serving the next frame resets them)

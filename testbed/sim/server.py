@@ -62,7 +62,8 @@ class Server:
         self.waiting.change(now, 1)
         if self.batcher.timeout is not None:
             self._arm_timeout(rid, self.batcher.timeout)
-        self._dispatch()
+        if self.batcher.free_gpus:  # every GPU busy: nothing starts, no timer is set (dispatch would say so)
+            self._dispatch()
 
     def _arm_timeout(self, rid: int, after: float) -> None:
         """Expire ``rid`` after ``after`` seconds unless it left the queue (streamed records reuse rows:

@@ -120,14 +120,18 @@ class Simulation:
         self.nodes = self._build_nodes()
 
     def _build_link(self) -> Link:
-        """The link model ``link.model`` names, with its own stream (1, 2)."""
+        """The link model ``link.model`` names, with its own stream (1, 2). Unless a group adapts its split
+        (it learns of answers as they come), the link may hand each answer's end over as soon as it knows it
+        (``_sent_down``)."""
         sc, lv = self.sc, self.levels
+        ahead = all(group.adaptive is None for group in sc.fleet)
         ctx = LinkContext(env=self.env, rec=self.rec, spec=sc.link, rates=self.node_rates,
                           down_rate=self._down_rate, rng=link_stream(sc.seed, 2),
                           on_delivered=self._delivered, on_returned=self._returned,
                           up=StationLevels(lv["uplink"]["in_station"], lv["uplink"]["busy"]),
                           down=StationLevels(lv["downlink"]["in_station"], lv["downlink"]["busy"]),
-                          node_schedules=node_schedules(sc, self.node_rates))
+                          node_schedules=node_schedules(sc, self.node_rates),
+                          on_sent_down=self._sent_down if ahead else None, horizon=sc.duration + sc.drain_s)
         return LINKS.get(sc.link.model, "link.model")(ctx)
 
     def _build_server(self) -> Server:
@@ -220,11 +224,20 @@ class Simulation:
         rec.server_arrival_s[rid] = now + latency
         rec.server[rid] = 0
         delay = latency + decode
-        if delay > 0.0:
-            arrive = self.server.arrive
-            self._timeout(delay).callbacks.append(lambda _event: arrive(rid))
+        if delay > 0.0:  # the request rides on the timeout as its value (no closure per request)
+            self._timeout(delay, rid).callbacks.append(self._at_server)
         else:
             self.server.arrive(rid)
+
+    def _at_server(self, event: simpy.Event) -> None:
+        self.server.arrive(event.value)  # type: ignore[arg-type]  # the timeout's value: its request
+
+    def _sent_down(self, rid: int, end: float) -> None:
+        """:meth:`_returned` for an answer whose last bit is sent at ``end`` (now or later)."""
+        down = self._fixed_down
+        rec = self.rec
+        rec.finished_s[rid] = end + (down if down is not None else self._down_latency())
+        rec.status[rid] = _OK
 
     def _served(self, rid: int) -> None:
         size = self._result_size()
@@ -252,6 +265,7 @@ class Simulation:
     def run(self) -> SimResult:
         self.execute()
         now = self.env.now
+        self.link.settle(now)
         levels = _means(self.levels, now)
         topo = self.topology
         for name in ("uplink", "downlink"):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from testbed.core.calc import batch_decision, batch_time_fn, interpolate_table
+from testbed.core.calc import batch_decision, batch_time_fn, fifo_start, interpolate_table
 from testbed.dists import Deterministic
 
 
@@ -33,3 +33,9 @@ def test_batch_time_forms() -> None:
 ])
 def test_batch_decision(queued: int, max_batch: int, max_delay: float, wait: float, take: int) -> None:
     assert batch_decision(queued, max_batch, max_delay, wait) == take
+
+
+def test_fifo_start_is_lindleys_recursion() -> None:
+    assert fifo_start(2.0, None) == 2.0
+    assert fifo_start(2.0, 1.5) == 2.0 and fifo_start(2.0, 2.0) == 2.0
+    assert fifo_start(2.0, 3.25) == 3.25

@@ -83,3 +83,38 @@ def test_csma_cell_carries_both_directions() -> None:
     assert [(d, rid) for d, rid, _ in log] == [("up", 0), ("down", 0)]
     assert link.counters() == {"exchanges": 2.0, "collisions": 0.0, "drops": 0.0}
     assert ctx.rec.radio_tx_j[0] > 0 and ctx.rec.radio_rx_j[0] > 0
+
+
+def _run_fifo(submits: list[tuple[float, float]], horizon: float, ahead: bool) -> list:
+    """The event-driven FIFO channel (or the one that knows its ends at once) fed ``submits`` and run to
+    ``horizon``: its stamps, hand-offs, and its levels' means, peaks and values."""
+    from testbed.sim.links.fifo import AheadFifoChannel, FifoChannel
+
+    env, rec = simpy.Environment(), Records(0)
+    levels = StationLevels(Level(0.0, horizon), Level(0.0, horizon))
+    handed: list[tuple[int, float]] = []
+    common = {"start_col": rec.downlink_start_s, "end_col": rec.downlink_end_s,
+              "in_station": levels.in_station, "busy": levels.busy}
+    channel: FifoChannel | AheadFifoChannel
+    if ahead:
+        channel = AheadFifoChannel(env, on_sent=lambda rid, end: handed.append((rid, end)), horizon=horizon, **common)
+    else:
+        channel = FifoChannel(env, on_done=lambda rid: handed.append((rid, env.now)), **common)
+    for at, seconds in submits:
+        rid = rec.new(0, 0, 0, at)
+        env.timeout(at).callbacks.append(lambda _e, rid=rid, seconds=seconds: channel.submit(rid, seconds))
+    env.run(until=horizon)
+    if isinstance(channel, AheadFifoChannel):
+        channel.settle(env.now)
+    stamps = [list(rec.downlink_start_s), list(rec.downlink_end_s)]
+    return [stamps, sorted(handed), [(x.mean(horizon), x.peak, x.value) for x in (levels.in_station, levels.busy)]]
+
+
+def test_a_fifo_that_knows_its_ends_at_once_stamps_and_levels_as_the_event_driven_one() -> None:
+    rng = np.random.default_rng(5)
+    at = np.cumsum(rng.exponential(1.0, 400))
+    submits = list(zip(at.tolist(), rng.exponential(0.9, 400).tolist()))
+    for horizon in (50.0, float(at[-1]) + 100.0):  # cut mid-run (rows in flight), and drained
+        events, ahead = _run_fifo(submits, horizon, False), _run_fifo(submits, horizon, True)
+        np.testing.assert_array_equal(np.array(events[0]), np.array(ahead[0]))  # NaN where not (yet) sent
+        assert events[1:] == ahead[1:]

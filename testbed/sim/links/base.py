@@ -11,6 +11,7 @@ Adding a link model is one new module in this package with a factory decorated w
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,10 +61,20 @@ class LinkContext:
     up: StationLevels
     down: StationLevels
     node_schedules: Sequence[RateSchedule | None] = ()  # node i's uplink rate factor over time (or none)
+    # A driver that can take an answer's end as soon as it is known offers this: a model that knows the end
+    # of a downlink transmission at submission may call on_sent_down(rid, end) then instead of
+    # on_returned(rid) at the end (for ends before ``horizon``, the end of the run; the rows stamped as the
+    # event-driven model leaves them there), and hands back a Link whose ``settle`` applies its levels.
+    on_sent_down: Callable[[int, float], None] | None = None
+    horizon: float = math.inf
 
 
 def _no_counters() -> dict[str, float]:
     return {}
+
+
+def _settled(now: float) -> None:
+    """Levels kept as the events happen: nothing to settle."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,7 @@ class Link:
     downlink: Channel
     one_on_air: bool
     counters: Callable[[], dict[str, float]] = field(default=_no_counters)
+    settle: Callable[[float], None] = field(default=_settled)  # level changes due before ``now`` (end of run)
 
     def waiting(self, in_station: float, busy: float, recorded: float) -> float:
         """Mean number waiting behind the transmissions, from the direction's mean levels."""

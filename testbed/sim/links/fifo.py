@@ -12,11 +12,12 @@ from typing import Any
 
 import simpy
 
-from testbed.core.calc import DeliverySchedule, RateSchedule
+from testbed.core.calc import DeliverySchedule, RateSchedule, fifo_start
 from testbed.core.monitor import Level
+from testbed.sim.alarm import Alarm
 from testbed.sim.links.base import LINKS, Link, LinkContext, one_channel_per_direction
 
-__all__ = ["FifoChannel", "GatedFifoChannel", "build"]
+__all__ = ["AheadFifoChannel", "FifoChannel", "GatedFifoChannel", "build"]
 
 
 class FifoChannel:
@@ -40,6 +41,7 @@ class FifoChannel:
         self.active = False
         self.current = -1  # the request on the air
         self._timeout, self._on_end = env.timeout, self._end  # bound once (hot path)
+        self._air = Alarm(env, self._end)  # the end of the transmission on the air (one at a time)
 
     def submit(self, rid: int, seconds: float) -> None:
         now = self.env.now
@@ -55,7 +57,7 @@ class FifoChannel:
                 seconds = self.schedule.duration(now, seconds)
             elif self.delivery is not None:
                 seconds = self._delivered_in(rid, now)
-            self._timeout(seconds).callbacks.append(self._on_end)
+            self._air.set(seconds)
 
     def _end(self, _event: simpy.Event) -> None:
         rid, now = self.current, self.env.now
@@ -69,7 +71,7 @@ class FifoChannel:
                 seconds = self.schedule.duration(now, seconds)
             elif self.delivery is not None:
                 seconds = self._delivered_in(nxt, now)
-            self._timeout(seconds).callbacks.append(self._on_end)
+            self._air.set(seconds)
         else:
             self.active = False
             self.busy.change(now, -1)
@@ -78,6 +80,51 @@ class FifoChannel:
     def _delivered_in(self, rid: int, now: float) -> float:
         assert self.delivery is not None and self.size_col is not None
         return self.delivery.transmit(now, self.size_col[rid]) - now
+
+
+class AheadFifoChannel:
+    """A :class:`FifoChannel` at the nominal rate whose driver takes each end at once: a transmission's start
+    (:func:`~testbed.core.calc.fifo_start`) and end are known when it is submitted, so both are stamped then
+    and ``on_sent(rid, end)`` is called at once; no event marks the end. The levels' changes at each end are
+    applied in time order at the next submission (an end at that very instant first) or by :meth:`settle`.
+    A transmission ending at or after ``horizon`` (the end of the run) is stamped as :class:`FifoChannel`
+    leaves it there (its start only if before the horizon) and not handed on."""
+
+    def __init__(self, env: simpy.Environment, *, start_col: array[float], end_col: array[float],
+                 on_sent: Callable[[int, float], None], in_station: Level, busy: Level, horizon: float) -> None:
+        self.env, self.start_col, self.end_col, self.on_sent = env, start_col, end_col, on_sent
+        self.in_station, self.busy, self.horizon = in_station, busy, horizon
+        self.ends: deque[float] = deque()  # ends of the transmissions in the station, in order
+
+    def submit(self, rid: int, seconds: float) -> None:
+        now, ends = self.env.now, self.ends
+        if ends and ends[0] <= now:
+            self._leave(now, inclusive=True)
+        self.in_station.change(now, 1)
+        if not ends:
+            self.busy.change(now, 1)
+        start = fifo_start(now, ends[-1] if ends else None)
+        end = start + seconds
+        ends.append(end)
+        if start < self.horizon:
+            self.start_col[rid] = start
+            if end < self.horizon:
+                self.end_col[rid] = end
+                self.on_sent(rid, end)
+
+    def _leave(self, now: float, inclusive: bool) -> None:
+        """The level changes of the transmissions that ended by ``now``."""
+        ends, in_station, busy = self.ends, self.in_station, self.busy
+        while ends and (ends[0] <= now if inclusive else ends[0] < now):
+            end = ends.popleft()
+            in_station.change(end, -1)
+            if not ends:
+                busy.change(end, -1)
+
+    def settle(self, now: float) -> None:
+        """Apply the level changes of transmissions that ended before ``now`` (the end of the run: an event
+        at that very instant does not happen)."""
+        self._leave(now, inclusive=False)
 
 
 class GatedFifoChannel(FifoChannel):
@@ -188,6 +235,14 @@ def build(ctx: LinkContext) -> Link:
                        size_col=rec.result_bytes,
                        delivery=DeliverySchedule(down_trace.ms, down_trace.mtu) if down_trace is not None else None)
         return Link(up, down, one_on_air=True)
+    if trace is None and ctx.on_sent_down is not None:  # answers' ends are known at once (nothing follows them)
+        rec = ctx.rec
+        up = FifoChannel(ctx.env, start_col=rec.tx_start_s, end_col=rec.tx_end_s, on_done=ctx.on_delivered,
+                         in_station=ctx.up.in_station, busy=ctx.up.busy)
+        ahead = AheadFifoChannel(ctx.env, start_col=rec.downlink_start_s, end_col=rec.downlink_end_s,
+                                 on_sent=ctx.on_sent_down, in_station=ctx.down.in_station, busy=ctx.down.busy,
+                                 horizon=ctx.horizon)
+        return Link(up, ahead, one_on_air=True, settle=ahead.settle)
     if trace is None:
         return one_channel_per_direction(ctx, FifoChannel, one_on_air=True)
     schedule = RateSchedule(trace.time_s, [r / ctx.spec.datarate for r in trace.rate])
