@@ -63,6 +63,8 @@ CASES = [
                   "max-nodes"], ["--slo"]),
     ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--objective",
                   "max-nodes", "--slo", "p95 < 1 s", "--node-limit", "0"], ["--node-limit", "0"]),
+    ("optimize", ["{d}/good.yaml", "--set", "model={name: efficientnet_lite0, split: stem}", "--max-batch", "0"],
+     ["--max-batch", "0"]),
     *[(cmd, ["{d}/good.yaml", "--set", s, *extra], [n]) for cmd, extra in [
         ("run", []), ("validate", []), ("sweep", ["--out", "{d}/s0"]), ("capacity", ["--slo", "p95 < 1 s"]),
         ("emulate", [])]

@@ -286,3 +286,18 @@ def test_max_nodes_recommends_the_largest_fleet_that_meets_the_objective(tmp_pat
         return slo_value(res.records, res.sim.window, "p95")
 
     assert slo.met(value(rec["fleet"][0]["count"])) and not slo.met(value(rec["fleet"][0]["count"] + 1))
+
+
+def test_the_server_max_batch_is_one_more_dimension() -> None:
+    from testbed.run.optimize import _cell
+
+    out = configs(["stage4"], [[{"quantize": {}}]], [4, 8], [8, 32, 8])
+    assert [(c.codec[0]["quantize"]["bits"], c.max_batch) for c in out] == [(4, 8), (4, 32), (8, 8), (8, 32)]
+    assert out[1].label == "stage4 / quantize(bits=4) / batch<=32"
+    raw = {"model": {"name": "efficientnet_lite0", "split": "stem"}, "server": {"device": "h100"},
+           "fleet": [{"count": 3}]}
+    cell = _cell(raw, out[1])
+    assert cell["server"]["batching"] == {"max_batch": 32} and cell["model"]["split"] == "stage4"
+    assert "batching" not in _cell(raw, Config("stage4", ()))["server"]  # none given: the scenario's
+    with pytest.raises(ConfigError, match="--max-batch"):
+        _cell({**raw, "servers": [{"name": "a"}]}, out[1])

@@ -86,10 +86,12 @@ def parse_objective(text: str) -> Objective:
 
 @dataclass(frozen=True)
 class Config:
-    """One candidate: a split point and a codec chain (scenario form)."""
+    """One candidate: a split point and a codec chain (scenario form), and optionally the server's
+    largest batch (``server.batching.max_batch``; None: the scenario's)."""
 
     split: str
     codec: tuple[dict[str, Any], ...]
+    max_batch: int | None = None
 
     @property
     def label(self) -> str:
@@ -98,21 +100,25 @@ class Config:
             ((name, params),) = stage.items()
             args = ",".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
             parts.append(f"{name}({args})" if args else name)
-        return f"{self.split} / {' + '.join(parts) or 'float32'}"
+        batch = "" if self.max_batch is None else f" / batch<={self.max_batch}"
+        return f"{self.split} / {' + '.join(parts) or 'float32'}{batch}"
 
 
 def configs(splits: Sequence[str], codecs: Sequence[Sequence[dict[str, Any]]],
-            bits: Sequence[int] = ()) -> list[Config]:
-    """Every split x codec chain; a chain with a ``quantize`` stage is repeated for each of ``bits``."""
+            bits: Sequence[int] = (), max_batches: Sequence[int] = ()) -> list[Config]:
+    """Every split x codec chain (x server max batch); a chain with a ``quantize`` stage is repeated for
+    each of ``bits``."""
     from testbed.split.codecs import with_bits
 
     out: list[Config] = []
     for split in dict.fromkeys(splits):
         for chain in codecs:
             for v in with_bits(chain, bits):
-                c = Config(split, tuple(copy.deepcopy(s) for s in v))
-                if c not in out:
-                    out.append(c)
+                sizes: list[int | None] = [*dict.fromkeys(max_batches)] or [None]
+                for b in sizes:
+                    c = Config(split, tuple(copy.deepcopy(s) for s in v), b)
+                    if c not in out:
+                        out.append(c)
     return out
 
 
@@ -211,9 +217,15 @@ _KEEP = ("agreement", "agreement_top5", "mean_payload_bytes", "latency_p50_s", "
 
 def _cell(raw: dict[str, Any], c: Config, group: int | None = None) -> dict[str, Any]:
     """``raw`` with the candidate's split and codec: the scenario's, or with ``group`` that fleet group's
-    own (``fleet[g].model.split``, merged over the scenario's model, and ``fleet[g].codec``)."""
+    own (``fleet[g].model.split``, merged over the scenario's model, and ``fleet[g].codec``); and its
+    server max batch, if it has one."""
     where = "" if group is None else f"fleet.{group}."
-    return apply_overrides(raw, {f"{where}model.split": c.split, f"{where}codec": [dict(s) for s in c.codec]})
+    changes: dict[str, Any] = {f"{where}model.split": c.split, f"{where}codec": [dict(s) for s in c.codec]}
+    if c.max_batch is not None:
+        if raw.get("servers"):
+            raise ConfigError("--max-batch", c.max_batch, "a scenario with one server section (not servers:)")
+        changes["server.batching.max_batch"] = c.max_batch
+    return apply_overrides(raw, changes)
 
 
 def group_view(raw: dict[str, Any], group: int) -> dict[str, Any]:

@@ -15,7 +15,8 @@ __all__ = ["register"]
 DEFAULT_CODECS = ("quantize,lzma", "quantize,zstd", "quantize:granularity=channel,zstd")
 
 
-def _candidates(model: str, splits: list[str] | None, codecs: list[str] | None, bits: list[int]) -> list[Any]:
+def _candidates(model: str, splits: list[str] | None, codecs: list[str] | None, bits: list[int],
+                max_batches: list[int] | None = None) -> list[Any]:
     from testbed.errors import ConfigError
     from testbed.run.optimize import Config, configs
     from testbed.split.codecs import normalize_spec
@@ -24,11 +25,14 @@ def _candidates(model: str, splits: list[str] | None, codecs: list[str] | None, 
     for b in bits:
         if not 1 <= b <= 8:
             raise ConfigError("--bits", b, "bit widths from 1 to 8")
+    for b in max_batches or ():
+        if not 1 <= b <= 1024:
+            raise ConfigError("--max-batch", b, "largest batch sizes from 1 to 1024")
     chains = [[{n: p} for n, p in normalize_spec(text, f"codec[{i}]")]
               for i, text in enumerate(codecs or DEFAULT_CODECS)]
     points = get_spec(model, "model.name").select_points(splits)
-    out = configs([p for p in points if p != "none"], chains, bits)
-    if "none" in points:  # everything on the node: nothing to encode
+    out = configs([p for p in points if p != "none"], chains, bits, max_batches or ())
+    if "none" in points:  # everything on the node: nothing to encode (nor serve)
         out.append(Config("none", ()))
     return out
 
@@ -61,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--group", args.group, "one fleet group's name (the others keep their configuration)")
         own = raw["fleet"][resolve_groups(raw, [args.group])[args.group]].get("model")
         model = own.get("name", model) if isinstance(own, dict) else model
-    candidates = _candidates(model, args.split, args.codec, args.bits)
+    candidates = _candidates(model, args.split, args.codec, args.bits, args.max_batch)
     state = None
     if args.out:
         import shutil
@@ -116,6 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"codec chains (repeatable; default: {', '.join(DEFAULT_CODECS)})")
     p.add_argument("--bits", type=int, nargs="+", default=[2, 4, 8], metavar="B",
                    help="bit widths for chains with a quantize stage")
+    p.add_argument("--max-batch", type=int, nargs="+", metavar="B",
+                   help="also search the server's largest batch (server.batching.max_batch) over these sizes")
     p.add_argument("--objective", default="max-agreement",
                    help="max-agreement, min-p95, min-payload, min-energy, or max-nodes (the largest node count "
                         "meeting --slo, searched per configuration)")
