@@ -12,6 +12,7 @@ service time by batch size (interpolated by the simulator).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -209,9 +210,11 @@ def find_profile(name: str, base_dir: Path | None = None) -> Path:
     return profiles[name]
 
 
+@functools.lru_cache(maxsize=64)
 def parse_profile(text: str | bytes, origin: str) -> Profile:
     """Validate a profile's YAML text (bounded: :func:`testbed.config.files.load_yaml`); errors name
-    ``origin`` (the file) and the field."""
+    ``origin`` (the file) and the field. Memoised on the text (a sweep resolves the same profiles for
+    every cell; the result is immutable)."""
     data = load_yaml(text, origin, "profile file")
     if not isinstance(data, dict):
         raise ConfigError(origin, type(data).__name__, "a profile must be a YAML mapping")

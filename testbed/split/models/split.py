@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -66,24 +67,28 @@ def feature_table(names: list[str] | None = None, size: int | None = None) -> li
     """Feature shape at every split point, traced on the ``meta`` device (no weights, no compute).
 
     ``size`` overrides the input side (default: each model's crop size, 224 or 320). The
-    ``none`` point reports the output: logits for classifiers, nothing for detectors.
+    ``none`` point reports the output: logits for classifiers, nothing for detectors. Each model's
+    trace is memoised (a sweep checks the same model for every cell).
     """
-    out: list[FeatureInfo] = []
-    for name in names or _all_names():
-        spec = get_spec(name)
-        side = spec.crop if (size is None or spec.fixed_input) else size
-        with torch.device("meta"):
-            model = spec.build_model().eval()
-            x = torch.empty(1, 3, side, side)
-        out.append(FeatureInfo(name, INPUT, tuple(x.shape[1:])))
-        with torch.no_grad():
-            stages = model_stages(name, model)
-            for point, stage in stages[:-1]:
-                x = stage(x)
-                out.append(FeatureInfo(name, point, tuple(x.shape[1:])))
-            logits = stages[-1][1](x) if spec.task == "classification" else None
-        out.append(FeatureInfo(name, NONE, tuple(logits.shape[1:]) if logits is not None else ()))
-    return out
+    return [f for name in names or _all_names() for f in _model_features(name, size)]
+
+
+@functools.lru_cache(maxsize=64)
+def _model_features(name: str, size: int | None) -> tuple[FeatureInfo, ...]:
+    spec = get_spec(name)
+    side = spec.crop if (size is None or spec.fixed_input) else size
+    with torch.device("meta"):
+        model = spec.build_model().eval()
+        x = torch.empty(1, 3, side, side)
+    out = [FeatureInfo(name, INPUT, tuple(x.shape[1:]))]
+    with torch.no_grad():
+        stages = model_stages(name, model)
+        for point, stage in stages[:-1]:
+            x = stage(x)
+            out.append(FeatureInfo(name, point, tuple(x.shape[1:])))
+        logits = stages[-1][1](x) if spec.task == "classification" else None
+    out.append(FeatureInfo(name, NONE, tuple(logits.shape[1:]) if logits is not None else ()))
+    return tuple(out)
 
 
 def _all_names() -> list[str]:
