@@ -80,12 +80,10 @@ class Node:
         self.frames += 1
         decision, dropped = self.policy.arrive(rid)
         if decision is _SERVE:
-            self.in_station.change(now, 1)
-            self.busy_cpus.change(now, 1)
+            self.in_station.change_with(self.busy_cpus, now, 1, 1)
             self._serve(rid, now)
         elif decision is _QUEUED:
-            self.in_station.change(now, 1)
-            self.waiting.change(now, 1)
+            self.in_station.change_with(self.waiting, now, 1, 1)
         else:
             rec.status[dropped] = _DROPPED
             rec.finished_s[dropped] = now
@@ -112,13 +110,12 @@ class Node:
     def _done(self, _event: simpy.Event) -> None:
         rid, now, local = self._serving, self.env.now, self._local  # (serving the next frame resets them)
         self.rec.encode_end_s[rid] = now
-        self.in_station.change(now, -1)
         nxt = self.policy.next()
         if nxt is not None:
-            self.waiting.change(now, -1)
+            self.in_station.change_with(self.waiting, now, -1, -1)
             self._serve(nxt, now)
         else:
-            self.busy_cpus.change(now, -1)
+            self.in_station.change_with(self.busy_cpus, now, -1, -1)
         if local and self.answer is not None:
             self.answer(rid)
             return

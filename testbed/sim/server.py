@@ -58,8 +58,7 @@ class Server:
                 self.on_lost(rid)
             return
         rec.queued_s[rid] = now
-        self.in_station.change(now, 1)
-        self.waiting.change(now, 1)
+        self.in_station.change_with(self.waiting, now, 1, 1)
         if self.batcher.timeout is not None:
             self._arm_timeout(rid, self.batcher.timeout)
         if self.batcher.free_gpus:  # every GPU busy: nothing starts, no timer is set (dispatch would say so)
@@ -101,8 +100,7 @@ class Server:
             rec.batch_start_s[rid] = now
             rec.batch_size[rid] = take
             rec.gpu[rid] = batch.gpu
-        self.waiting.change(now, -take)
-        self.busy.change(now, 1)
+        self.waiting.change_with(self.busy, now, -take, 1)
         service = self.batch_time if self.batch_times is None else self.batch_times[batch.queue]
         self.env.timeout(service(take)).callbacks.append(lambda _e: self._end(batch))
 
@@ -110,8 +108,7 @@ class Server:
         now, rec = self.env.now, self.rec
         for rid in batch.rids:
             rec.batch_end_s[rid] = now
-        self.in_station.change(now, -len(batch.rids))
-        self.busy.change(now, -1)
+        self.in_station.change_with(self.busy, now, -len(batch.rids), -1)
         self.batcher.finish(batch.gpu)
         for rid in batch.rids:
             self.on_done(rid)
@@ -171,8 +168,7 @@ class FallibleServer(Server):
             rec.batch_start_s[rid] = now
             rec.batch_size[rid] = take
             rec.gpu[rid] = batch.gpu
-        self.waiting.change(now, -take)
-        self.busy.change(now, 1)
+        self.waiting.change_with(self.busy, now, -take, 1)
         self.running[batch.gpu] = batch
         epoch = self.epoch
         service = self.batch_time if self.batch_times is None else self.batch_times[batch.queue]

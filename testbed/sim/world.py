@@ -26,6 +26,7 @@ from testbed.core.records import STATUS, Records, RowSink, StreamingRecords, exp
 from testbed.core.workload import SyntheticWorkload, Workload, configs_of
 from testbed.dists import constant_of
 from testbed.errors import ConfigError
+from testbed.sim.alarm import DelayLine
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
@@ -102,6 +103,10 @@ class Simulation:
                              for k in range(len(hetero.configs.labels))]
             self._fixed_up = None
         self._fixed_down = down
+        # a fixed hop to the server: arrivals come in delivery order, on a line of reused events
+        self._hop: DelayLine | None = None
+        if self._fixed_up is not None and self._fixed_up[0] + self._fixed_up[1] > 0.0:
+            self._hop = DelayLine(self.env, self._fixed_up[0] + self._fixed_up[1], self._arrive_at_server)
         self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
         self.topology: Topology | None = None
@@ -217,10 +222,17 @@ class Simulation:
         fixed = self._fixed_up
         if fixed is not None:
             latency, decode = fixed
-        else:
-            decodes = self._decodes
-            latency = self._up_latency()
-            decode = self._decode() if decodes is None else decodes[rec.config[rid]]()
+            rec.server_arrival_s[rid] = now + latency
+            rec.server[rid] = 0
+            hop = self._hop
+            if hop is not None:
+                hop.push(rid)
+            else:
+                self.server.arrive(rid)
+            return
+        decodes = self._decodes
+        latency = self._up_latency()
+        decode = self._decode() if decodes is None else decodes[rec.config[rid]]()
         rec.server_arrival_s[rid] = now + latency
         rec.server[rid] = 0
         delay = latency + decode
@@ -228,6 +240,9 @@ class Simulation:
             self._timeout(delay, rid).callbacks.append(self._at_server)
         else:
             self.server.arrive(rid)
+
+    def _arrive_at_server(self, rid: int) -> None:
+        self.server.arrive(rid)
 
     def _at_server(self, event: simpy.Event) -> None:
         self.server.arrive(event.value)  # type: ignore[arg-type]  # the timeout's value: its request

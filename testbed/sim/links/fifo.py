@@ -45,12 +45,12 @@ class FifoChannel:
 
     def submit(self, rid: int, seconds: float) -> None:
         now = self.env.now
-        self.in_station.change(now, 1)
         if self.active:
+            self.in_station.change(now, 1)
             self.queue.append((rid, seconds))
         else:
             self.active = True
-            self.busy.change(now, 1)
+            self.in_station.change_with(self.busy, now, 1, 1)
             self.current = rid  # starts on the air now (inlined in _end too: the hot path)
             self.start_col[rid] = now
             if self.schedule is not None:
@@ -62,8 +62,8 @@ class FifoChannel:
     def _end(self, _event: simpy.Event) -> None:
         rid, now = self.current, self.env.now
         self.end_col[rid] = now
-        self.in_station.change(now, -1)
         if self.queue:
+            self.in_station.change(now, -1)
             nxt, seconds = self.queue.popleft()
             self.current = nxt
             self.start_col[nxt] = now
@@ -74,7 +74,7 @@ class FifoChannel:
             self._air.set(seconds)
         else:
             self.active = False
-            self.busy.change(now, -1)
+            self.in_station.change_with(self.busy, now, -1, -1)
         self.on_done(rid)
 
     def _delivered_in(self, rid: int, now: float) -> float:
@@ -100,9 +100,10 @@ class AheadFifoChannel:
         now, ends = self.env.now, self.ends
         if ends and ends[0] <= now:
             self._leave(now, inclusive=True)
-        self.in_station.change(now, 1)
-        if not ends:
-            self.busy.change(now, 1)
+        if ends:
+            self.in_station.change(now, 1)
+        else:
+            self.in_station.change_with(self.busy, now, 1, 1)
         start = fifo_start(now, ends[-1] if ends else None)
         end = start + seconds
         ends.append(end)
@@ -117,9 +118,10 @@ class AheadFifoChannel:
         ends, in_station, busy = self.ends, self.in_station, self.busy
         while ends and (ends[0] <= now if inclusive else ends[0] < now):
             end = ends.popleft()
-            in_station.change(end, -1)
-            if not ends:
-                busy.change(end, -1)
+            if ends:
+                in_station.change(end, -1)
+            else:
+                in_station.change_with(busy, end, -1, -1)
 
     def settle(self, now: float) -> None:
         """Apply the level changes of transmissions that ended before ``now`` (the end of the run: an event
