@@ -21,6 +21,7 @@ from testbed.core.metrics import in_window, summarize, with_stages
 from testbed.core.metrics.corruptions import CORRUPTION_COLUMNS, corruption_breakdown
 from testbed.core.metrics.groups import GROUP_COLUMNS, group_breakdown
 from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
+from testbed.core.metrics.topology import TOPOLOGY_COLUMNS
 from testbed.core.monitor import station_table
 from testbed.core.workload import SyntheticWorkload, Workload, configs_of
 from testbed.io import json_text, write_output_set
@@ -65,6 +66,16 @@ def node_power(resolved: Resolved) -> dict[int, NodePower]:
             out[g] = NodePower(p.idle.watts, p.busy.watts, p.radio_tx.watts if p.radio_tx else 0.0,
                                p.radio_rx.watts if p.radio_rx else 0.0)
     return out
+
+
+NESTQUANT_COLUMNS = ("created_s", "status", "group", "mode")
+"""The record columns :func:`nestquant_accuracy` reads."""
+
+
+def _columns(path: Path, names: tuple[str, ...]) -> pd.DataFrame:
+    """Only these columns of a streamed run's ``requests.parquet`` (those it has)."""
+    have = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in names if c in have])
 
 
 def nestquant_accuracy(records: pd.DataFrame, resolved: Resolved) -> float:
@@ -165,9 +176,9 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
     else:  # a metric the chunked pass does not know: summarise in memory
         summary = summarize(result.records, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
     if any(m is not None for m in res.nestquant):
-        summary["nestquant_accuracy"] = nestquant_accuracy(result.records, res)
-    if sc.topology:  # per-cell and per-server figures read the records back (topology runs only)
-        summary.update(_per_unit(result.records, sim, sc))
+        summary["nestquant_accuracy"] = nestquant_accuracy(_columns(path, NESTQUANT_COLUMNS), res)
+    if sc.topology:  # per-cell and per-server figures read their columns back (topology runs only)
+        summary.update(_per_unit(_columns(path, TOPOLOGY_COLUMNS), sim, sc))
     if table is not None and "corruption" in table.images.columns:  # read back only the columns it needs
         cols = [c for c in CORRUPTION_COLUMNS if c in pq.read_schema(path).names]
         summary["by_corruption"] = corruption_breakdown(pd.read_parquet(path, columns=cols), sim.window)

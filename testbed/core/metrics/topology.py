@@ -32,7 +32,11 @@ import pandas as pd
 
 from testbed.core.metrics.latency import LOST
 
-__all__ = ["topology_summary"]
+__all__ = ["TOPOLOGY_COLUMNS", "topology_summary"]
+
+TOPOLOGY_COLUMNS = ("created_s", "finished_s", "status", "cell", "server", "batch_size", "batch_start_s",
+                    "batch_end_s", "server_arrival_s", "retries")
+"""The record columns :func:`topology_summary` reads."""
 
 
 def _latency(rows: pd.DataFrame) -> tuple[float, float]:
