@@ -182,9 +182,8 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
     if table is not None and "corruption" in table.images.columns:  # read back only the columns it needs
         cols = [c for c in CORRUPTION_COLUMNS if c in pq.read_schema(path).names]
         summary["by_corruption"] = corruption_breakdown(pd.read_parquet(path, columns=cols), sim.window)
-    if configs_of(workload) is not None:  # heterogeneous fleet: read back only the columns it needs
-        cols = [c for c in GROUP_COLUMNS if c in pq.read_schema(path).names]
-        summary.update(_by_group(pd.read_parquet(path, columns=cols), sim, sc, workload))
+    if configs_of(workload) is not None:  # heterogeneous fleet: its columns read back in chunks
+        summary.update(_by_group_streamed(path, sim, sc, workload))
     result.summary = _headed(summary, res)
     return result
 
@@ -209,6 +208,29 @@ def _by_group(records: pd.DataFrame, sim: SimResult, sc: Scenario, workload: Wor
     names = tuple(g.name or f"group{i}" for i, g in enumerate(sc.fleet))
     return {"configs": list(labels),
             "by_group": group_breakdown(records, sim.window, names, labels, [g.count for g in sc.fleet])}
+
+
+def _by_group_streamed(path: Path, sim: SimResult, sc: Scenario, workload: Workload) -> dict[str, Any]:
+    """:func:`_by_group` of a streamed run: its columns read back a row group at a time, each group's
+    completed latencies on disk beside the file (:class:`~testbed.run.stream.FileSeries`)."""
+    from testbed.core.metrics.groups import GroupAccumulator
+    from testbed.run.stream import ROW_GROUP, FileSeries
+
+    hetero = configs_of(workload)
+    assert hetero is not None
+    labels = hetero.configs.labels
+    names = tuple(g.name or f"group{i}" for i, g in enumerate(sc.fleet))
+    files = [FileSeries(path.parent / f"group{g}.latency.bin") for g in range(len(names))]
+    try:
+        acc = GroupAccumulator(sim.window, names, labels, [g.count for g in sc.fleet], series=files.__getitem__)
+        cols = [c for c in GROUP_COLUMNS if c in pq.read_schema(path).names]
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP, columns=cols):
+            acc.add(batch.to_pandas())
+        rows = acc.result()
+    finally:
+        for f in files:
+            f.remove()
+    return {"configs": list(labels), "by_group": rows}
 
 
 def _headed(summary: dict[str, Any], res: Resolved) -> dict[str, Any]:

@@ -45,3 +45,38 @@ def test_node_counts_are_optional_and_busy_share_refuses_empty_spans() -> None:
     assert "node_utilisation" not in rows[0]
     assert math.isnan(node_busy_share(np.zeros(1), np.ones(1), 0, 1.0))
     assert math.isnan(node_busy_share(np.zeros(1), np.ones(1), 1, 0.0))
+
+
+def test_chunks_and_a_series_on_disk_give_the_in_memory_rows(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GroupAccumulator fed in chunks, each group's latencies in a file and summarised in chunked passes
+    (IN_MEMORY made small): the same rows as group_breakdown held in memory (percentiles exactly)."""
+    from testbed.core.metrics import groups
+    from testbed.core.metrics.groups import GroupAccumulator
+    from testbed.run.stream import FileSeries
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    created = np.sort(rng.uniform(0, 100, n))
+    ok = rng.random(n) < 0.9
+    status = np.where(ok, "ok", np.where(rng.random(n) < 0.5, "dropped_at_node", "timed_out"))
+    df = pd.DataFrame({
+        "group": rng.integers(0, 3, n), "config": rng.integers(0, 2, n), "status": status, "created_s": created,
+        "finished_s": created + rng.exponential(0.05, n), "payload_bytes": rng.uniform(1e3, 5e3, n),
+        "agree": (rng.random(n) < 0.8).astype(float), "head_start_s": created,
+        "encode_end_s": created + np.where(rng.random(n) < 0.05, np.nan, 0.02), "energy_j": rng.uniform(0, 1, n)})
+    names, labels, nodes = ["a", "b", "c"], ["x", "y"], [4, 5, 6]
+    expect = group_breakdown(df, (10.0, 90.0), names, labels, nodes)
+    monkeypatch.setattr(groups, "IN_MEMORY", 100)
+    files = [FileSeries(tmp_path / f"g{g}.bin") for g in range(3)]
+    acc = GroupAccumulator((10.0, 90.0), names, labels, nodes, series=files.__getitem__)
+    for start in range(0, n, 257):
+        acc.add(df.iloc[start:start + 257])
+    got = acc.result()
+    assert all(len(f) > 100 for f in files)  # the chunked path ran
+    for g, e in zip(got, expect):
+        assert list(g) == list(e)
+        for key, value in e.items():
+            if key.startswith("latency_p") or isinstance(value, (str, int, dict)) or value is None:
+                assert g[key] == value, key
+            else:
+                assert g[key] == pytest.approx(value, rel=1e-12), key
