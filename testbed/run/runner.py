@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from testbed.config.resolve import Resolved, as_resolved
 from testbed.config.schema import Scenario
 from testbed.core.energy import NodePower, add_energy
 from testbed.core.metrics import in_window, summarize, with_stages
-from testbed.core.metrics.corruptions import CORRUPTION_COLUMNS, corruption_breakdown
+from testbed.core.metrics.corruptions import CORRUPTION_COLUMNS, CorruptionAccumulator, corruption_breakdown
 from testbed.core.metrics.groups import GROUP_COLUMNS, group_breakdown
 from testbed.core.metrics.outcomes import RANDOM_WEIGHTS_NOTE
 from testbed.core.metrics.topology import TOPOLOGY_COLUMNS
@@ -70,6 +71,15 @@ def node_power(resolved: Resolved) -> dict[int, NodePower]:
 
 NESTQUANT_COLUMNS = ("created_s", "status", "group", "mode")
 """The record columns :func:`nestquant_accuracy` reads."""
+
+
+def _column_chunks(path: Path, names: tuple[str, ...]) -> Iterator[pd.DataFrame]:
+    """These columns of a streamed run's ``requests.parquet`` (those it has), a row group at a time."""
+    from testbed.run.stream import ROW_GROUP
+
+    have = set(pq.read_schema(path).names)
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP, columns=[c for c in names if c in have]):
+        yield batch.to_pandas()
 
 
 def _columns(path: Path, names: tuple[str, ...]) -> pd.DataFrame:
@@ -180,8 +190,10 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
     if sc.topology:  # per-cell and per-server figures read their columns back (topology runs only)
         summary.update(_per_unit(_columns(path, TOPOLOGY_COLUMNS), sim, sc))
     if table is not None and "corruption" in table.images.columns:  # read back only the columns it needs
-        cols = [c for c in CORRUPTION_COLUMNS if c in pq.read_schema(path).names]
-        summary["by_corruption"] = corruption_breakdown(pd.read_parquet(path, columns=cols), sim.window)
+        per_corruption = CorruptionAccumulator(sim.window)  # its columns read back a row group at a time
+        for chunk in _column_chunks(path, CORRUPTION_COLUMNS):
+            per_corruption.add(chunk)
+        summary["by_corruption"] = per_corruption.result()
     if configs_of(workload) is not None:  # heterogeneous fleet: its columns read back in chunks
         summary.update(_by_group_streamed(path, sim, sc, workload))
     result.summary = _headed(summary, res)
@@ -214,7 +226,7 @@ def _by_group_streamed(path: Path, sim: SimResult, sc: Scenario, workload: Workl
     """:func:`_by_group` of a streamed run: its columns read back a row group at a time, each group's
     completed latencies on disk beside the file (:class:`~testbed.run.stream.FileSeries`)."""
     from testbed.core.metrics.groups import GroupAccumulator
-    from testbed.run.stream import ROW_GROUP, FileSeries
+    from testbed.run.stream import FileSeries
 
     hetero = configs_of(workload)
     assert hetero is not None
@@ -223,9 +235,8 @@ def _by_group_streamed(path: Path, sim: SimResult, sc: Scenario, workload: Workl
     files = [FileSeries(path.parent / f"group{g}.latency.bin") for g in range(len(names))]
     try:
         acc = GroupAccumulator(sim.window, names, labels, [g.count for g in sc.fleet], series=files.__getitem__)
-        cols = [c for c in GROUP_COLUMNS if c in pq.read_schema(path).names]
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP, columns=cols):
-            acc.add(batch.to_pandas())
+        for chunk in _column_chunks(path, GROUP_COLUMNS):
+            acc.add(chunk)
         rows = acc.result()
     finally:
         for f in files:

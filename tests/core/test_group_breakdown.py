@@ -80,3 +80,27 @@ def test_chunks_and_a_series_on_disk_give_the_in_memory_rows(tmp_path, monkeypat
                 assert g[key] == value, key
             else:
                 assert g[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_corruption_rows_from_chunks_equal_the_rows_in_memory() -> None:
+    from testbed.core.metrics.corruptions import CorruptionAccumulator, corruption_breakdown
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    names = rng.choice(["none", "fog", "snow", ""], n)
+    df = pd.DataFrame({
+        "status": np.where(rng.random(n) < 0.9, "ok", "timed_out"), "created_s": np.sort(rng.uniform(0, 50, n)),
+        "corruption": names, "severity": np.where(names == "none", 0, rng.integers(1, 6, n)).astype(float),
+        "agree": (rng.random(n) < 0.7).astype(float), "agree_clean": np.where(rng.random(n) < 0.1, np.nan, 1.0)})
+    expect = corruption_breakdown(df, (5.0, 45.0))
+    acc = CorruptionAccumulator((5.0, 45.0))
+    for start in range(0, n, 300):
+        acc.add(df.iloc[start:start + 300])
+    got = acc.result()
+    assert [(r["corruption"], r["severity"], r["requests"]) for r in got] == \
+        [(r["corruption"], r["severity"], r["requests"]) for r in expect]
+    assert len(got) > 8 and {r["corruption"] for r in got} == {"none", "fog", "snow"}
+    for g, e in zip(got, expect):
+        assert g["agreement"] == pytest.approx(e["agreement"], rel=1e-12)
+        assert g["agreement_clean"] == pytest.approx(e["agreement_clean"], rel=1e-12)
+    assert CorruptionAccumulator((0.0, 1.0)).result() == [] and corruption_breakdown(df.drop(columns="agree"), (0, 1)) == []
