@@ -82,25 +82,26 @@ def _column_chunks(path: Path, names: tuple[str, ...]) -> Iterator[pd.DataFrame]
         yield batch.to_pandas()
 
 
-def _columns(path: Path, names: tuple[str, ...]) -> pd.DataFrame:
-    """Only these columns of a streamed run's ``requests.parquet`` (those it has)."""
-    have = set(pq.read_schema(path).names)
-    return pd.read_parquet(path, columns=[c for c in names if c in have])
-
-
 def nestquant_accuracy(records: pd.DataFrame, resolved: Resolved) -> float:
     """Expected accuracy of the completed requests in the window, each at its head's measured
     accuracy (NestQuant groups) -- the modes file's figure, not a per-image prediction."""
+    total, count = _nestquant_sums(records, resolved)
+    return total / count if count else float("nan")
+
+
+def _nestquant_sums(records: pd.DataFrame, resolved: Resolved) -> tuple[float, int]:
+    """(summed expected accuracy, requests) of :func:`nestquant_accuracy` over ``records`` (a chunk)."""
     sc = resolved.scenario
     ok = in_window(records, (sc.warmup, sc.duration))
-    ok = ok[ok["status"] == "ok"]
-    acc = []
+    ok = ok[ok["status"].astype(str) == "ok"]
+    total, count = 0.0, 0
     for g, modes in enumerate(resolved.nestquant):
         rows = ok[ok["group"] == g]
         if modes is None or rows.empty:
             continue
-        acc.append(rows["mode"].map({0: modes.accuracy["full"], 1: modes.accuracy["part"]}).to_numpy())
-    return float(np.concatenate(acc).mean()) if acc else float("nan")
+        total += float(rows["mode"].map({0: modes.accuracy["full"], 1: modes.accuracy["part"]}).to_numpy().sum())
+        count += len(rows)
+    return total, count
 
 
 def run_scenario(scenario: Scenario | Resolved, workload: Workload | None = None,
@@ -186,9 +187,11 @@ def _run_streamed(res: Resolved, workload: Workload, table: Any, pipeline_s: flo
     else:  # a metric the chunked pass does not know: summarise in memory
         summary = summarize(result.records, sim.window, sim.levels, sim.gpus, nodes=sc.node_count)
     if any(m is not None for m in res.nestquant):
-        summary["nestquant_accuracy"] = nestquant_accuracy(_columns(path, NESTQUANT_COLUMNS), res)
+        sums = [_nestquant_sums(chunk, res) for chunk in _column_chunks(path, NESTQUANT_COLUMNS)]
+        count = sum(c for _, c in sums)
+        summary["nestquant_accuracy"] = sum(t for t, _ in sums) / count if count else float("nan")
     if sc.topology:  # per-cell and per-server figures read their columns back (topology runs only)
-        summary.update(_per_unit(_columns(path, TOPOLOGY_COLUMNS), sim, sc))
+        summary.update(_per_unit_streamed(path, sim, sc))
     if table is not None and "corruption" in table.images.columns:  # read back only the columns it needs
         per_corruption = CorruptionAccumulator(sim.window)  # its columns read back a row group at a time
         for chunk in _column_chunks(path, CORRUPTION_COLUMNS):
@@ -208,6 +211,29 @@ def _per_unit(records: pd.DataFrame, sim: SimResult, sc: Scenario) -> dict[str, 
 
     units: Any = sim.meta
     return topology_summary(records, sim.window, sc.cell_names, sc.server_names, units)
+
+
+def _per_unit_streamed(path: Path, sim: SimResult, sc: Scenario) -> dict[str, Any]:
+    """:func:`_per_unit` of a streamed run: its columns read back a row group at a time, each cell's and
+    server's completed latencies on disk beside the file."""
+    from testbed.core.metrics.topology import TopologyAccumulator
+    from testbed.run.stream import FileSeries
+
+    files: dict[tuple[str, int], FileSeries] = {}
+
+    def series(kind: str, i: int) -> FileSeries:
+        files[kind, i] = FileSeries(path.parent / f"{kind}{i}.latency.bin")
+        return files[kind, i]
+
+    try:
+        acc = TopologyAccumulator(sim.window, sc.cell_names, sc.server_names, series)
+        for chunk in _column_chunks(path, TOPOLOGY_COLUMNS):
+            acc.add(chunk)
+        units: Any = sim.meta
+        return acc.result(units)
+    finally:
+        for f in files.values():
+            f.remove()
 
 
 def _by_group(records: pd.DataFrame, sim: SimResult, sc: Scenario, workload: Workload | None) -> dict[str, Any]:

@@ -104,3 +104,37 @@ def test_corruption_rows_from_chunks_equal_the_rows_in_memory() -> None:
         assert g["agreement"] == pytest.approx(e["agreement"], rel=1e-12)
         assert g["agreement_clean"] == pytest.approx(e["agreement_clean"], rel=1e-12)
     assert CorruptionAccumulator((0.0, 1.0)).result() == [] and corruption_breakdown(df.drop(columns="agree"), (0, 1)) == []
+
+
+def test_topology_rows_from_chunks_and_files_equal_the_rows_in_memory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.core.metrics import topology
+    from testbed.core.metrics.topology import TopologyAccumulator, topology_summary
+    from testbed.run.stream import FileSeries
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    created = np.sort(rng.uniform(0, 100, n))
+    status = rng.choice(["ok", "ok", "ok", "server_failed", "cell_failed", "timed_out"], n)
+    size = rng.integers(0, 5, n)
+    start = np.where(size > 0, created + 0.01, np.nan)
+    df = pd.DataFrame({
+        "created_s": created, "finished_s": created + rng.exponential(0.05, n), "status": status,
+        "cell": rng.integers(0, 2, n), "server": rng.integers(-1, 3, n), "batch_size": size,
+        "batch_start_s": start, "batch_end_s": start + 0.004, "server_arrival_s": created + 0.005,
+        "retries": rng.integers(0, 2, n)})
+    expect = topology_summary(df, (10.0, 90.0), ["a", "b"], ["x", "y", "z"])
+    monkeypatch.setattr(topology, "IN_MEMORY", 100)
+    acc = TopologyAccumulator((10.0, 90.0), ["a", "b"], ["x", "y", "z"],
+                              lambda kind, i: FileSeries(tmp_path / f"{kind}{i}.bin"))
+    for s0 in range(0, n, 301):
+        acc.add(df.iloc[s0:s0 + 301])
+    got = acc.result()
+    assert got.keys() == expect.keys() and expect["local_share"] > 0
+    for key in ("by_cell", "by_server"):
+        for g, e in zip(got[key], expect[key]):
+            assert list(g) == list(e)
+            for k, v in e.items():
+                if k == "latency_p95_s" or isinstance(v, (str, int)):
+                    assert g[k] == v or (v != v and g[k] != g[k]), (key, k)
+                else:
+                    assert g[k] == pytest.approx(v, rel=1e-12, nan_ok=True), (key, k)
