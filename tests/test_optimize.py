@@ -45,6 +45,17 @@ def test_screen_scales_one_node_to_the_fleet_and_names_why_it_prunes() -> None:
     assert two_groups.uplink_utilisation == pytest.approx(0.4)
 
 
+def test_screen_prunes_what_misses_the_objective_even_without_contention() -> None:
+    probe = {"agreement": 0.95, "link_utilisation": 0.001, "node_utilisation": 0.3, "mean_payload_bytes": 5e3,
+             "latency_p95_s": 0.130, "latency_mean_s": 0.09}
+    slo = parse_slo("p95 < 100 ms")
+    assert "without contention" in str(screen(probe, 1, 10, None, slo=slo).reason)
+    # a batch may have waited up to 40 ms to fill alone; in a fleet it fills sooner: 90 ms can still pass
+    assert screen(probe, 1, 10, None, slo=slo, batch_wait_s=0.040).reason is None
+    assert screen(probe, 1, 10, None, slo=parse_slo("mean < 100 ms")).reason is None
+    assert screen({**probe, "latency_p95_s": None}, 1, 10, None, slo=slo).reason is None  # no figure: no bound
+
+
 def test_a_group_search_apportions_the_probe_link_share_by_offered_bytes() -> None:
     # probe: one node per group; group 0 offered 10 x 1 kB, group 1 offered 10 x 3 kB (3/4 of the bytes)
     probe = [{"requests": 10, "mean_payload_bytes": 1e3}, {"requests": 10, "mean_payload_bytes": 3e3}]
@@ -158,6 +169,7 @@ def test_an_interrupted_search_resumes_from_the_rows_it_kept(tmp_path, monkeypat
     monkeypatch.setattr(opt, "_summary", lambda resolved, group=None: fake_run(resolved, None))
     monkeypatch.setattr(opt, "dataset_figures", lambda raw, base_dir=None: (0.95, 1.0, 1e3))
     monkeypatch.setattr(opt, "prepare_dict", lambda raw, base_dir=None: raw)  # "resolved": the mapping itself
+    monkeypatch.setattr(opt, "batch_wait", lambda raw: 0.0)  # the mapping is not a whole scenario
     raw = {"model": {"name": "efficientnet_lite0", "split": "stem"}, "fleet": [{"count": 10}], "seed": 1}
     grid = configs(["stage2", "stage4", "stage6"], [[{"quantize": {}}]], [4])
     slo = parse_slo("p95 < 100 ms")

@@ -51,6 +51,7 @@ __all__ = [
     "pareto_front",
     "parse_objective",
     "screen",
+    "zero_load_bound",
 ]
 
 OBJECTIVES = {
@@ -134,11 +135,18 @@ class Screen:
 
 
 def screen(probe: dict[str, Any], probe_nodes: int, nodes: int, min_agreement: float | None,
-           max_utilisation: float = 1.0) -> Screen:
-    """Scale a probe summary (``probe_nodes`` nodes) to ``nodes`` and say whether it can be feasible."""
+           max_utilisation: float = 1.0, slo: Slo | None = None, batch_wait_s: float = 0.0) -> Screen:
+    """Scale a probe summary (``probe_nodes`` nodes) to ``nodes`` and say whether it can be feasible.
+
+    With ``slo``, the probe's own latency statistic is a lower bound on the fleet's: one node per group
+    meets no contention, and more nodes only add queueing and larger (longer) batches, except that a
+    batch fills sooner, so the most a batch can have waited to fill (``batch_wait_s``, the largest
+    ``max_delay``) is taken off first. A configuration whose bound already misses the objective cannot
+    meet it (:func:`zero_load_bound`)."""
     agree = probe.get("agreement")
     link = float(probe.get("link_utilisation") or 0.0) * nodes / max(1, probe_nodes)
     node = float(probe.get("node_utilisation") or 0.0)
+    bound = zero_load_bound(probe, slo, batch_wait_s)
     reason = None
     if min_agreement is not None and (agree is None or agree < min_agreement):
         reason = f"agreement {agree if agree is None else round(agree, 3)} < {min_agreement}"
@@ -146,7 +154,28 @@ def screen(probe: dict[str, Any], probe_nodes: int, nodes: int, min_agreement: f
         reason = f"node CPU busy {node:.2f} >= {max_utilisation:g}"
     elif link >= max_utilisation:
         reason = f"uplink busy {link:.2f} >= {max_utilisation:g} with {nodes} nodes"
+    elif slo is not None and bound is not None and not slo.met(bound):
+        reason = f"{slo.metric} {bound * 1e3:.1f} ms without contention (less {batch_wait_s * 1e3:g} ms batching) fails {slo}"
     return Screen(agree, float(probe.get("mean_payload_bytes") or 0.0), node, link, reason)
+
+
+def zero_load_bound(probe: dict[str, Any], slo: Slo | None, batch_wait_s: float = 0.0) -> float | None:
+    """The probe's statistic of the objective over its completed requests, less ``batch_wait_s`` (None
+    without an objective or a figure)."""
+    if slo is None:
+        return None
+    value = probe.get(f"latency_{slo.metric}_s")
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return max(0.0, float(value) - batch_wait_s)
+
+
+def batch_wait(raw: dict[str, Any]) -> float:
+    """The longest a batch may wait to fill on any of the scenario's servers (``max_delay``, seconds)."""
+    from testbed.config.load import scenario_from_dict
+
+    sc = scenario_from_dict(raw)
+    return max((float(s.batching.max_delay) for s in sc.server_specs), default=0.0)
 
 
 def meets(row: dict[str, Any], slo: Slo | None, min_agreement: float | None) -> bool:
@@ -343,7 +372,7 @@ def _binding(row: dict[str, Any]) -> str:
 
 def _screened(cell: dict[str, Any], c: Config, groups: int, nodes: int, probe_duration: str,
               min_agreement: float | None, max_utilisation: float, base_dir: Path | None,
-              group: int | None = None) -> dict[str, Any]:
+              group: int | None = None, slo: Slo | None = None) -> dict[str, Any]:
     """A configuration's screening row: one short run of one node per group, and its dataset figures (with
     ``group``: that group's configuration's, its own node CPU, and the uplink share apportioned to the
     groups by the bytes they offer, :func:`group_link_scale`)."""
@@ -364,7 +393,7 @@ def _screened(cell: dict[str, Any], c: Config, groups: int, nodes: int, probe_du
         probe = {**probe, "link_utilisation": float(probe.get("link_utilisation") or 0.0) * scale}
         probe_nodes = nodes  # already scaled to the fleet
     probe = {**probe, "agreement": top1, "agreement_top5": top5, "mean_payload_bytes": payload}
-    s = screen(probe, probe_nodes, nodes, min_agreement, max_utilisation)
+    s = screen(probe, probe_nodes, nodes, min_agreement, max_utilisation, slo, batch_wait(cell))
     return {"config": c.label, "split": c.split, "codec": list(c.codec),
             "screen_agreement": s.agreement, "screen_payload_bytes": s.payload_bytes,
             "predicted_uplink_utilisation": s.uplink_utilisation,
@@ -472,7 +501,7 @@ def optimize(raw: dict[str, Any], candidates: Sequence[Config], objective: Objec
             if on_step:
                 on_step("kept", c, kept)
             continue
-        row = _screened(cell, c, groups, nodes, probe_duration, min_agreement, max_utilisation, base_dir, g)
+        row = _screened(cell, c, groups, nodes, probe_duration, min_agreement, max_utilisation, base_dir, g, slo)
         if count_field is not None and str(row["pruned"] or "").startswith("uplink"):
             row["pruned"] = None  # max-nodes: the fleet size is what is searched
         if row["pruned"] is None or pruned_sims < verify_pruned:
