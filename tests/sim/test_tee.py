@@ -14,3 +14,10 @@ def test_tee_change_with_moves_its_total() -> None:
     assert (a.value, b.value, total.value, other_total.value) == (1, 2, 1, 2)
     assert total.area == a.area == 4.0 and other_total.area == b.area == 2.0
     assert (total.peak, other_total.peak) == (2, 2)
+
+
+def test_a_plain_level_moving_with_a_tee_moves_the_tees_total() -> None:
+    total = Level(0.0, 10.0)
+    a, b = Level(0.0, 10.0), Tee(0.0, 10.0, total)
+    a.change_with(b, 1.0, 1, 2)
+    assert (a.value, b.value, total.value) == (1, 2, 2)
