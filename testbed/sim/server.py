@@ -64,11 +64,16 @@ class Server:
         if self.batcher.free_gpus:  # every GPU busy: nothing starts, no timer is set (dispatch would say so)
             self._dispatch()
 
+    def _later(self, delay: float, then: Callable[[], None]) -> None:
+        """Call ``then()`` after ``delay`` seconds (every timer of the server: request timeouts, batch
+        timers, batch ends; a :class:`FallibleServer` forgets the ones set before an outage)."""
+        self.env.timeout(delay).callbacks.append(lambda _e: then())
+
     def _arm_timeout(self, rid: int, after: float) -> None:
         """Expire ``rid`` after ``after`` seconds unless it left the queue (streamed records reuse rows:
         the timeout is of this request only)."""
         token = self.rec.token(rid)
-        self.env.timeout(after).callbacks.append(lambda _e: self._expire(rid, token))
+        self._later(after, lambda: self._expire(rid, token))
 
     def _expire(self, rid: int, token: int) -> None:
         if self.rec.token(rid) != token or not self.batcher.expire(rid):
@@ -87,9 +92,9 @@ class Server:
         for batch in batches:
             self._start(batch, now)
         if at is not None:
-            self.env.timeout(at - now).callbacks.append(self._on_timer)
+            self._later(at - now, self._on_timer)
 
-    def _on_timer(self, _event: simpy.Event) -> None:
+    def _on_timer(self) -> None:
         self.batcher.timer_fired()
         self._dispatch()
 
@@ -102,7 +107,7 @@ class Server:
             rec.gpu[rid] = batch.gpu
         self.waiting.change_with(self.busy, now, -take, 1)
         service = self.batch_time if self.batch_times is None else self.batch_times[batch.queue]
-        self.env.timeout(service(take)).callbacks.append(lambda _e: self._end(batch))
+        self._later(service(take), lambda: self._end(batch))
 
     def _end(self, batch: Batch) -> None:
         now, rec = self.env.now, self.rec
@@ -146,34 +151,14 @@ class FallibleServer(Server):
         self.batcher = b.fresh(self.gpus)
         return queued + running
 
-    def _arm_timeout(self, rid: int, after: float) -> None:
-        """As the base server's, but a timeout set before an outage does nothing after it."""
-        token, epoch = self.rec.token(rid), self.epoch
-        self.env.timeout(after).callbacks.append(
-            lambda _e: self._expire(rid, token) if epoch == self.epoch else None)
-
-    def _dispatch(self) -> None:
-        now = self.env.now
-        batches, at = self.batcher.dispatch(now)
-        for batch in batches:
-            self._start(batch, now)
-        if at is not None:
-            epoch = self.epoch
-            self.env.timeout(at - now).callbacks.append(lambda e: self._on_timer(e) if epoch == self.epoch else None)
+    def _later(self, delay: float, then: Callable[[], None]) -> None:
+        """As the base server's, but a timer set before an outage does nothing after it."""
+        epoch = self.epoch
+        self.env.timeout(delay).callbacks.append(lambda _e: then() if epoch == self.epoch else None)
 
     def _start(self, batch: Batch, now: float) -> None:
-        rec, take = self.rec, len(batch.rids)
-        for rid in batch.rids:
-            rec.batch_ready_s[rid] = batch.ready
-            rec.batch_start_s[rid] = now
-            rec.batch_size[rid] = take
-            rec.gpu[rid] = batch.gpu
-        self.waiting.change_with(self.busy, now, -take, 1)
         self.running[batch.gpu] = batch
-        epoch = self.epoch
-        service = self.batch_time if self.batch_times is None else self.batch_times[batch.queue]
-        self.env.timeout(service(take)).callbacks.append(
-            lambda _e: self._end(batch) if epoch == self.epoch else None)
+        super()._start(batch, now)
 
     def _end(self, batch: Batch) -> None:
         del self.running[batch.gpu]
