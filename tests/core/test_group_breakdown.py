@@ -50,7 +50,7 @@ def test_node_counts_are_optional_and_busy_share_refuses_empty_spans() -> None:
 def test_chunks_and_a_series_on_disk_give_the_in_memory_rows(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """GroupAccumulator fed in chunks, each group's latencies in a file and summarised in chunked passes
     (IN_MEMORY made small): the same rows as group_breakdown held in memory (percentiles exactly)."""
-    from testbed.core.metrics import groups
+    from testbed.core.metrics import online
     from testbed.core.metrics.groups import GroupAccumulator
     from testbed.run.stream import FileSeries
 
@@ -66,7 +66,7 @@ def test_chunks_and_a_series_on_disk_give_the_in_memory_rows(tmp_path, monkeypat
         "encode_end_s": created + np.where(rng.random(n) < 0.05, np.nan, 0.02), "energy_j": rng.uniform(0, 1, n)})
     names, labels, nodes = ["a", "b", "c"], ["x", "y"], [4, 5, 6]
     expect = group_breakdown(df, (10.0, 90.0), names, labels, nodes)
-    monkeypatch.setattr(groups, "IN_MEMORY", 100)
+    monkeypatch.setattr(online, "IN_MEMORY", 100)
     files = [FileSeries(tmp_path / f"g{g}.bin") for g in range(3)]
     acc = GroupAccumulator((10.0, 90.0), names, labels, nodes, series=files.__getitem__)
     for start in range(0, n, 257):
@@ -107,7 +107,7 @@ def test_corruption_rows_from_chunks_equal_the_rows_in_memory() -> None:
 
 
 def test_topology_rows_from_chunks_and_files_equal_the_rows_in_memory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from testbed.core.metrics import topology
+    from testbed.core.metrics import online
     from testbed.core.metrics.topology import TopologyAccumulator, topology_summary
     from testbed.run.stream import FileSeries
 
@@ -123,7 +123,7 @@ def test_topology_rows_from_chunks_and_files_equal_the_rows_in_memory(tmp_path, 
         "batch_start_s": start, "batch_end_s": start + 0.004, "server_arrival_s": created + 0.005,
         "retries": rng.integers(0, 2, n)})
     expect = topology_summary(df, (10.0, 90.0), ["a", "b"], ["x", "y", "z"])
-    monkeypatch.setattr(topology, "IN_MEMORY", 100)
+    monkeypatch.setattr(online, "IN_MEMORY", 100)
     acc = TopologyAccumulator((10.0, 90.0), ["a", "b"], ["x", "y", "z"],
                               lambda kind, i: FileSeries(tmp_path / f"{kind}{i}.bin"))
     for s0 in range(0, n, 301):

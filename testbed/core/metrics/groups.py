@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from testbed.core.metrics import chunked
-from testbed.core.metrics.latency import LOST, censored_statistic
-from testbed.core.metrics.online import IN_MEMORY, LatencySeries, MemorySeries, _Mean
+from testbed.core.metrics.latency import LOST
+from testbed.core.metrics.online import LatencySeries, MemorySeries, _Mean, series_figures
 
 __all__ = ["GROUP_COLUMNS", "GroupAccumulator", "group_breakdown", "node_busy_share"]
 
@@ -152,19 +151,10 @@ class GroupAccumulator:
         out = []
         for g, name in enumerate(self.names):
             st, m, series = self.stats[g], self.means[g], self.series[g]
-            k = len(series)
-            if k > IN_MEMORY:
-                read = series.read
-                st.lat_mean = chunked.segment_mean(read, 0, k)
-                st.pct = tuple(chunked.percentiles(read, 0, k, (50, 95, 99)))  # type: ignore[assignment]
-                st.pct_all = tuple(chunked.censored_percentiles(read, 0, k, st.n, (50, 95, 99)))  # type: ignore[assignment]
-            else:
-                lat = series.read(0, k)
-                if k:
-                    st.lat_mean = float(lat.mean())
-                    st.pct = tuple(map(float, np.percentile(lat, (50, 95, 99))))  # type: ignore[assignment]
-                every = np.concatenate([lat, np.full(st.n - k, np.inf)])
-                st.pct_all = tuple(censored_statistic(every, q) for q in (50, 95, 99))  # type: ignore[assignment]
+            mean, pct, pct_all = series_figures(series, (50, 95, 99), st.n)
+            if st.k:
+                st.lat_mean, st.pct = mean, (pct[0], pct[1], pct[2])
+            st.pct_all = (pct_all[0], pct_all[1], pct_all[2])
             st.payload = m.get("payload_bytes")
             st.energy = m.get("energy_j") if "energy_j" in self.columns else None
             st.agree = m.get("agree") if "agree" in self.columns else None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,7 +34,7 @@ from testbed.core.metrics.registry import SUMMARY_METRICS, SummaryInput
 from testbed.core.metrics.stages import STAGES
 from testbed.core.records import STATUS
 
-__all__ = ["IN_MEMORY", "ONLINE_METRICS", "LatencySeries", "MemorySeries", "StreamSummary"]
+__all__ = ["IN_MEMORY", "ONLINE_METRICS", "LatencySeries", "MemorySeries", "StreamSummary", "series_figures"]
 
 IN_MEMORY = 1 << 22
 """Longest latency series (4,194,304 completed requests, 32 MiB) summarised whole in memory; beyond it,
@@ -71,6 +71,25 @@ class MemorySeries:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return np.frombuffer(self.values, dtype=np.float64)[start:stop].copy()
+
+
+def series_figures(series: LatencySeries, qs: Sequence[float], total: int | None = None
+                   ) -> tuple[float, list[float], list[float]]:
+    """Mean and ``qs`` percentiles of a series of completed latencies and, with ``total`` (requests, the
+    unfinished ones infinitely late), the censored percentiles (empty without): read whole up to
+    :data:`IN_MEMORY` values, in chunked passes beyond (:mod:`testbed.core.metrics.chunked`; the same
+    percentiles, the mean up to rounding). NaN where the series is empty."""
+    k = len(series)
+    if k > IN_MEMORY:
+        read = series.read
+        mean, pct = chunked.segment_mean(read, 0, k), chunked.percentiles(read, 0, k, qs)
+        return mean, pct, (chunked.censored_percentiles(read, 0, k, total, qs) if total is not None else [])
+    lat = series.read(0, k)
+    mean, pct = (float(lat.mean()), [float(v) for v in np.percentile(lat, qs)]) if k else (math.nan, [math.nan] * len(qs))
+    if total is None:
+        return mean, pct, []
+    every = np.concatenate([lat, np.full(total - k, np.inf)])
+    return mean, pct, [censored_statistic(every, q) for q in qs]
 
 
 class _Mean:

@@ -30,9 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from testbed.core.metrics import chunked
 from testbed.core.metrics.latency import LOST
-from testbed.core.metrics.online import IN_MEMORY, LatencySeries, MemorySeries, _Mean
+from testbed.core.metrics.online import LatencySeries, MemorySeries, _Mean, series_figures
 
 __all__ = ["TOPOLOGY_COLUMNS", "TopologyAccumulator", "topology_summary"]
 
@@ -53,14 +52,8 @@ class _Unit:
 
     def latency(self) -> tuple[float, float]:
         """Mean and p95 of the completed latencies (exact; chunked beyond IN_MEMORY)."""
-        k = len(self.series)
-        if not k:
-            return math.nan, math.nan
-        if k > IN_MEMORY:
-            read = self.series.read
-            return chunked.segment_mean(read, 0, k), chunked.percentiles(read, 0, k, [95])[0]
-        lat = self.series.read(0, k)
-        return float(lat.mean()), float(np.percentile(lat, 95))
+        mean, (p95,), _ = series_figures(self.series, (95,))
+        return mean, p95
 
 
 def topology_summary(records: pd.DataFrame, window: tuple[float, float], cell_names: Sequence[str],
