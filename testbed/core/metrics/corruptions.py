@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from testbed.core.metrics.online import _Mean
+from testbed.core.metrics.online import NanMeans
 
 __all__ = ["CORRUPTION_COLUMNS", "CorruptionAccumulator", "corruption_breakdown"]
 
@@ -24,7 +24,7 @@ CORRUPTION_COLUMNS = ("status", "created_s", "corruption", "severity", "agree", 
 """The record columns :func:`corruption_breakdown` reads (``agree_clean`` where present)."""
 
 
-def _figures(name: str, severity: int | None, n: int, agree: _Mean, clean: bool) -> dict[str, Any]:
+def _figures(name: str, severity: int | None, n: int, agree: NanMeans, clean: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"corruption": name, "severity": severity, "requests": n,
                            "agreement": agree.get("agree") if n else math.nan}
     if clean:
@@ -51,7 +51,7 @@ class CorruptionAccumulator:
     def __init__(self, window: tuple[float, float]) -> None:
         self.window = window
         self.counts: dict[tuple[str, int | None], int] = {}
-        self.means: dict[tuple[str, int | None], _Mean] = {}
+        self.means: dict[tuple[str, int | None], NanMeans] = {}
         self.usable = True   # every chunk had corruption and agree columns
         self.clean = False   # some chunk had agree_clean
         self.seen = False
@@ -75,7 +75,7 @@ class CorruptionAccumulator:
             keys += [((name, int(v)), mine & (sev == v)) for v in set(sev[mine][~np.isnan(sev[mine])])]
             for key, sel in keys:
                 self.counts[key] = self.counts.get(key, 0) + int(sel.sum())
-                m = self.means.setdefault(key, _Mean())
+                m = self.means.setdefault(key, NanMeans())
                 m.add("agree", agree[sel])
                 if clean is not None:
                     m.add("agree_clean", clean[sel])

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from testbed.core.metrics.latency import LOST
-from testbed.core.metrics.online import LatencySeries, MemorySeries, _Mean, series_figures
+from testbed.core.metrics.online import LatencySeries, MemorySeries, NanMeans, series_figures
 
 __all__ = ["GROUP_COLUMNS", "GroupAccumulator", "group_breakdown", "node_busy_share"]
 
@@ -106,7 +106,7 @@ class GroupAccumulator:
         size = len(self.names)
         self.series = [series(g) if series is not None else MemorySeries() for g in range(size)]
         self.stats = [_Stats() for _ in range(size)]
-        self.means = [_Mean() for _ in range(size)]
+        self.means = [NanMeans() for _ in range(size)]
         self.seen_config = [False] * size
         self.columns: set[str] = set()
 

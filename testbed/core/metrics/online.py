@@ -34,7 +34,8 @@ from testbed.core.metrics.registry import SUMMARY_METRICS, SummaryInput
 from testbed.core.metrics.stages import STAGES
 from testbed.core.records import STATUS
 
-__all__ = ["IN_MEMORY", "ONLINE_METRICS", "LatencySeries", "MemorySeries", "StreamSummary", "series_figures"]
+__all__ = ["IN_MEMORY", "ONLINE_METRICS", "LatencySeries", "MemorySeries", "NanMeans", "StreamSummary",
+           "series_figures"]
 
 IN_MEMORY = 1 << 22
 """Longest latency series (4,194,304 completed requests, 32 MiB) summarised whole in memory; beyond it,
@@ -92,7 +93,7 @@ def series_figures(series: LatencySeries, qs: Sequence[float], total: int | None
     return mean, pct, [censored_statistic(every, q) for q in qs]
 
 
-class _Mean:
+class NanMeans:
     """NaN-skipping running means by name (pandas' ``Series.mean``)."""
 
     def __init__(self) -> None:
@@ -129,14 +130,14 @@ class StreamSummary:
         # latency of completed requests created before the window's end, in creation order
         self.series: LatencySeries = series if series is not None else MemorySeries()
         self.before = 0            # how many of them were created before the window
-        self.means = _Mean()       # over completed window rows
+        self.means = NanMeans()       # over completed window rows
         self.tx = self.gpu = self.cpu = 0.0
         self.batch_rows = np.zeros(1, dtype=np.int64)  # rows of batches started in the window, by size
         self.node_busy = np.zeros(0)
         self.node_rows = np.zeros(0, dtype=np.int64)
         self.columns: set[str] = set()
         self.part_mode_window = False
-        self.confident_agree = _Mean()
+        self.confident_agree = NanMeans()
 
     def add(self, chunk: pd.DataFrame) -> None:
         """The next consecutive requests (every row, whenever created), with stage columns."""

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from testbed.core.metrics.latency import LOST
-from testbed.core.metrics.online import LatencySeries, MemorySeries, _Mean, series_figures
+from testbed.core.metrics.online import LatencySeries, MemorySeries, NanMeans, series_figures
 
 __all__ = ["TOPOLOGY_COLUMNS", "TopologyAccumulator", "topology_summary"]
 
@@ -46,7 +46,7 @@ class _Unit:
     def __init__(self, series: LatencySeries) -> None:
         self.series = series
         self.n = self.ok = self.lost = self.cell_failed = self.server_failed = self.retried = 0
-        self.server_time = _Mean()
+        self.server_time = NanMeans()
         self.batch_rows = 0
         self.batch_weight = 0.0  # sum of 1 / batch size over the rows of batches started in the window
 
