@@ -8,8 +8,10 @@ costs a list index rather than a NumPy call.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,31 +31,26 @@ __all__ = [
     "Exponential",
     "Lognormal",
     "Normal",
-    "Sampler",
     "Uniform",
+    "block_sampler",
     "parse_dist",
 ]
 
 _BLOCK = 64
 
 
-class Sampler:
-    """Scalar draws served from blocks of vectorised draws."""
+def block_sampler(draw: Callable[[int], np.ndarray]) -> Callable[[], float]:
+    """Scalar draws served from blocks of vectorised draws ``draw(n)``: a call is a C-level ``next`` on
+    the current block; the next block of ``_BLOCK`` draws is made when one runs out (as late as possible,
+    so the generator's other users see the same stream)."""
+    return functools.partial(next, _blocks(draw))
 
-    __slots__ = ("_buf", "_draw", "_i")
 
-    def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
-        self._draw = draw
-        self._buf: list[float] = []
-        self._i = 0
-
-    def __call__(self) -> float:
-        i = self._i
-        if i >= len(self._buf):
-            self._buf = self._draw(_BLOCK).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+def _blocks(draw: Callable[[int], np.ndarray]) -> Iterator[float]:
+    def chunks() -> Iterator[list[float]]:
+        while True:
+            yield draw(_BLOCK).tolist()
+    return itertools.chain.from_iterable(chunks())
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class Dist:
         return float(np.mean(x * x))
 
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
-        return Sampler(lambda n: self.draw(rng, n))
+        return block_sampler(lambda n: self.draw(rng, n))
 
     def scaled(self, factor: float) -> Dist:
         """The same shape with every value multiplied by ``factor``."""

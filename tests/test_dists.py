@@ -56,3 +56,16 @@ def test_empirical_file_is_read_by_resolution_not_parsing():
 def test_bad_distributions(raw, msg):
     with pytest.raises(ValueError, match=msg):
         parse_dist(raw)
+
+
+def test_block_sampler_serves_the_draws_in_order_and_draws_blocks_as_late_as_possible():
+    from testbed.dists import _BLOCK, block_sampler
+
+    rng = np.random.default_rng(3)
+    draw = block_sampler(lambda n: rng.exponential(2.0, n))
+    got = [draw() for _ in range(_BLOCK + 5)]
+    ref = np.random.default_rng(3)
+    assert got == ref.exponential(2.0, _BLOCK).tolist() + ref.exponential(2.0, _BLOCK).tolist()[:5]
+    # the second block was drawn only when the first ran out: the generator is where a reference that
+    # drew two blocks is
+    assert rng.random() == ref.random()

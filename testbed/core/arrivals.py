@@ -8,6 +8,7 @@ parameters also go in the ``Arrivals`` schema, as the built-in ones' do).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -23,23 +24,28 @@ _BLOCK = 64
 
 
 def _periodic(period: float, jitter: Dist | None, phase: float, rng: np.random.Generator) -> Iterator[float]:
-    k, last = 0, 0.0
-    while True:
-        nominal = phase + period * np.arange(k, k + _BLOCK, dtype=float)
-        times = nominal + jitter.draw(rng, _BLOCK) if jitter is not None else nominal
-        for t in times.tolist():
-            last = t if t > last else last  # jitter never reorders frames
-            yield last
-        k += _BLOCK
+    def blocks() -> Iterator[list[float]]:
+        k, last = 0, 0.0
+        while True:
+            nominal = phase + period * np.arange(k, k + _BLOCK, dtype=float)
+            times = nominal + jitter.draw(rng, _BLOCK) if jitter is not None else nominal
+            # jitter never reorders frames: each time is at least the one before (a running maximum)
+            kept = np.maximum.accumulate(np.concatenate(([last], times)))[1:].tolist()
+            last = kept[-1]
+            yield kept
+            k += _BLOCK
+    return itertools.chain.from_iterable(blocks())  # a C-level next per frame
 
 
 def _poisson(rate: float, rng: np.random.Generator) -> Iterator[float]:
-    t = 0.0
-    while True:
-        gaps = rng.exponential(1.0 / rate, _BLOCK)
-        for g in gaps.tolist():
-            t += g
-            yield t
+    def blocks() -> Iterator[list[float]]:
+        t = 0.0
+        while True:
+            gaps = rng.exponential(1.0 / rate, _BLOCK)
+            times = list(itertools.accumulate(gaps.tolist(), initial=t))[1:]  # t += gap, as a loop would
+            t = times[-1]
+            yield times
+    return itertools.chain.from_iterable(blocks())
 
 
 @dataclass(frozen=True)
