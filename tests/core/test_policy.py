@@ -99,3 +99,51 @@ def test_queue_bound_and_timeouts() -> None:
     assert b.live == 1 and b.arrive(3, 0.35)
     assert _drain(b, 1.1) == [(0, [1, 3], 1.1)]
     assert not b.expire(1)                  # already on the GPU: not timed out
+
+
+def _state(b: Batcher) -> tuple[object, ...]:
+    return (list(b.queue), dict(b.queued_at), b.hold, b.timer_at, b._new_timer, b.batches, list(b.free_gpus))
+
+
+def test_waits_is_true_only_when_dispatch_would_do_nothing() -> None:
+    """Random driving (arrivals, timeouts, finished batches, timers, some at the very deadline): whenever
+    ``waits`` says a dispatch may be skipped, dispatching starts nothing, asks for no timer and changes no
+    state; and it does say so in a good share of the moments a batch is filling."""
+    import copy
+    import random
+
+    skipped = 0
+    for seed in range(40):
+        r = random.Random(seed)
+        b = Batcher(gpus=r.choice((1, 2)), max_batch=r.choice((2, 4, 8)), max_delay=r.choice((0.0, 0.01, 0.05)),
+                    timeout=r.choice((None, 0.03)))
+        now, rid, running, timers = 0.0, 0, [], []
+        for _ in range(400):
+            now += r.choice((0.0, r.expovariate(200.0)))
+            if timers and r.random() < 0.3:  # a timer fires, at its deadline exactly
+                now = max(now, timers.pop(0))
+                b.timer_fired()
+            elif timers and r.random() < 0.1:  # an arrival at a pending timer's deadline, before it fires
+                now = max(now, timers[0])
+                b.arrive(rid, now)
+                rid += 1
+            elif running and r.random() < 0.3:
+                b.finish(running.pop(0))
+            elif b.queued_at and r.random() < 0.1:
+                b.expire(r.choice(list(b.queued_at)))
+            else:
+                b.arrive(rid, now)
+                rid += 1
+            if b.free_gpus and b.waits(now):
+                before = _state(b)
+                probe = copy.deepcopy(b)
+                assert probe.dispatch(now) == ([], None)
+                assert _state(probe) == before
+                skipped += 1
+                continue
+            batches, at = b.dispatch(now)
+            running += [batch.gpu for batch in batches]
+            if at is not None:
+                timers.append(at)
+                timers.sort()
+    assert skipped > 500
