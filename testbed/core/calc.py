@@ -10,12 +10,9 @@ import numpy as np
 
 from testbed.dists import Dist
 
-__all__ = ["EPS", "DeliverySchedule", "RateSchedule", "batch_decision", "batch_time_fn", "fifo_start",
-           "interpolate_table"]
+__all__ = ["DeliverySchedule", "RateSchedule", "batch_decision", "batch_time_fn", "fifo_start", "interpolate_table"]
 
-EPS = 1e-12
-"""Slack of the batch delay rule (a batch whose oldest request waited ``max_delay - EPS`` goes)."""
-_EPS = EPS
+_EPS = 1e-12
 
 
 def interpolate_table(table: Mapping[int, float], size: float) -> float:

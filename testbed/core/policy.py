@@ -25,7 +25,6 @@ from enum import Enum
 from typing import NamedTuple
 
 from testbed.core.adaptive import SplitController
-from testbed.core.calc import EPS as _EPS
 from testbed.core.calc import batch_decision
 from testbed.core.nestquant import ModeController
 from testbed.core.workload import Frame
@@ -205,17 +204,6 @@ class Batcher:
         at, self._new_timer = self._new_timer, None  # as take_timer(), inlined (hot path)
         return batches, at
 
-    def waits(self, now: float) -> bool:
-        """True when :meth:`dispatch` at ``now`` would start nothing and change nothing (a free GPU already
-        waits, with its timer set, for the batch at the head of the queue to fill): the driver may skip it.
-        The same comparisons as :meth:`dispatch` and :func:`~testbed.core.calc.batch_decision`."""
-        queue, waiting, timer_at, max_delay = self.queue, self.queued_at, self.timer_at, self.max_delay
-        if not queue or self.hold is None or timer_at is None or max_delay <= 0.0 or timer_at < now:
-            return False
-        queued_at = waiting.get(queue[0])
-        return (queued_at is not None and len(waiting) < self.max_batch
-                and now - queued_at < max_delay - _EPS and queued_at + max_delay >= timer_at)
-
     def _take(self, take: int, now: float) -> Batch:
         ready = self.hold if self.hold is not None else now
         self.hold = None
@@ -267,10 +255,6 @@ class QueueBatcher(Batcher):
         self.queues: list[deque[int]] = [deque() for _ in range(queues)]
         self.counts = [0] * queues  # waiting requests per queue
         self.of: dict[int, int] = {}  # waiting request -> its queue
-
-    def waits(self, now: float) -> bool:
-        """Never known without :meth:`dispatch` (several queues)."""
-        return False
 
     def arrive(self, rid: int, now: float) -> bool:
         if self.capacity is not None and len(self.queued_at) >= self.capacity:

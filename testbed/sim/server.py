@@ -61,8 +61,7 @@ class Server:
         self.in_station.change_with(self.waiting, now, 1, 1)
         if self.batcher.timeout is not None:
             self._arm_timeout(rid, self.batcher.timeout)
-        batcher = self.batcher
-        if batcher.free_gpus and not batcher.waits(now):  # else nothing starts, no timer is set (dispatch says so)
+        if self.batcher.free_gpus:  # every GPU busy: nothing starts, no timer is set (dispatch would say so)
             self._dispatch()
 
     def _later(self, delay: float, then: Callable[[], None]) -> None:
