@@ -68,43 +68,9 @@ class Level:
 
     def change_with(self, other: Level, now: float, delta: int, other_delta: int) -> None:
         """``self.change(now, delta)`` then ``other.change(now, other_delta)``: two levels that move at the
-        same instant (a request entering a station and a server taking it, say). :meth:`change`'s
-        arithmetic for each, in one call (the simulator's hot path); ``other`` of a subclass gets its own
-        :meth:`change`, and a subclass that overrides :meth:`change` overrides this too
-        (:class:`~testbed.sim.topology.Tee` does)."""
-        value = self.value
-        if value:
-            last = self.last
-            if self.t0 <= last and now <= self.t1:
-                self.area += value * (now - last)
-            else:
-                lo = last if last > self.t0 else self.t0
-                hi = now if now < self.t1 else self.t1
-                if hi > lo:
-                    self.area += value * (hi - lo)
-        self.last = now
-        value += delta
-        self.value = value
-        if value > self.peak:
-            self.peak = value
-        if other.__class__ is not Level:  # a subclass's own change (a Tee moves its total too)
-            other.change(now, other_delta)
-            return
-        value = other.value
-        if value:
-            last = other.last
-            if other.t0 <= last and now <= other.t1:
-                other.area += value * (now - last)
-            else:
-                lo = last if last > other.t0 else other.t0
-                hi = now if now < other.t1 else other.t1
-                if hi > lo:
-                    other.area += value * (hi - lo)
-        other.last = now
-        value += other_delta
-        other.value = value
-        if value > other.peak:
-            other.peak = value
+        same instant (a request entering a station and a server taking it, say)."""
+        self.change(now, delta)
+        other.change(now, other_delta)
 
     def mean(self, now: float) -> float:
         """Time-weighted mean over the window, closing the current segment at ``now``."""

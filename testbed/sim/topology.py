@@ -67,10 +67,6 @@ class Tee(Level):
         Level.change(self, now, delta)
         self.total.change(now, delta)
 
-    def change_with(self, other: Level, now: float, delta: int, other_delta: int) -> None:
-        self.change(now, delta)
-        other.change(now, other_delta)
-
 
 class BackhaulLine:
     """One direction of a backhaul line: transmissions one at a time in arrival order, each ``seconds``
