@@ -19,15 +19,14 @@ from testbed.bridge.workload import PipelineWorkload, group_configs, slot_config
 from testbed.config.load import scenario_from_dict
 from testbed.config.resolve import as_resolved
 from testbed.config.schema import Scenario
-from testbed.core.charges import StageCost
 from testbed.errors import ConfigError
 from testbed.run.runner import run_scenario
+from tests.bridge.fake_pipeline import fake_runs
 from tests.conftest import base_scenario
 
 _LITE = {"name": "efficientnet_lite0", "weights": "random", "split": "stage4"}
 _Q8 = [{"quantize": {"bits": 8}}]
 _JPEG = [{"image": {"format": "jpeg", "quality": 80}}]
-_BASE = {"stage4": 10_000, "input": 50_000}  # payload bytes of an entry: base + 100 x limit + image
 _CONFIGS = [{"model": {"split": "input"}, "codec": _JPEG}, {}]  # the JPEG first (largest), then stage4 q8
 _POLICY = {"signal": "uplink_backlog", "up": 150_000, "down": 30_000, "hold_s": "100 ms"}
 
@@ -50,24 +49,9 @@ def _scenario(adaptive: dict[str, Any] | None = None, **kw: Any) -> Scenario:
 
 @pytest.fixture
 def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
-    monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path))
-    calls: list[tuple[str, str, int]] = []
-
-    def fake(sc: Scenario, params: dict[str, Any] | None = None) -> C.PipelineTable:
-        assert sc.model is not None
-        n = int(C.dataset_arg(sc)["limit"])
-        split = sc.model.split
-        calls.append((split, "jpeg" if params else "q8", n))
-        agree = np.ones(n, dtype=int) if split == "input" else np.arange(n) % 2  # JPEG agrees more often
-        images = C._images_table(_BASE[split] + 100 * n + np.arange(n), 1 - agree, np.tile(np.arange(5), (n, 1)),
-                                 np.zeros(n, dtype=int), np.full(n, 0.9), np.full(n, -1))
-        costs = (StageCost("element", "jpeg"),) if params else (StageCost("element", "quantize"),)
-        elements = 3 * 224 * 224 if split == "input" else 80 * 14 * 14
-        return C.PipelineTable(images, elements, elements, costs, {"split": split})
-
-    monkeypatch.setattr(C, "_run_split", fake)
-    monkeypatch.setattr(C, "_run_image_baseline", fake)
-    return calls
+    # JPEG (split "input") always agrees with the unsplit model, 8 bits at stage 4 on every other image
+    return fake_runs(tmp_path, monkeypatch,
+                     lambda split, n: np.zeros(n, dtype=int) if split == "input" else 1 - np.arange(n) % 2)
 
 
 def test_configurations_merge_over_the_scenarios_model_and_each_is_an_entry_and_a_configuration() -> None:

@@ -26,12 +26,12 @@ from testbed.core.charges import StageCost, codec_time, head_figure, tail_table
 from testbed.core.workload import configs_of
 from testbed.errors import ConfigError
 from testbed.run.runner import run_scenario
+from tests.bridge.fake_pipeline import PAYLOAD_BASE, fake_runs
 from tests.conftest import base_scenario
 
 _LITE = {"name": "efficientnet_lite0", "weights": "random", "split": "stage4"}
 _Q8 = [{"quantize": {"bits": 8}}]
 _JPEG = [{"image": {"format": "jpeg", "quality": 80}}]
-_BASE = {"stage4": 10_000, "input": 50_000}  # payload bytes of an entry: base + 100 x limit + image
 
 
 def _scenario(*groups: dict[str, Any], **top: Any) -> Scenario:
@@ -51,24 +51,7 @@ def _old(**extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
-    monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path))
-    calls: list[tuple[str, str, int]] = []
-
-    def fake(sc: Scenario, params: dict[str, Any] | None = None) -> C.PipelineTable:
-        assert sc.model is not None
-        n = int(C.dataset_arg(sc)["limit"])
-        split = sc.model.split
-        calls.append((split, "jpeg" if params else "q8", n))
-        images = C._images_table(_BASE[split] + 100 * n + np.arange(n), np.arange(n) % 2,
-                                 np.tile(np.arange(5), (n, 1)), np.zeros(n, dtype=int), np.full(n, 0.9),
-                                 np.full(n, -1))
-        costs = (StageCost("element", "jpeg"),) if params else (StageCost("element", "quantize"),)
-        elements = 3 * 224 * 224 if split == "input" else 80 * 14 * 14
-        return C.PipelineTable(images, elements, elements, costs, {"split": split})
-
-    monkeypatch.setattr(C, "_run_split", fake)
-    monkeypatch.setattr(C, "_run_image_baseline", fake)
-    return calls
+    return fake_runs(tmp_path, monkeypatch, lambda split, n: np.arange(n) % 2)
 
 
 def test_group_models_merge_over_the_scenarios_and_name_one_configuration_each() -> None:
@@ -98,7 +81,7 @@ def test_each_group_draws_its_own_entry_and_is_charged_for_its_own_configuration
         draw = work.frame_drawer(g, 0, np.random.default_rng(g))
         frames = [draw() for _ in range(200)]
         assert {f[0] for f in frames} == set(range(lo, lo + n))
-        assert all(f[1] == _BASE[split] + 100 * n + f[0] - lo for f in frames)
+        assert all(f[1] == PAYLOAD_BASE[split] + 100 * n + f[0] - lo for f in frames)
         elements = 3 * 224 * 224 if split == "input" else 80 * 14 * 14
         head = head_figure(pi, "efficientnet_lite0", split, points).median
         encode = codec_time(pi, (StageCost("element", cost),), elements, elements, "encode")
