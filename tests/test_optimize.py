@@ -117,6 +117,24 @@ def test_bad_options_are_one_line_errors() -> None:
 
 
 @pytest.mark.zoo
+def _lite_fleet(duration: str, warmup: str, count: int, datarate: str) -> dict:
+    """One group of Raspberry Pi cameras (2 frames/s) on the pretrained Lite0 at stage 4, 8 photos, one
+    shared FIFO link at ``datarate``, an H100: the scenario the optimiser's simulated tests search over."""
+    from tests.conftest import base_scenario
+
+    raw = base_scenario(duration=duration, warmup=warmup)
+    for g in raw["fleet"]:
+        for k in ("head", "encode", "payload"):
+            g.pop(k, None)
+    raw["server"].pop("service")
+    raw["fleet"][0].update(count=count, device="pi4b", arrivals={"kind": "periodic", "rate": "2/s", "jitter": "5 ms"})
+    raw["link"] = {"model": "shared_fifo", "datarate": datarate, "latency": "2 ms"}
+    raw["server"]["device"] = "h100"
+    raw.update(model={"name": "efficientnet_lite0", "weights": "pretrained", "split": "stage4"},
+               codec=[], dataset={"kind": "photos", "limit": 8})
+    return raw
+
+
 def test_optimum_equals_an_exhaustive_search_and_pruned_configurations_fail(tmp_path, monkeypatch) -> None:
     """A small grid on the pretrained Lite0: the optimiser (screening, then simulation) picks the
     configuration an exhaustive simulation of every candidate picks, and the pruned ones it simulates
@@ -124,19 +142,9 @@ def test_optimum_equals_an_exhaustive_search_and_pruned_configurations_fail(tmp_
     from testbed.config.load import apply_overrides
     from testbed.run.prepare import prepare_dict
     from testbed.run.runner import run_scenario
-    from tests.conftest import base_scenario
 
     monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
-    raw = base_scenario(duration="20 s", warmup="2 s")
-    for g in raw["fleet"]:
-        for k in ("head", "encode", "payload"):
-            g.pop(k, None)
-    raw["server"].pop("service")
-    raw["fleet"][0].update(count=45, device="pi4b", arrivals={"kind": "periodic", "rate": "2/s", "jitter": "5 ms"})
-    raw["link"] = {"model": "shared_fifo", "datarate": "1 MB/s", "latency": "2 ms"}
-    raw["server"]["device"] = "h100"
-    raw.update(model={"name": "efficientnet_lite0", "weights": "pretrained", "split": "stage4"},
-               codec=[], dataset={"kind": "photos", "limit": 8})
+    raw = _lite_fleet("20 s", "2 s", 45, "1 MB/s")
     grid = configs(["stage3", "stage4", "stage6"], [[{"quantize": {}}, {"zstd": {}}]], [2, 8])
     slo, floor = parse_slo("p95 < 150 ms"), 0.7
     result = optimize(raw, grid, parse_objective("max-agreement"), slo, floor, replications=1, verify_pruned=10,
@@ -270,19 +278,9 @@ def test_max_nodes_recommends_the_largest_fleet_that_meets_the_objective(tmp_pat
     from testbed.run.capacity import slo_value
     from testbed.run.prepare import prepare_dict
     from testbed.run.runner import run_scenario
-    from tests.conftest import base_scenario
 
     monkeypatch.setenv("TESTBED_CACHE_DIR", str(tmp_path / "cache"))
-    raw = base_scenario(duration="10 s", warmup="1 s")
-    for g in raw["fleet"]:
-        for k in ("head", "encode", "payload"):
-            g.pop(k, None)
-    raw["server"].pop("service")
-    raw["fleet"][0].update(count=10, device="pi4b", arrivals={"kind": "periodic", "rate": "2/s", "jitter": "5 ms"})
-    raw["link"] = {"model": "shared_fifo", "datarate": "0.5 MB/s", "latency": "2 ms"}
-    raw["server"]["device"] = "h100"
-    raw.update(model={"name": "efficientnet_lite0", "weights": "pretrained", "split": "stage4"},
-               codec=[], dataset={"kind": "photos", "limit": 8})
+    raw = _lite_fleet("10 s", "1 s", 10, "0.5 MB/s")
     grid = configs(["stage6"], [[{"quantize": {}}, {"zstd": {}}]], [4, 8])
     slo = parse_slo("p95 < 150 ms")
     result = optimize(raw, grid, parse_objective("max-nodes"), slo, 0.5, replications=1, node_limit=256)
