@@ -3,7 +3,7 @@
 Every duration or size in a scenario may be a constant (``"20 ms"``) or a distribution
 (``{dist: exponential, mean: 20 ms}``). Values are stored in base units (seconds, bytes).
 Samplers draw from a caller-owned :class:`numpy.random.Generator` in blocks, so a scalar draw
-costs a list index rather than a NumPy call.
+costs a C-level ``next`` over the current block rather than a NumPy call (:func:`block_sampler`).
 """
 
 from __future__ import annotations
