@@ -33,6 +33,7 @@ __all__ = [
     "Normal",
     "Uniform",
     "block_sampler",
+    "int_sampler",
     "parse_dist",
 ]
 
@@ -46,8 +47,13 @@ def block_sampler(draw: Callable[[int], np.ndarray]) -> Callable[[], float]:
     return functools.partial(next, _blocks(draw))
 
 
-def _blocks(draw: Callable[[int], np.ndarray]) -> Iterator[float]:
-    def chunks() -> Iterator[list[float]]:
+def int_sampler(rng: np.random.Generator, n: int) -> Callable[[], int]:
+    """Uniform integers in ``[0, n)`` from ``rng``, served as :func:`block_sampler` serves its draws."""
+    return functools.partial(next, _blocks(lambda k: rng.integers(0, n, k)))
+
+
+def _blocks(draw: Callable[[int], np.ndarray]) -> Iterator[Any]:
+    def chunks() -> Iterator[list[Any]]:
         while True:
             yield draw(_BLOCK).tolist()
     return itertools.chain.from_iterable(chunks())

@@ -69,3 +69,13 @@ def test_block_sampler_serves_the_draws_in_order_and_draws_blocks_as_late_as_pos
     # the second block was drawn only when the first ran out: the generator is where a reference that
     # drew two blocks is
     assert rng.random() == ref.random()
+
+
+def test_int_sampler_serves_uniform_integers_block_by_block():
+    from testbed.dists import _BLOCK, int_sampler
+
+    draw = int_sampler(np.random.default_rng(4), 7)
+    got = [draw() for _ in range(_BLOCK + 3)]
+    ref = np.random.default_rng(4)
+    assert got == ref.integers(0, 7, _BLOCK).tolist() + ref.integers(0, 7, _BLOCK).tolist()[:3]
+    assert all(isinstance(x, int) and 0 <= x < 7 for x in got)

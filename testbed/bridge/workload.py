@@ -15,7 +15,7 @@ from testbed.config.schema import ModelSpec, Scenario
 from testbed.core.calc import batch_time_fn
 from testbed.core.charges import codec_time, head_figure, spread_dist, tail_table
 from testbed.core.workload import Configs, SyntheticWorkload, Workload
-from testbed.dists import Deterministic, Dist
+from testbed.dists import Deterministic, Dist, int_sampler
 from testbed.errors import ConfigError
 
 __all__ = ["PipelineWorkload", "config_label", "group_configs", "group_images", "head_mac_scale", "make_workload",
@@ -98,7 +98,7 @@ class PipelineWorkload:
                    np.random.SeedSequence(int(rng.integers(2**63))).spawn(1 + 2 * len(slots))]
         spans = [self._images[s] for s in slots]
         n_images = min(n for _, n in spans)
-        images = _IntSampler(streams[0], n_images)
+        images = int_sampler(streams[0], n_images)
         heads = [self._heads[s].sampler(streams[1 + 2 * k]) for k, s in enumerate(slots)]
         encodes = [self._encodes[s].sampler(streams[2 + 2 * k]) for k, s in enumerate(slots)]
         firsts = [first for first, _ in spans]
@@ -113,7 +113,7 @@ class PipelineWorkload:
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(rng.integers(2**63))).spawn(3)]
         slot = self._first_slot[group]
         first, n_images = self._images[slot]
-        images = _IntSampler(streams[0], n_images)
+        images = int_sampler(streams[0], n_images)
         head, encode = self._heads[slot].sampler(streams[1]), self._encodes[slot].sampler(streams[2])
         sizes = self.payloads.tolist()
         send = self.offload
@@ -253,21 +253,6 @@ def head_mac_scale(meta: Mapping[str, Any]) -> float:
         raise ConfigError("model.head", meta.get("head"), "a pipeline table with the head's MAC counts "
                           "(refresh the pipeline cache)")
     return float(new) / float(old)
-
-
-class _IntSampler:
-    __slots__ = ("_buf", "_i", "_n", "_rng")
-
-    def __init__(self, rng: np.random.Generator, n: int) -> None:
-        self._rng, self._n, self._i = rng, n, 0
-        self._buf: list[int] = []
-
-    def __call__(self) -> int:
-        if self._i >= len(self._buf):
-            self._buf, self._i = self._rng.integers(0, self._n, 64).tolist(), 0
-        self._i += 1
-        return self._buf[self._i - 1]
-
 
 
 def workload_for(scenario: Scenario | Resolved) -> PipelineWorkload:
