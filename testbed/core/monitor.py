@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["STATION_COLUMNS", "Level", "station_table"]
+__all__ = ["STATION_COLUMNS", "Level", "StayLevel", "station_table"]
 
 STATION_COLUMNS = ("station", "servers", "in_station_mean", "waiting_mean", "busy_servers_mean", "utilisation",
                    "in_station_peak", "open_at_end")
@@ -93,3 +94,46 @@ def station_table(levels: Mapping[str, Mapping[str, float]], servers: Mapping[st
                      "in_station_peak": float(d.get("peak_in_station", math.nan)),
                      "open_at_end": float(d.get("open_at_end", math.nan))})
     return pd.DataFrame(rows, columns=list(STATION_COLUMNS))
+
+
+class StayLevel:
+    """A level kept from whole stays instead of single changes, for a station computed ahead of the clock
+    (:mod:`testbed.sim.front`): the number of requests whose stay ``[enter, leave)`` covers an instant.
+
+    :meth:`add` takes stays in any order (``leave = inf``: never left); the time integral over ``[t0, t1]``
+    is the sum of their overlaps with the window (the same quantity :class:`Level` integrates, summed in
+    another order, so it agrees to rounding). :meth:`count` applies the enters and leaves due before a time
+    in time order, for the value and the peak; at one instant enters come before leaves. :meth:`into`
+    hands the result to a :class:`Level` (its mean, peak and value are then read as usual).
+    """
+
+    __slots__ = ("_leaves", "area", "peak", "t0", "t1", "value")
+
+    def __init__(self, t0: float, t1: float) -> None:
+        self.t0, self.t1 = t0, t1
+        self.area = 0.0
+        self.value = 0
+        self.peak = 0
+        self._leaves = np.empty(0)  # leaves not yet counted (finite, at or after the last count's time)
+
+    def add(self, enter: np.ndarray, leave: np.ndarray) -> None:
+        """Stays ``[enter[i], leave[i])`` (their overlap with the window joins the integral)."""
+        if len(enter):
+            span = np.minimum(leave, self.t1) - np.maximum(enter, self.t0)
+            self.area += float(span[span > 0].sum())
+
+    def count(self, enters: np.ndarray, leaves: np.ndarray, until: float) -> None:
+        """Apply every change before ``until``: ``enters`` (sorted) are all the enters in ``[last until,
+        until)``; ``leaves`` (any order, ``inf``: never) are the leaves of stays not given before."""
+        pending = np.concatenate((self._leaves, leaves[np.isfinite(leaves)]))
+        due = np.sort(pending[pending < until])
+        self._leaves = pending[pending >= until]
+        if len(enters):
+            inside = self.value + np.arange(1, len(enters) + 1) - np.searchsorted(due, enters, side="left")
+            self.peak = max(self.peak, int(inside.max()))
+        self.value += len(enters) - len(due)
+
+    def into(self, level: Level, now: float) -> None:
+        """Make ``level`` hold this level's integral, value and peak as of ``now`` (the end of the run)."""
+        level.area, level.value, level.last = self.area, self.value, now
+        level.peak = max(level.peak, self.peak)

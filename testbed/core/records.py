@@ -153,6 +153,28 @@ class Records:
             self.config[rid] = self.group_config[group]
         return rid
 
+    def new_rows(self, node: np.ndarray, group: np.ndarray, frame: np.ndarray, created_s: np.ndarray) -> list[int]:
+        """Start one row per element (as :meth:`new` for each, in order) and return their indices."""
+        m = len(created_s)
+        first = self.n
+        while self.capacity < first + m:
+            self._grow()
+        self.n = first + m
+        self._fill(np.arange(first, first + m), node, group, frame, created_s)
+        return list(range(first, first + m))
+
+    def _fill(self, rows: np.ndarray, node: np.ndarray, group: np.ndarray, frame: np.ndarray,
+              created_s: np.ndarray) -> None:
+        """Write the cells :meth:`new` writes, for many rows at once."""
+        cols = [("created_s", created_s), ("node", node), ("group", group), ("frame", frame)]
+        if self.group_config is not None:
+            cols.append(("config", np.asarray(self.group_config)[group]))
+        for name, values in cols:
+            col = getattr(self, name)
+            view = np.frombuffer(col, dtype=np.dtype(col.typecode))
+            view[rows] = values
+            del view  # (the array may grow again later: no view may outlive this call)
+
     def nbytes(self) -> int:
         """Bytes held by the columns (including the unused tail of the last chunk)."""
         return (sum(c.itemsize * len(c) for c in self.f.values())
@@ -227,6 +249,29 @@ class StreamingRecords(Records):
         if self.group_config is not None:
             self.config[rid] = self.group_config[group]
         return rid
+
+    def new_rows(self, node: np.ndarray, group: np.ndarray, frame: np.ndarray, created_s: np.ndarray) -> list[int]:
+        """Start one row per element, in order, in the slots :meth:`new` would have given them."""
+        m, n = len(created_s), self.n
+        if n >= self._check_at:
+            self._flush(False)
+        free = self._free
+        reused = free[:-m - 1:-1] if m else []  # popped from the end, as new() does
+        del free[len(free) - len(reused):]
+        fresh = m - len(reused)
+        while self.capacity < self._top + fresh:
+            self._grow()
+            self.request.extend(array("q", [0]) * self._chunk)
+        slots = reused + list(range(self._top, self._top + fresh))
+        self._top += fresh
+        self.pending.extend(array("i", slots))
+        rows = np.asarray(slots, dtype=np.intp)
+        request = np.frombuffer(self.request, dtype=np.int64)
+        request[rows] = np.arange(n, n + m)
+        del request
+        self.n = n + m
+        self._fill(rows, node, group, frame, created_s)
+        return slots
 
     def token(self, rid: int) -> int:
         return self.request[rid]

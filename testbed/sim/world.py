@@ -26,7 +26,8 @@ from testbed.core.records import STATUS, Records, RowSink, StreamingRecords, exp
 from testbed.core.workload import SyntheticWorkload, Workload, configs_of
 from testbed.dists import constant_of
 from testbed.errors import ConfigError
-from testbed.sim.alarm import DelayLine
+from testbed.sim.alarm import DelayLine, UrgentTimeout
+from testbed.sim.front import Front, window_for
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
 from testbed.sim.server import Server, ServerLevels
@@ -103,10 +104,11 @@ class Simulation:
                              for k in range(len(hetero.configs.labels))]
             self._fixed_up = None
         self._fixed_down = down
-        # a fixed hop to the server: arrivals come in delivery order, on a line of reused events
+        # a fixed hop to the server: arrivals come in delivery order, on a line of reused (URGENT) events
         self._hop: DelayLine | None = None
-        if self._fixed_up is not None and self._fixed_up[0] + self._fixed_up[1] > 0.0:
-            self._hop = DelayLine(self.env, self._fixed_up[0] + self._fixed_up[1], self._arrive_at_server)
+        if self._fixed_up is not None:
+            self._hop = DelayLine(self.env, self._fixed_up[0] + self._fixed_up[1], self._arrive_at_server,
+                                  urgent=True)
         self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
         self.topology: Topology | None = None
@@ -122,7 +124,12 @@ class Simulation:
             self.server = self._build_server()
         self.uplink, self.downlink = self.link.uplink, self.link.downlink
         self._splits: list[SplitController | None] | None = None  # each node's, when any group adapts
-        self.nodes = self._build_nodes()
+        self.front: Front | None = None
+        self.nodes: list[Node] = []
+        if self._front_fits():
+            self.front = self._build_front()
+        else:
+            self.nodes = self._build_nodes()
 
     def _build_link(self) -> Link:
         """The link model ``link.model`` names, with its own stream (1, 2). Unless a group adapts its split
@@ -161,9 +168,48 @@ class Simulation:
                       batch_time=self.workload.batch_time(server_rng), on_done=self._served,
                       levels=ServerLevels(**lv["server"]))
 
+    def _policy(self, g: int, i: int, rng: np.random.Generator) -> NodePolicy:
+        """Node ``i`` of group ``g``'s policy (a static group: no adaptive split)."""
+        group, res = self.sc.fleet[g], self.resolved
+        return NodePolicy(self.workload.frame_drawer(g, i, rng), capacity=group.queue.capacity,
+                          drop_oldest=group.queue.policy == "drop_oldest",
+                          controller=controller_for(group.nestquant, res.nestquant[g], res.node_profiles[g]))
+
+    def _front_fits(self) -> bool:
+        """Whether the nodes and the uplink can run ahead of the clock (:mod:`testbed.sim.front`): one link
+        and one server, a ``shared_fifo`` uplink at fixed rates, every group offloading with an unbounded
+        queue, no adaptive split and no NestQuant switching."""
+        sc = self.sc
+        link = sc.link
+        return (self.topology is None and self.offload and link.model == "shared_fifo"
+                and link.rate_trace is None and link.packet_trace is None and link.downlink.packet_trace is None
+                and getattr(link, "outages", None) is None
+                and all(s is None for s in node_schedules(sc, self.node_rates))
+                and all(g.adaptive is None and g.queue.capacity is None
+                        and (g.nestquant is None or self.resolved.nestquant[k] is None) for k, g in enumerate(sc.fleet)))
+
+    def _build_front(self) -> Front:
+        """The nodes and the uplink computed ahead (:class:`~testbed.sim.front.Front`); the same streams
+        and policies as :meth:`_build_nodes`."""
+        sc, lv = self.sc, self.levels
+        groups, policies, arrivals = [], [], []
+        for g, group in enumerate(sc.fleet):
+            for i in range(group.count):
+                rng = node_stream(sc.seed, g, i)
+                arrivals.append(arrival_times(group.arrivals, i, rng))
+                policies.append(self._policy(g, i, rng))
+                groups.append(g)
+        horizon = sc.duration + sc.drain_s
+        rate = expected_requests(sc) / sc.duration if sc.duration > 0 else 0.0
+        return Front(self.env, self.rec, groups=groups, policies=policies, arrivals=arrivals, stop_at=sc.duration,
+                     horizon=horizon, rates=self.node_rates, window_s=window_for(rate, len(groups), horizon),
+                     deliver=self._server_entry, arrive=self.server.arrive, fixed_hop=self._fixed_up is not None,
+                     node_levels=(lv["node"]["in_station"], lv["node"]["waiting"], lv["node"]["busy"]),
+                     up_levels=(lv["uplink"]["in_station"], lv["uplink"]["busy"]), window=(sc.warmup, sc.duration))
+
     def _build_nodes(self) -> list[Node]:
         """One node per fleet member; arrivals and frame draws from its stream (0, g, i)."""
-        sc, res, env, rec, lv = self.sc, self.resolved, self.env, self.rec, self.levels
+        sc, env, rec, lv = self.sc, self.env, self.rec, self.levels
         topo = self.topology
         sends = topo.uplinks() if topo is not None else None
         local = topo.local if topo is not None and topo.fallback is not None and self.offload else None
@@ -178,10 +224,7 @@ class Simulation:
                 if group.adaptive is not None:
                     policy = self._adaptive_policy(g, i, rng)
                 else:
-                    policy = NodePolicy(self.workload.frame_drawer(g, i, rng), capacity=group.queue.capacity,
-                                        drop_oldest=group.queue.policy == "drop_oldest",
-                                        controller=controller_for(group.nestquant, res.nestquant[g],
-                                                                  res.node_profiles[g]))
+                    policy = self._policy(g, i, rng)
                 node = Node(env, rec, index=k, group=g, policy=policy, arrivals=arrivals, stop_at=sc.duration,
                             rate=self.node_rates[k], send=send, levels=NodeLevels(**lv["node"]),
                             cell=topo.node_cell[k] if topo is not None else 0, local=local, answer=answer)
@@ -213,33 +256,33 @@ class Simulation:
         self.rec.status[rid] = _OK
 
     def _delivered(self, rid: int) -> None:
-        rec, now = self.rec, self.env.now
+        rec = self.rec
         splits = self._splits
         if splits is not None:  # adaptive nodes learn that their bytes were delivered
             split = splits[rec.node[rid]]
             if split is not None:
                 split.delivered(rec.payload_bytes[rid])
+        delay = self._server_entry(rid, self.env.now)
+        hop = self._hop
+        if hop is not None:
+            hop.push(rid)
+        else:  # the request rides on the (URGENT) timeout as its value (no closure per request)
+            UrgentTimeout(self.env, delay, rid).callbacks.append(self._at_server)
+
+    def _server_entry(self, rid: int, now: float) -> float:
+        """Stamp ``rid``'s arrival at the server for a payload delivered at ``now``; the seconds until it
+        queues there (latency and decode, drawn in delivery order unless fixed)."""
+        rec = self.rec
         fixed = self._fixed_up
         if fixed is not None:
             latency, decode = fixed
-            rec.server_arrival_s[rid] = now + latency
-            rec.server[rid] = 0
-            hop = self._hop
-            if hop is not None:
-                hop.push(rid)
-            else:
-                self.server.arrive(rid)
-            return
-        decodes = self._decodes
-        latency = self._up_latency()
-        decode = self._decode() if decodes is None else decodes[rec.config[rid]]()
+        else:
+            decodes = self._decodes
+            latency = self._up_latency()
+            decode = self._decode() if decodes is None else decodes[rec.config[rid]]()
         rec.server_arrival_s[rid] = now + latency
         rec.server[rid] = 0
-        delay = latency + decode
-        if delay > 0.0:  # the request rides on the timeout as its value (no closure per request)
-            self._timeout(delay, rid).callbacks.append(self._at_server)
-        else:
-            self.server.arrive(rid)
+        return latency + decode
 
     def _arrive_at_server(self, rid: int) -> None:
         self.server.arrive(rid)
@@ -275,19 +318,23 @@ class Simulation:
         """Start every node and run the events to the end of the drain (no results assembled)."""
         for node in self.nodes:
             node.start()
+        if self.front is not None:
+            self.front.start()
         self.env.run(until=self.sc.duration + self.sc.drain_s)
 
     def run(self) -> SimResult:
         self.execute()
         now = self.env.now
         self.link.settle(now)
+        if self.front is not None:
+            self.front.settle(now)
         levels = _means(self.levels, now)
         topo = self.topology
         for name in ("uplink", "downlink"):
             m = levels[name]
             m["waiting"] = (self.link.waiting(m["in_station"], m["busy"], m["waiting"]) if topo is None
                             else topo.waiting(name, now))
-        meta: dict[str, object] = {"nodes": len(self.nodes), "batches": self.server.batches}
+        meta: dict[str, object] = {"nodes": self.sc.node_count, "batches": self.server.batches}
         gpus = self.sc.server.gpus
         if topo is not None:
             meta.update(topo.unit_levels(now))
@@ -301,7 +348,7 @@ class Simulation:
         else:
             records = self.rec.to_frame(names, window)
         return SimResult(records, levels, window, now, gpus, meta=meta,
-                         frames=[node.frames for node in self.nodes],
+                         frames=self.front.frames if self.front is not None else [node.frames for node in self.nodes],
                          streamed=isinstance(self.rec, StreamingRecords))
 
 
