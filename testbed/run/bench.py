@@ -2,7 +2,8 @@
 
 ``simulator_bench`` runs a 1,000-node scenario (timing only, at least 200,000 requests, each
 crossing node, uplink, server and downlink) and, in the same run, a bare SimPy M/M/1 loop with one
-process per customer, the floor any SimPy model is measured against. Peak memory per request is
+process per customer, the floor any SimPy model is measured against; then the same scenario with every
+station event-driven (no front computed ahead: :mod:`testbed.sim.front`). Peak memory per request is
 measured with :mod:`tracemalloc` on a separate run of the same scenario.
 
 ``end_to_end_bench`` (``testbed bench --requests N``) times build, simulation, writing and the summary
@@ -61,9 +62,10 @@ def simpy_floor(customers: int, seed: int = 1) -> float:
     return customers / (time.perf_counter() - t)
 
 
-def _timed(scenario: Scenario) -> tuple[Simulation, float]:
-    """A finished simulation and the seconds its events took."""
-    sim = Simulation(scenario)
+def _timed(scenario: Scenario, ahead: bool = True) -> tuple[Simulation, float]:
+    """A finished simulation and the seconds its events took (``ahead=False``: every station event-driven,
+    :class:`~testbed.sim.world.Simulation`)."""
+    sim = Simulation(scenario, ahead=ahead)
     t = time.perf_counter()
     sim.execute()
     return sim, time.perf_counter() - t
@@ -101,12 +103,15 @@ def _scaled(template: dict[str, Any], seconds: float, scale: float) -> Scenario:
 
 
 def simulator_bench(scale: float = 1.0) -> dict[str, Any]:
-    """Requests per second against the SimPy floor, and peak bytes per request."""
+    """Requests per second against the SimPy floor, and peak bytes per request; the same run with every
+    station event-driven (``event_driven_*``: nodes and uplink not computed ahead) beside them."""
     scenario = _scaled(BENCH_SCENARIO, 200.0, scale)
     sim, elapsed = _timed(scenario)
     requests = sim.rec.n
     del sim
     floor = simpy_floor(requests)
+    sim, driven = _timed(scenario, ahead=False)
+    del sim
     tracemalloc.start()
     sim, events = _counted(scenario)
     frame = sim.rec.to_frame()
@@ -118,6 +123,7 @@ def simulator_bench(scale: float = 1.0) -> dict[str, Any]:
         "events": events, "events_per_request": events / requests,
         "requests_per_s": requests / elapsed, "simpy_floor_per_s": floor,
         "ratio": (requests / elapsed) / floor, "peak_bytes_per_request": peak / requests,
+        "event_driven_requests_per_s": requests / driven, "event_driven_ratio": (requests / driven) / floor,
     }
 
 

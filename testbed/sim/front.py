@@ -1,19 +1,21 @@
-"""The front of a run computed ahead of the clock: private nodes and a shared FIFO uplink, in windows.
+"""The front of a run computed ahead of the clock: the nodes and a shared FIFO uplink, in windows.
 
-A node whose CPU serves its own frames first come, first served (an unbounded queue, no NestQuant
-switching, no adaptive split) and an uplink that sends one payload at a time at a fixed rate
-(``shared_fifo`` without traces or outages) need no events: what they do depends only on arrival times
-and each node's own draws. Lindley's recursion gives every start and end (Lindley, "The theory of queues
-with a single server", Proc. Cambridge Phil. Soc. 48, 1952): a frame's CPU starts at ``max(arrival, end
-of the frame before)``, a payload goes on the air at ``max(hand-over, end of the payload before)``.
+A node's station is private: what its CPU and its frame queue do depends only on its own arrivals and
+draws. A ``shared_fifo`` uplink at fixed rates (no traces, no outages) sends one payload at a time in
+hand-over order, so a payload's start is ``max(hand-over, end of the payload before)`` (Lindley, "The
+theory of queues with a single server", Proc. Cambridge Phil. Soc. 48, 1952). Neither needs SimPy
+events: only the server, whose batches depend on the order of everything reaching it, does.
 
-One event per window of simulated time (``window_s``) draws the arrivals due before the window's end in
-vectorised blocks (every node's own stream, as the event-driven :class:`~testbed.sim.node.Node` draws
-them), starts their rows in time order (ties in node order), runs each node's recursion, hands the
-payloads whose CPU ends before the window's end to the uplink in time order (ties in capture order) and
-queues their arrivals at the server, which stays event-driven: one ``URGENT`` event per arrival
-(:mod:`testbed.sim.alarm`). Rows, draws and server-side events are those of the event-driven stations;
-the stations' levels come from whole stays (:class:`~testbed.core.monitor.StayLevel`).
+One event per window of simulated time (``window_s``) draws the arrivals due before the window's end
+(every node's own stream, in blocks, as the event-driven :class:`~testbed.sim.node.Node` draws them),
+starts their rows in time order (ties in node order), and runs each node's arrivals and CPU ends through
+the same :class:`~testbed.core.policy.NodePolicy` in the order SimPy would give them (a same-instant tie
+between a node's arrival and its CPU end goes to the one scheduled first, as an event id would decide).
+The payloads whose CPU ends before the window's end go on the air in time order (ties by CPU start, then
+capture order), and their arrivals at the server are queued as ``URGENT`` events, one per request
+(:mod:`testbed.sim.alarm`), at exactly the instants the event-driven stations give. Rows and draws are
+those of the event-driven stations (``tests/sim/test_front.py``); the stations' levels come from whole
+stays (:class:`~testbed.core.monitor.StayLevel`), equal to the event-driven ones to rounding.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import numpy as np
 import simpy
 
 from testbed.core.monitor import Level, StayLevel
-from testbed.core.policy import NodePolicy
-from testbed.core.records import Records
+from testbed.core.policy import Admission, NodePolicy
+from testbed.core.records import STATUS, Records
 from testbed.sim.alarm import Alarm, UrgentTimeout, delay_to
 
 __all__ = ["Front", "window_for"]
 
 _INF = math.inf
+_DROPPED = STATUS.index("dropped_at_node")
+_SERVE, _QUEUED, _REPLACED = Admission.SERVE, Admission.QUEUED, Admission.REPLACED
 
 
 def window_for(requests_per_s: float, nodes: int, horizon: float) -> float:
@@ -65,8 +69,17 @@ class Front:
         n = len(self.policies)
         self.frames = [0] * n
         self._next = [_INF] * n        # each node's next arrival not yet taken
-        self._free = [-_INF] * n       # when each node's CPU is done with the frames taken so far
-        self._held: list[tuple[float, int, int]] = []  # (CPU end, row, node): payloads for a later window
+        self._cpu_end = [_INF] * n     # each node's pending CPU end (inf: idle)
+        self._serving = [-1] * n       # the frame on each CPU, and since when
+        self._started = [0.0] * n
+        # each node's events in the order SimPy would give them: a count of its schedules so far, the
+        # count its pending arrival and its pending CPU end were scheduled at (same-instant order)
+        self._seq = [1] * n
+        self._arr_seq = [0] * n
+        self._cpu_seq = [0] * n
+        self._slot: dict[int, float] = {}   # frames in a node station: since when their place is held
+        self._wslot: dict[int, float] = {}  # frames waiting for a CPU: since when their place is held
+        self._held: list[tuple[float, float, int, int]] = []  # payloads handed over for a later window
         self._up_free = -_INF          # when the uplink is done with the payloads sent so far
         self._k = 0                    # windows run
         self._at_server: deque[tuple[float, int]] = deque()  # (time, row) queued for the server, in order
@@ -91,78 +104,133 @@ class Front:
         now = self.env.now
         self._k += 1
         until = min(self._k * self.window_s, self.horizon)
-        rows, nodes, times = self._arrivals(min(until, self.stop_at))
-        sends = self._nodes(rows, nodes, times, until)
-        self._uplink(sends, until)
+        self._uplink(self._nodes(until), until)
         if until < self.horizon:
             self._tick.set(until - now if until > now else 0.0)  # (a window's start needs no exact instant)
 
-    def _arrivals(self, until: float) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """Rows for every arrival before ``until`` (in time order, ties in node order)."""
+    def _arrivals(self, until: float) -> tuple[list[int], np.ndarray, list[int], np.ndarray]:
+        """Rows for every arrival before ``until`` (started in time order, ties in node order), with their
+        times in node order (each node's arrivals together, from ``offsets[k]`` on) and the permutation
+        that sorts them."""
         stop, nxt, frames = self.stop_at, self._next, self.frames
         times: list[float] = []
         nodes: list[int] = []
         numbers: list[int] = []
+        offsets = [0]
         for k, it in enumerate(self.arrivals):
             t = nxt[k]
-            if t >= until:
-                continue
-            f = frames[k]
-            while t < until:
-                times.append(t)
-                nodes.append(k)
-                numbers.append(f)
-                f += 1
-                nt = next(it, None)
-                t = nt if nt is not None and nt < stop else _INF
-            nxt[k], frames[k] = t, f
+            if t < until:
+                f = frames[k]
+                while t < until:
+                    times.append(t)
+                    nodes.append(k)
+                    numbers.append(f)
+                    f += 1
+                    nt = next(it, None)
+                    t = nt if nt is not None and nt < stop else _INF
+                nxt[k], frames[k] = t, f
+            offsets.append(len(times))
         t_arr = np.asarray(times, dtype=float)
         n_arr = np.asarray(nodes, dtype=np.int64)
         order = np.lexsort((n_arr, t_arr))
-        t_arr, n_arr = t_arr[order], n_arr[order]
-        groups = np.asarray(self.groups, dtype=np.int64)[n_arr]
-        rows = self.rec.new_rows(n_arr, groups, np.asarray(numbers, dtype=np.int64)[order], t_arr)
-        return rows, n_arr, t_arr
+        groups = np.asarray(self.groups, dtype=np.int64)[n_arr[order]]
+        sorted_rows = self.rec.new_rows(n_arr[order], groups, np.asarray(numbers, dtype=np.int64)[order], t_arr[order])
+        rows = np.empty(len(times), dtype=np.int64)
+        rows[order] = sorted_rows
+        return rows.tolist(), t_arr, offsets, order
 
-    def _nodes(self, rows: list[int], nodes: np.ndarray, times: np.ndarray, until: float) -> list[tuple[float, int, int]]:
-        """Each node's CPU over its new frames (Lindley); the payloads handed over before ``until``."""
-        rec, horizon, free, policies = self.rec, self.horizon, self._free, self.policies
-        mode, image, payload_col = rec.mode, rec.image, rec.payload_bytes
-        head_start, head_end, encode_end = rec.head_start_s, rec.head_end_s, rec.encode_end_s
-        starts = [_INF] * len(rows)
-        ends = [_INF] * len(rows)
-        sends = [s for s in self._held if s[0] < until]
-        self._held = [s for s in self._held if s[0] >= until]
-        held = self._held
-        for i, (rid, k, a) in enumerate(zip(rows, nodes.tolist(), times.tolist())):
-            f = free[k]
-            start = a if a >= f else f
-            if start >= horizon:  # never starts: the CPU is busy beyond the end of the run
+    def _nodes(self, until: float) -> list[tuple[float, float, int, int]]:
+        """Each node's arrivals and CPU ends before ``until``, in the order the event-driven node meets them
+        (:class:`~testbed.sim.node.Node`, with the same :class:`~testbed.core.policy.NodePolicy`); the
+        payloads handed over, as ``(CPU end, CPU start, row, node)``."""
+        rows, t_arr, offsets, order = self._arrivals(min(until, self.stop_at))
+        times = t_arr.tolist()
+        rec, policies = self.rec, self.policies
+        status, finished, encode_end = rec.status, rec.finished_s, rec.encode_end_s
+        cpu_end, cpu_seq, arr_seq, seqs = self._cpu_end, self._cpu_seq, self._arr_seq, self._seq
+        serving, started = self._serving, self._started
+        slot, wslot = self._slot, self._wslot
+        serve = self._server_for()
+        entered = [False] * len(rows)
+        leaves: list[float] = []      # CPU ends: frames leaving the station and the CPU
+        enters: list[float] = []      # ... since when they held their place in the station
+        runs: list[float] = []        # ... since when they were on the CPU
+        waited: list[float] = []      # frames leaving the wait for the CPU, since when
+        waited_to: list[float] = []   # ... and until when
+        sends: list[tuple[float, float, int, int]] = []
+        for k in range(len(policies)):
+            j, hi = offsets[k], offsets[k + 1]
+            end = cpu_end[k]
+            if j == hi and end >= until:
                 continue
-            img, size, head, encode, m = policies[k].charges(start)
-            end = start + (head + encode)
-            free[k] = end
-            starts[i] = start
-            if m:
-                mode[rid] = m
-            image[rid] = img
-            payload_col[rid] = size
-            head_start[rid] = start
-            head_end[rid] = start + head
-            if end < horizon:
-                ends[i] = end
-                encode_end[rid] = end
-                (sends if end < until else held).append((end, rid, k))
-        s_arr, e_arr = np.asarray(starts), np.asarray(ends)
+            policy, seq, eseq, aseq = policies[k], seqs[k], cpu_seq[k], arr_seq[k]
+            while True:
+                if j < hi and not (end < times[j] or (end == times[j] and eseq < aseq)):
+                    a, rid = times[j], rows[j]  # an arrival (its successor is scheduled first, as Node does)
+                    aseq, seq = seq, seq + 1
+                    decision, dropped = policy.arrive(rid)
+                    if decision is _SERVE:
+                        entered[j] = True
+                        slot[rid] = a
+                        serving[k], started[k] = rid, a
+                        end, eseq, seq = serve(policy, rid, a), seq, seq + 1
+                    elif decision is _QUEUED:
+                        entered[j] = True
+                        slot[rid] = wslot[rid] = a
+                    elif decision is _REPLACED:  # the new frame takes the dropped one's place (no level moves)
+                        slot[rid], wslot[rid] = slot.pop(dropped), wslot.pop(dropped)
+                        status[dropped], finished[dropped] = _DROPPED, a
+                    else:
+                        status[rid], finished[rid] = _DROPPED, a
+                    j += 1
+                elif end < until:  # the CPU finishes
+                    rid, start = serving[k], started[k]
+                    encode_end[rid] = end
+                    leaves.append(end)
+                    enters.append(slot.pop(rid))
+                    runs.append(start)
+                    sends.append((end, start, rid, k))
+                    nxt = policy.next()
+                    if nxt is None:
+                        end = _INF
+                    else:
+                        waited.append(wslot.pop(nxt))
+                        waited_to.append(end)
+                        serving[k], started[k] = nxt, end
+                        end, eseq, seq = serve(policy, nxt, end), seq, seq + 1
+                else:
+                    break
+            cpu_end[k], cpu_seq[k], arr_seq[k], seqs[k] = end, eseq, aseq, seq
         in_station, waiting, busy = self._node
-        in_station.add(times, e_arr)
-        in_station.count(times, e_arr, until)
-        waiting.add(times, s_arr)
-        busy.add(s_arr[np.isfinite(s_arr)], e_arr[np.isfinite(s_arr)])
-        sends.sort()  # CPU ends in time order, ties in capture order (row order is capture order)
+        left = np.asarray(leaves, dtype=float)
+        in_station.count(t_arr[order][np.asarray(entered, dtype=bool)[order]], left, until)
+        in_station.add(np.asarray(enters, dtype=float), left)
+        busy.add(np.asarray(runs, dtype=float), left)
+        waiting.add(np.asarray(waited, dtype=float), np.asarray(waited_to, dtype=float))
+        sends.extend(s for s in self._held if s[0] < until)
+        self._held = [s for s in self._held if s[0] >= until]
+        sends.sort()  # CPU ends in time order; ties by CPU start, then capture order (row order)
         return sends
 
-    def _uplink(self, sends: list[tuple[float, int, int]], until: float) -> None:
+    def _server_for(self) -> Callable[[NodePolicy, int, float], float]:
+        """``serve(policy, rid, now)``: the CPU starts frame ``rid`` at ``now``, its charges drawn and stamped as
+        :meth:`Node._serve <testbed.sim.node.Node>` does; returns its end (the record's columns bound once)."""
+        rec = self.rec
+        mode_col, image_col, payload_col = rec.mode, rec.image, rec.payload_bytes
+        head_start, head_end = rec.head_start_s, rec.head_end_s
+
+        def serve(policy: NodePolicy, rid: int, now: float) -> float:
+            image, payload, head, encode, mode = policy.charges(now)
+            if mode:
+                mode_col[rid] = mode
+            image_col[rid] = image
+            payload_col[rid] = payload
+            head_start[rid] = now
+            head_end[rid] = now + head
+            return now + (head + encode)
+        return serve
+
+    def _uplink(self, sends: list[tuple[float, float, int, int]], until: float) -> None:
         """The payloads handed over before ``until``, on the air one at a time, then on to the server."""
         rec, horizon, rates, deliver = self.rec, self.horizon, self.rates, self.deliver
         size, tx_start, tx_end = rec.payload_bytes, rec.tx_start_s, rec.tx_end_s
@@ -171,7 +239,7 @@ class Front:
         subs = [s[0] for s in sends]
         starts = [_INF] * len(sends)
         ends = [_INF] * len(sends)
-        for i, (t, rid, k) in enumerate(sends):
+        for i, (t, _, rid, k) in enumerate(sends):
             start = t if t >= free else free
             end = start + size[rid] / rates[k]
             free = end
@@ -217,12 +285,19 @@ class Front:
             return
         _, rid = queue.popleft()
         if queue:
-            self._server_alarm.set(delay_to(self.env.now, queue[0][0]))
+            at = queue[0][0]
+            d = at - now
+            self._server_alarm.set(d if now + d == at else delay_to(now, at))  # (the common case inline)
         else:
             self._server_pending = False
         self.arrive(rid)
 
     def settle(self, now: float) -> None:
-        """Hand the stations' levels over as of ``now`` (the end of the run)."""
-        for stay, level in zip(self._node + self._up, self.node_levels + self.up_levels):
-            stay.into(level, now)
+        """Hand the stations' levels over as of ``now`` (the end of the run): the stays still open count
+        to the end."""
+        in_station, waiting, busy = self._node
+        for stays, enters in ((in_station, list(self._slot.values())), (waiting, list(self._wslot.values())),
+                              (busy, [t for t, e in zip(self._started, self._cpu_end) if e < _INF])):
+            stays.add(np.asarray(enters, dtype=float), np.full(len(enters), _INF))
+        for stays, level in zip(self._node + self._up, self.node_levels + self.up_levels):
+            stays.into(level, now)

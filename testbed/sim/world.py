@@ -75,10 +75,13 @@ class Simulation:
     """One run of a scenario. Build it, then :meth:`run` it once.
 
     With a ``sink``, finished rows are handed to it as the run goes on
-    (:class:`~testbed.core.records.StreamingRecords`) and the result holds no records."""
+    (:class:`~testbed.core.records.StreamingRecords`) and the result holds no records. Where the nodes
+    and the uplink need no events (:meth:`_front_fits`) they are computed ahead of the clock
+    (:mod:`testbed.sim.front`), with the same rows; ``ahead=False`` drives them with events instead
+    (the reference the front is tested against, and the bench's second figure)."""
 
     def __init__(self, scenario: Scenario | Resolved, workload: Workload | None = None,
-                 sink: RowSink | None = None) -> None:
+                 sink: RowSink | None = None, *, ahead: bool = True) -> None:
         self.resolved = res = as_resolved(scenario)
         self.sc = sc = res.scenario
         check_topology(sc)  # link models that must be shared_fifo, cells' models, the policy
@@ -126,7 +129,7 @@ class Simulation:
         self._splits: list[SplitController | None] | None = None  # each node's, when any group adapts
         self.front: Front | None = None
         self.nodes: list[Node] = []
-        if self._front_fits():
+        if ahead and self._front_fits():
             self.front = self._build_front()
         else:
             self.nodes = self._build_nodes()
@@ -177,15 +180,15 @@ class Simulation:
 
     def _front_fits(self) -> bool:
         """Whether the nodes and the uplink can run ahead of the clock (:mod:`testbed.sim.front`): one link
-        and one server, a ``shared_fifo`` uplink at fixed rates, every group offloading with an unbounded
-        queue, no adaptive split and no NestQuant switching."""
+        and one server, a ``shared_fifo`` uplink at fixed rates, every group offloading, no adaptive split and no
+        NestQuant switching."""
         sc = self.sc
         link = sc.link
         return (self.topology is None and self.offload and link.model == "shared_fifo"
                 and link.rate_trace is None and link.packet_trace is None and link.downlink.packet_trace is None
                 and getattr(link, "outages", None) is None
                 and all(s is None for s in node_schedules(sc, self.node_rates))
-                and all(g.adaptive is None and g.queue.capacity is None
+                and all(g.adaptive is None
                         and (g.nestquant is None or self.resolved.nestquant[k] is None) for k, g in enumerate(sc.fleet)))
 
     def _build_front(self) -> Front:
