@@ -69,6 +69,7 @@ class Front:
         n = len(self.policies)
         self.frames = [0] * n
         self._next = [_INF] * n        # each node's next arrival not yet taken
+        self._clock = [0.0] * n        # the instant of each node's last arrival taken (0: none yet)
         self._cpu_end = [_INF] * n     # each node's pending CPU end (inf: idle)
         self._serving = [-1] * n       # the frame on each CPU, and since when
         self._started = [0.0] * n
@@ -112,23 +113,26 @@ class Front:
         """Rows for every arrival before ``until`` (started in time order, ties in node order), with their
         times in node order (each node's arrivals together, from ``offsets[k]`` on) and the permutation
         that sorts them."""
-        stop, nxt, frames = self.stop_at, self._next, self.frames
+        stop, nxt, frames, clock = self.stop_at, self._next, self.frames, self._clock
         times: list[float] = []
         nodes: list[int] = []
         numbers: list[int] = []
         offsets = [0]
         for k, it in enumerate(self.arrivals):
-            t = nxt[k]
-            if t < until:
+            t, c = nxt[k], clock[k]
+            at = c + (t - c) if t > c else c  # the instant SimPy gives it: scheduled at the arrival before
+            if at < until:
                 f = frames[k]
-                while t < until:
-                    times.append(t)
+                while at < until:
+                    times.append(at)
                     nodes.append(k)
                     numbers.append(f)
                     f += 1
+                    c = at
                     nt = next(it, None)
                     t = nt if nt is not None and nt < stop else _INF
-                nxt[k], frames[k] = t, f
+                    at = c + (t - c) if t > c else c
+                nxt[k], frames[k], clock[k] = t, f, c
             offsets.append(len(times))
         t_arr = np.asarray(times, dtype=float)
         n_arr = np.asarray(nodes, dtype=np.int64)
