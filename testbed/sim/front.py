@@ -80,7 +80,6 @@ class Front:
         self._cpu_seq = [0] * n
         self._slot: dict[int, float] = {}   # frames in a node station: since when their place is held
         self._wslot: dict[int, float] = {}  # frames waiting for a CPU: since when their place is held
-        self._held: list[tuple[float, float, int, int]] = []  # payloads handed over for a later window
         self._up_free = -_INF          # when the uplink is done with the payloads sent so far
         self._k = 0                    # windows run
         self._at_server: deque[tuple[float, int]] = deque()  # (time, row) queued for the server, in order
@@ -143,10 +142,10 @@ class Front:
         rows[order] = sorted_rows
         return rows.tolist(), t_arr, offsets, order
 
-    def _nodes(self, until: float) -> list[tuple[float, float, int, int]]:
+    def _nodes(self, until: float) -> tuple[list[float], list[int], list[int]]:
         """Each node's arrivals and CPU ends before ``until``, in the order the event-driven node meets them
         (:class:`~testbed.sim.node.Node`, with the same :class:`~testbed.core.policy.NodePolicy`); the
-        payloads handed over, as ``(CPU end, CPU start, row, node)``."""
+        payloads handed over (:meth:`_handed_over`)."""
         rows, t_arr, offsets, order = self._arrivals(min(until, self.stop_at))
         times = t_arr.tolist()
         rec, policies = self.rec, self.policies
@@ -161,7 +160,8 @@ class Front:
         runs: list[float] = []        # ... since when they were on the CPU
         waited: list[float] = []      # frames leaving the wait for the CPU, since when
         waited_to: list[float] = []   # ... and until when
-        sends: list[tuple[float, float, int, int]] = []
+        done: list[int] = []          # ... which frames
+        done_at: list[int] = []       # ... on which nodes
         for k in range(len(policies)):
             j, hi = offsets[k], offsets[k + 1]
             end = cpu_end[k]
@@ -193,7 +193,8 @@ class Front:
                     leaves.append(end)
                     enters.append(slot.pop(rid))
                     runs.append(start)
-                    sends.append((end, start, rid, k))
+                    done.append(rid)
+                    done_at.append(k)
                     nxt = policy.next()
                     if nxt is None:
                         end = _INF
@@ -211,10 +212,20 @@ class Front:
         in_station.add(np.asarray(enters, dtype=float), left)
         busy.add(np.asarray(runs, dtype=float), left)
         waiting.add(np.asarray(waited, dtype=float), np.asarray(waited_to, dtype=float))
-        sends.extend(s for s in self._held if s[0] < until)
-        self._held = [s for s in self._held if s[0] >= until]
-        sends.sort()  # CPU ends in time order; ties by CPU start, then capture order (row order)
-        return sends
+        return self._handed_over(left, np.asarray(runs, dtype=float), done, done_at)
+
+    def _handed_over(self, ends: np.ndarray, starts: np.ndarray, rids: list[int], nodes: list[int]
+                     ) -> tuple[list[float], list[int], list[int]]:
+        """The payloads of the frames that left their CPUs at ``ends`` in time order, ties by CPU start,
+        then capture order: their hand-over times, rows and nodes."""
+        order = np.argsort(ends, kind="stable")
+        ordered = ends[order]
+        if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):
+            token = self.rec.token  # (the request number: a streamed run's rows are reused slots)
+            order = np.lexsort((np.asarray([token(r) for r in rids]), starts, ends))
+            ordered = ends[order]
+        return ordered.tolist(), np.asarray(rids, dtype=np.int64)[order].tolist(), \
+            np.asarray(nodes, dtype=np.int64)[order].tolist()
 
     def _server_for(self) -> Callable[[NodePolicy, int, float], float]:
         """``serve(policy, rid, now)``: the CPU starts frame ``rid`` at ``now``, its charges drawn and stamped as
@@ -234,16 +245,16 @@ class Front:
             return now + (head + encode)
         return serve
 
-    def _uplink(self, sends: list[tuple[float, float, int, int]], until: float) -> None:
+    def _uplink(self, sends: tuple[list[float], list[int], list[int]], until: float) -> None:
         """The payloads handed over before ``until``, on the air one at a time, then on to the server."""
         rec, horizon, rates, deliver = self.rec, self.horizon, self.rates, self.deliver
         size, tx_start, tx_end = rec.payload_bytes, rec.tx_start_s, rec.tx_end_s
         queue = self._at_server
         free = self._up_free
-        subs = [s[0] for s in sends]
-        starts = [_INF] * len(sends)
-        ends = [_INF] * len(sends)
-        for i, (t, _, rid, k) in enumerate(sends):
+        subs, rids, nodes = sends
+        starts = [_INF] * len(subs)
+        ends = [_INF] * len(subs)
+        for i, (t, rid, k) in enumerate(zip(subs, rids, nodes)):
             start = t if t >= free else free
             end = start + size[rid] / rates[k]
             free = end
