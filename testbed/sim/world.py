@@ -355,6 +355,7 @@ class Simulation:
                          streamed=isinstance(self.rec, StreamingRecords))
 
 
-def simulate(scenario: Scenario | Resolved, workload: Workload | None = None) -> SimResult:
-    """Run ``scenario`` once and return its records and station statistics."""
-    return Simulation(scenario, workload).run()
+def simulate(scenario: Scenario | Resolved, workload: Workload | None = None, *, ahead: bool = True) -> SimResult:
+    """Run ``scenario`` once and return its records and station statistics (``ahead``: as
+    :class:`Simulation`'s)."""
+    return Simulation(scenario, workload, ahead=ahead).run()

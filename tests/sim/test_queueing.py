@@ -40,18 +40,20 @@ def batch_mean_ci(created: np.ndarray, values: np.ndarray, batches: int = 30, z:
     return float(values.mean()), z * float(means.std(ddof=1)) / math.sqrt(batches)
 
 
-def station_time(raw: dict, start: str, end: str) -> tuple[float, float, int]:
-    result = simulate(scenario_from_dict(raw))
+def station_time(raw: dict, start: str, end: str, ahead: bool = True) -> tuple[float, float, int]:
+    result = simulate(scenario_from_dict(raw), ahead=ahead)
     df = in_window(result.records, result.window)
     df = df[df["status"] == "ok"]
     mean, half = batch_mean_ci(df["created_s"].to_numpy(), (df[end] - df[start]).to_numpy())
     return mean, half, len(df)
 
 
+@pytest.mark.parametrize("ahead", [True, False], ids=["front", "events"])
 @pytest.mark.parametrize("rho", [0.5, 0.8])
-def test_mm1_on_shared_fifo(rho: float) -> None:
+def test_mm1_on_shared_fifo(rho: float, ahead: bool) -> None:
+    """The uplink computed ahead (sim/front.py) and driven by events are each an M/M/1 station."""
     mean, half, n = station_time(pooled(rho, {"dist": "exponential", "mean": f"{PAYLOAD} B"}),
-                                 "encode_end_s", "tx_end_s")
+                                 "encode_end_s", "tx_end_s", ahead)
     theory = S / (1 - rho)
     assert n > 50_000
     assert abs(mean - theory) < half, (mean, theory, half)
@@ -87,14 +89,15 @@ def test_server_with_max_batch_one_is_mg1() -> None:
     assert abs(mean - theory) < half, (mean, theory, half)
 
 
-def test_littles_law_and_utilisation_on_every_station() -> None:
+@pytest.mark.parametrize("ahead", [True, False], ids=["front", "events"])
+def test_littles_law_and_utilisation_on_every_station(ahead: bool) -> None:
     raw = pooled(0.6, {"dist": "exponential", "mean": f"{PAYLOAD} B"}, duration=100.0)
     raw["fleet"][0].update(head={"dist": "exponential", "mean": "30 ms"}, encode="5 ms")
     raw["server"] = {"device": "h100", "batching": {"max_batch": 8, "max_delay": "2 ms"},
                      "service": {"table": {1: "1 ms", 8: "3 ms"}}}
     raw["workload"] = {"result": "200 B"}
     raw["link"]["latency"] = "1 ms"
-    result = simulate(scenario_from_dict(raw))
+    result = simulate(scenario_from_dict(raw), ahead=ahead)
     df = result.records
     t0, t1 = result.window
     spans = {"node": ("created_s", "encode_end_s"), "uplink": ("encode_end_s", "tx_end_s"),
