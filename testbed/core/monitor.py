@@ -103,7 +103,8 @@ class StayLevel:
     :meth:`add` takes stays in any order (``leave = inf``: never left); the time integral over ``[t0, t1]``
     is the sum of their overlaps with the window (the same quantity :class:`Level` integrates, summed in
     another order, so it agrees to rounding). :meth:`count` applies the enters and leaves due before a time
-    in time order, for the value and the peak; at one instant enters come before leaves. :meth:`into`
+    in time order, for the value and the peak (at one instant: leaves of earlier stays, enters, then leaves
+    of stays that began at that instant). :meth:`into`
     hands the result to a :class:`Level` (its mean, peak and value are then read as usual).
     """
 
@@ -122,16 +123,22 @@ class StayLevel:
             span = np.minimum(leave, self.t1) - np.maximum(enter, self.t0)
             self.area += float(span[span > 0].sum())
 
-    def count(self, enters: np.ndarray, leaves: np.ndarray, until: float) -> None:
+    def count(self, enters: np.ndarray, leaves: np.ndarray, until: float, since: np.ndarray) -> None:
         """Apply every change before ``until``: ``enters`` (sorted) are all the enters in ``[last until,
-        until)``; ``leaves`` (any order, ``inf``: never) are the leaves of stays not given before."""
-        pending = np.concatenate((self._leaves, leaves[np.isfinite(leaves)]))
+        until)``; ``leaves`` (any order, ``inf``: never) are the leaves of stays not given before, which
+        began at ``since``. At one instant, stays that began earlier leave first, then the enters come,
+        then the stays that began at that very instant leave (a stay of no length counts in the peak)."""
+        finite = np.isfinite(leaves)
+        instant = finite & (leaves == since)
+        pending = np.concatenate((self._leaves, leaves[finite & ~instant]))
         due = np.sort(pending[pending < until])
+        brief = np.sort(leaves[instant])
         self._leaves = pending[pending >= until]
         if len(enters):
-            inside = self.value + np.arange(1, len(enters) + 1) - np.searchsorted(due, enters, side="left")
+            inside = (self.value + np.arange(1, len(enters) + 1) - np.searchsorted(due, enters, side="right")
+                      - np.searchsorted(brief, enters, side="left"))
             self.peak = max(self.peak, int(inside.max()))
-        self.value += len(enters) - len(due)
+        self.value += len(enters) - len(due) - len(brief)
 
     def into(self, level: Level, now: float) -> None:
         """Make ``level`` hold this level's integral, value and peak as of ``now`` (the end of the run)."""

@@ -251,7 +251,9 @@ class StreamingRecords(Records):
         return rid
 
     def new_rows(self, node: np.ndarray, group: np.ndarray, frame: np.ndarray, created_s: np.ndarray) -> list[int]:
-        """Start one row per element, in order, in the slots :meth:`new` would have given them."""
+        """Start one row per element, in order (as :meth:`new` for each, but a flush is looked for once,
+        before them all, so a call that crosses the check may take other free slots; the sink gets the same
+        rows in the same order)."""
         m, n = len(created_s), self.n
         if n >= self._check_at:
             self._flush(False)

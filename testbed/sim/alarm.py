@@ -5,9 +5,11 @@ first use and afterwards hands the same event back to :meth:`simpy.Environment.s
 callback list (SimPy's public API: ``Event.callbacks`` and ``Environment.schedule``). The schedule gets
 the same priority, delay and event id as a new timeout would, so event order is unchanged.
 
-Arrivals at a server are scheduled at SimPy's ``URGENT`` priority (:class:`UrgentTimeout`, ``urgent=True``):
-at one instant, every request that reaches a server is queued there before the server's own timers and
-batch ends at that instant fire (the same-instant rule of every path, stated in the README's "Speed").
+The same-instant rule at a server (every path; the README's "Speed"): its own timers and batch ends are
+scheduled at :data:`LATE` priority (:class:`LateTimeout`), after ``NORMAL``, so at one instant every
+request that reaches the server is queued there before they fire, however its arrival was scheduled.
+Arrivals computed ahead (:mod:`testbed.sim.front`) and fixed hops are ``URGENT`` (:class:`UrgentTimeout`,
+``urgent=True``).
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, URGENT
+from simpy.events import NORMAL, URGENT, EventPriority
 
-__all__ = ["Alarm", "DelayLine", "UrgentTimeout", "delay_to"]
+__all__ = ["LATE", "Alarm", "DelayLine", "LateTimeout", "UrgentTimeout", "delay_to"]
 
 
 class UrgentTimeout(simpy.Timeout):
     """SimPy's :class:`~simpy.events.Timeout` at ``URGENT`` priority: at its instant it fires before every
     ``NORMAL`` event (timeouts, batch timers) whatever their order of scheduling. (Timeout's own
     initialisation, with the priority changed.)"""
+
+    priority: EventPriority = URGENT
 
     def __init__(self, env: simpy.Environment, delay: float, value: Any = None) -> None:
         if delay < 0:
@@ -36,7 +40,19 @@ class UrgentTimeout(simpy.Timeout):
         self._value = value
         self._delay = delay
         self._ok = True
-        env.schedule(self, URGENT, delay)
+        env.schedule(self, self.priority, delay)
+
+
+LATE = EventPriority(2)
+"""A priority after ``NORMAL``: the server's own timers and batch ends (:class:`LateTimeout`)."""
+
+
+class LateTimeout(UrgentTimeout):
+    """A :class:`~simpy.events.Timeout` at :data:`LATE` priority: at its instant it fires after every
+    ``URGENT`` and ``NORMAL`` event, so a server's timers and batch ends see every request that reaches it
+    at that instant, however that request's event was scheduled."""
+
+    priority = LATE
 
 
 def delay_to(now: float, at: float) -> float:

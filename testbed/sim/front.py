@@ -8,7 +8,7 @@ events: only the server, whose batches depend on the order of everything reachin
 
 One event per window of simulated time (``window_s``) draws the arrivals due before the window's end
 (every node's own stream, in blocks, as the event-driven :class:`~testbed.sim.node.Node` draws them),
-starts their rows in time order (ties in node order), and runs each node's arrivals and CPU ends through
+starts their rows in SimPy's order (ties: the node whose arrival before fired first), and runs each node's arrivals and CPU ends through
 the same :class:`~testbed.core.policy.NodePolicy` in the order SimPy would give them (a same-instant tie
 between a node's arrival and its CPU end goes to the one scheduled first, as an event id would decide).
 The payloads whose CPU ends before the window's end go on the air in time order (ties by CPU start, then
@@ -20,6 +20,7 @@ stays (:class:`~testbed.core.monitor.StayLevel`), equal to the event-driven ones
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -70,6 +71,7 @@ class Front:
         self.frames = [0] * n
         self._next = [_INF] * n        # each node's next arrival not yet taken
         self._clock = [0.0] * n        # the instant of each node's last arrival taken (0: none yet)
+        self._rank = [k - n for k in range(n)]  # its request number (before any: the start's node order)
         self._cpu_end = [_INF] * n     # each node's pending CPU end (inf: idle)
         self._serving = [-1] * n       # the frame on each CPU, and since when
         self._started = [0.0] * n
@@ -136,11 +138,57 @@ class Front:
         t_arr = np.asarray(times, dtype=float)
         n_arr = np.asarray(nodes, dtype=np.int64)
         order = np.lexsort((n_arr, t_arr))
+        base = self.rec.n  # the request number of the first row started here
+        ordered = t_arr[order]
+        if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):
+            order = self._untie(order, ordered, nodes, offsets, base)
+        ranks = np.empty(len(times), dtype=np.int64)
+        ranks[order] = np.arange(base, base + len(times))
+        last = np.asarray(offsets[1:]) - 1
+        took = np.flatnonzero(np.diff(offsets) > 0)
+        rank = self._rank
+        for k, r in zip(took.tolist(), ranks[last[took]].tolist()):
+            rank[k] = r
         groups = np.asarray(self.groups, dtype=np.int64)[n_arr[order]]
         sorted_rows = self.rec.new_rows(n_arr[order], groups, np.asarray(numbers, dtype=np.int64)[order], t_arr[order])
         rows = np.empty(len(times), dtype=np.int64)
         rows[order] = sorted_rows
         return rows.tolist(), t_arr, offsets, order
+
+    def _untie(self, order: np.ndarray, ordered: np.ndarray, nodes: list[int], offsets: list[int], base: int
+               ) -> np.ndarray:
+        """Arrivals at one instant in SimPy's order: each node's next arrival is scheduled as its arrival
+        before fires, so among arrivals due together the one whose predecessor fired first goes first (the
+        first arrivals were scheduled at the start, in node order). ``order`` sorts them by time (ties in node
+        order), ``ordered`` is their times so sorted; ranks are request numbers from ``base`` on."""
+        out = order.tolist()
+        pos = [0] * len(out)
+        for p, i in enumerate(out):
+            pos[i] = p
+        rank, p, n = self._rank, 0, len(out)
+        while p < n:
+            q = p + 1
+            while q < n and ordered[q] == ordered[p]:
+                q += 1
+            if q - p > 1:
+                members: dict[int, deque[int]] = {}
+                for i in out[p:q]:  # (node order, each node's own order within)
+                    members.setdefault(nodes[i], deque()).append(i)
+                heap = []
+                for k, own in members.items():
+                    before = own[0] - 1  # the node's arrival before, if it was taken in this window
+                    heap.append((base + pos[before] if before >= offsets[k] else rank[k], k))
+                heapq.heapify(heap)
+                at = p
+                while heap:
+                    _, k = heapq.heappop(heap)
+                    i = members[k].popleft()
+                    out[at], pos[i] = i, at
+                    if members[k]:
+                        heapq.heappush(heap, (base + at, k))
+                    at += 1
+            p = q
+        return np.asarray(out, dtype=np.int64)
 
     def _nodes(self, until: float) -> tuple[list[float], list[int], list[int]]:
         """Each node's arrivals and CPU ends before ``until``, in the order the event-driven node meets them
@@ -208,8 +256,9 @@ class Front:
             cpu_end[k], cpu_seq[k], arr_seq[k], seqs[k] = end, eseq, aseq, seq
         in_station, waiting, busy = self._node
         left = np.asarray(leaves, dtype=float)
-        in_station.count(t_arr[order][np.asarray(entered, dtype=bool)[order]], left, until)
-        in_station.add(np.asarray(enters, dtype=float), left)
+        since = np.asarray(enters, dtype=float)
+        in_station.count(t_arr[order][np.asarray(entered, dtype=bool)[order]], left, until, since)
+        in_station.add(since, left)
         busy.add(np.asarray(runs, dtype=float), left)
         waiting.add(np.asarray(waited, dtype=float), np.asarray(waited_to, dtype=float))
         return self._handed_over(left, np.asarray(runs, dtype=float), done, done_at)
@@ -274,7 +323,7 @@ class Front:
         s_arr, e_arr, t_arr = np.asarray(starts), np.asarray(ends), np.asarray(subs)
         in_station, busy = self._up
         in_station.add(t_arr, e_arr)
-        in_station.count(t_arr, e_arr, until)
+        in_station.count(t_arr, e_arr, until, t_arr)
         on_air = np.isfinite(s_arr)
         busy.add(s_arr[on_air], e_arr[on_air])
         if queue and not self._server_pending:

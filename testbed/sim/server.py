@@ -14,6 +14,7 @@ import simpy
 from testbed.core.monitor import Level
 from testbed.core.policy import Batch, Batcher
 from testbed.core.records import STATUS, Records
+from testbed.sim.alarm import LateTimeout
 
 __all__ = ["FallibleServer", "Server", "ServerLevels"]
 
@@ -66,8 +67,9 @@ class Server:
 
     def _later(self, delay: float, then: Callable[[], None]) -> None:
         """Call ``then()`` after ``delay`` seconds (every timer of the server: request timeouts, batch
-        timers, batch ends; a :class:`FallibleServer` forgets the ones set before an outage)."""
-        self.env.timeout(delay).callbacks.append(lambda _e: then())
+        timers, batch ends; a :class:`FallibleServer` forgets the ones set before an outage), at
+        :data:`~testbed.sim.alarm.LATE` priority: after whatever else happens at that instant."""
+        LateTimeout(self.env, delay).callbacks.append(lambda _e: then())
 
     def _arm_timeout(self, rid: int, after: float) -> None:
         """Expire ``rid`` after ``after`` seconds unless it left the queue (streamed records reuse rows:
@@ -154,7 +156,7 @@ class FallibleServer(Server):
     def _later(self, delay: float, then: Callable[[], None]) -> None:
         """As the base server's, but a timer set before an outage does nothing after it."""
         epoch = self.epoch
-        self.env.timeout(delay).callbacks.append(lambda _e: then() if epoch == self.epoch else None)
+        LateTimeout(self.env, delay).callbacks.append(lambda _e: then() if epoch == self.epoch else None)
 
     def _start(self, batch: Batch, now: float) -> None:
         self.running[batch.gpu] = batch
