@@ -8,8 +8,6 @@ the same priority, delay and event id as a new timeout would, so event order is 
 The same-instant rule at a server (every path; the README's "Speed"): its own timers and batch ends are
 scheduled at :data:`LATE` priority (:class:`LateTimeout`), after ``NORMAL``, so at one instant every
 request that reaches the server is queued there before they fire, however its arrival was scheduled.
-Arrivals computed ahead (:mod:`testbed.sim.front`) and fixed hops are ``URGENT`` (:class:`UrgentTimeout`,
-``urgent=True``).
 """
 
 from __future__ import annotations
@@ -20,17 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, URGENT, EventPriority
+from simpy.events import NORMAL, EventPriority
 
-__all__ = ["LATE", "Alarm", "DelayLine", "LateTimeout", "UrgentTimeout", "delay_to"]
+__all__ = ["LATE", "Alarm", "DelayLine", "LateTimeout", "delay_to"]
 
 
-class UrgentTimeout(simpy.Timeout):
-    """SimPy's :class:`~simpy.events.Timeout` at ``URGENT`` priority: at its instant it fires before every
-    ``NORMAL`` event (timeouts, batch timers) whatever their order of scheduling. (Timeout's own
-    initialisation, with the priority changed.)"""
+LATE = EventPriority(2)
+"""A priority after SimPy's ``NORMAL``: the server's own timers and batch ends (:class:`LateTimeout`)."""
 
-    priority: EventPriority = URGENT
+
+class LateTimeout(simpy.Timeout):
+    """SimPy's :class:`~simpy.events.Timeout` at :data:`LATE` priority: at its instant it fires after every
+    ``URGENT`` and ``NORMAL`` event, whatever their order of scheduling, so a server's timers and batch ends
+    see every request that reaches it at that instant. (Timeout's own initialisation, with the priority
+    changed.)"""
 
     def __init__(self, env: simpy.Environment, delay: float, value: Any = None) -> None:
         if delay < 0:
@@ -40,19 +41,7 @@ class UrgentTimeout(simpy.Timeout):
         self._value = value
         self._delay = delay
         self._ok = True
-        env.schedule(self, self.priority, delay)
-
-
-LATE = EventPriority(2)
-"""A priority after ``NORMAL``: the server's own timers and batch ends (:class:`LateTimeout`)."""
-
-
-class LateTimeout(UrgentTimeout):
-    """A :class:`~simpy.events.Timeout` at :data:`LATE` priority: at its instant it fires after every
-    ``URGENT`` and ``NORMAL`` event, so a server's timers and batch ends see every request that reaches it
-    at that instant, however that request's event was scheduled."""
-
-    priority = LATE
+        env.schedule(self, LATE, delay)
 
 
 def delay_to(now: float, at: float) -> float:
@@ -91,45 +80,40 @@ class Alarm:
     """Calls ``callback(event)`` ``delay`` seconds after each :meth:`set`; at most one pending at a time
     (set it again only once it has fired, e.g. from the callback itself)."""
 
-    __slots__ = ("_callbacks", "_env", "_event", "_priority")
+    __slots__ = ("_callbacks", "_env", "_event")
 
-    def __init__(self, env: simpy.Environment, callback: Callable[[simpy.Event], None], *,
-                 urgent: bool = False) -> None:
+    def __init__(self, env: simpy.Environment, callback: Callable[[simpy.Event], None]) -> None:
         self._env = env
         self._callbacks = [callback]
         self._event: simpy.Event | None = None
-        self._priority = URGENT if urgent else NORMAL
 
     def set(self, delay: float) -> None:
         """Fire once, ``delay`` seconds from now."""
         event = self._event
         if event is None:  # the first use: a timeout (scheduled as it is built)
-            event = self._event = (self._env.timeout(delay) if self._priority == NORMAL
-                                   else UrgentTimeout(self._env, delay))
+            event = self._event = self._env.timeout(delay)
             event.callbacks = self._callbacks
         else:  # the same event again (the environment looked up each time: the bench counts schedules)
             if delay < 0:
                 raise ValueError(f"Negative delay {delay}")
             event.callbacks = self._callbacks
-            self._env.schedule(event, self._priority, delay)
+            self._env.schedule(event, NORMAL, delay)
 
 
 class DelayLine:
     """Calls ``callback(item)`` ``delay`` seconds (a constant) after each :meth:`push`, in push order; as
     ``env.timeout(delay, item)`` per push would, but on a pool of reused events (one per item in flight).
 
-    Each push schedules one event with the priority and delay a new timeout would get (``URGENT`` with
-    ``urgent``: :class:`UrgentTimeout`'s); with one delay, firings come in push order, so the items wait in a
-    FIFO instead of riding on the events."""
+    Each push schedules one event with the priority and delay a new timeout would get (so event ids, and
+    the order of same-instant events, are unchanged); with one delay, firings come in push order, so the
+    items wait in a FIFO instead of riding on the events."""
 
-    __slots__ = ("_callback", "_callbacks", "_delay", "_env", "_items", "_priority", "_spare")
+    __slots__ = ("_callback", "_callbacks", "_delay", "_env", "_items", "_spare")
 
-    def __init__(self, env: simpy.Environment, delay: float, callback: Callable[[int], None], *,
-                 urgent: bool = False) -> None:
+    def __init__(self, env: simpy.Environment, delay: float, callback: Callable[[int], None]) -> None:
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
         self._env, self._delay, self._callback = env, delay, callback
-        self._priority = URGENT if urgent else NORMAL
         self._callbacks: list[Callable[[Any], None]] = [self._fire]  # as SimPy types Event.callbacks
         self._items: deque[int] = deque()
         self._spare: list[simpy.Event] = []  # events that fired, ready to be scheduled again
@@ -140,11 +124,9 @@ class DelayLine:
         if spare:
             event = spare.pop()
             event.callbacks = self._callbacks
-            self._env.schedule(event, self._priority, self._delay)
-        elif self._priority == NORMAL:
-            self._env.timeout(self._delay).callbacks = self._callbacks
+            self._env.schedule(event, NORMAL, self._delay)
         else:
-            UrgentTimeout(self._env, self._delay).callbacks = self._callbacks
+            self._env.timeout(self._delay).callbacks = self._callbacks
 
     def _fire(self, event: simpy.Event) -> None:
         self._spare.append(event)

@@ -12,7 +12,7 @@ starts their rows in SimPy's order (ties: the node whose arrival before fired fi
 the same :class:`~testbed.core.policy.NodePolicy` in the order SimPy would give them (a same-instant tie
 between a node's arrival and its CPU end goes to the one scheduled first, as an event id would decide).
 The payloads whose CPU ends before the window's end go on the air in time order (ties by CPU start, then
-capture order), and their arrivals at the server are queued as ``URGENT`` events, one per request
+capture order), and their arrivals at the server are queued as events, one per request
 (:mod:`testbed.sim.alarm`), at exactly the instants the event-driven stations give. Rows and draws are
 those of the event-driven stations (``tests/sim/test_front.py``); the stations' levels come from whole
 stays (:class:`~testbed.core.monitor.StayLevel`), equal to the event-driven ones to rounding.
@@ -31,7 +31,7 @@ import simpy
 from testbed.core.monitor import Level, StayLevel
 from testbed.core.policy import Admission, NodePolicy
 from testbed.core.records import STATUS, Records
-from testbed.sim.alarm import Alarm, UrgentTimeout, delay_to
+from testbed.sim.alarm import Alarm, delay_to
 
 __all__ = ["Front", "window_for"]
 
@@ -85,9 +85,9 @@ class Front:
         self._up_free = -_INF          # when the uplink is done with the payloads sent so far
         self._k = 0                    # windows run
         self._at_server: deque[tuple[float, int]] = deque()  # (time, row) queued for the server, in order
-        self._server_alarm = Alarm(env, self._reach, urgent=True)
+        self._server_alarm = Alarm(env, self._reach)
         self._server_pending = False
-        self._tick = Alarm(env, self._window, urgent=True)
+        self._tick = Alarm(env, self._window)
         t0, t1 = window
         self.node_levels, self.up_levels = node_levels, up_levels
         self._node = [StayLevel(t0, t1) for _ in range(3)]  # in station, waiting, busy
@@ -111,7 +111,7 @@ class Front:
             self._tick.set(until - now if until > now else 0.0)  # (a window's start needs no exact instant)
 
     def _arrivals(self, until: float) -> tuple[list[int], np.ndarray, list[int], np.ndarray]:
-        """Rows for every arrival before ``until`` (started in time order, ties in node order), with their
+        """Rows for every arrival before ``until`` (started in SimPy's order: :meth:`_untie`), with their
         times in node order (each node's arrivals together, from ``offsets[k]`` on) and the permutation
         that sorts them."""
         stop, nxt, frames, clock = self.stop_at, self._next, self.frames, self._clock
@@ -259,9 +259,10 @@ class Front:
         since = np.asarray(enters, dtype=float)
         in_station.count(t_arr[order][np.asarray(entered, dtype=bool)[order]], left, until, since)
         in_station.add(since, left)
-        busy.add(np.asarray(runs, dtype=float), left)
+        ran = np.asarray(runs, dtype=float)
+        busy.add(ran, left)
         waiting.add(np.asarray(waited, dtype=float), np.asarray(waited_to, dtype=float))
-        return self._handed_over(left, np.asarray(runs, dtype=float), done, done_at)
+        return self._handed_over(left, ran, done, done_at)
 
     def _handed_over(self, ends: np.ndarray, starts: np.ndarray, rids: list[int], nodes: list[int]
                      ) -> tuple[list[float], list[int], list[int]]:
@@ -296,7 +297,7 @@ class Front:
 
     def _uplink(self, sends: tuple[list[float], list[int], list[int]], until: float) -> None:
         """The payloads handed over before ``until``, on the air one at a time, then on to the server."""
-        rec, horizon, rates, deliver = self.rec, self.horizon, self.rates, self.deliver
+        rec, horizon, rates, deliver, fixed_hop = self.rec, self.horizon, self.rates, self.deliver, self.fixed_hop
         size, tx_start, tx_end = rec.payload_bytes, rec.tx_start_s, rec.tx_end_s
         queue = self._at_server
         free = self._up_free
@@ -315,7 +316,7 @@ class Front:
                 ends[i] = end
                 tx_end[rid] = end
                 delay = deliver(rid, end)
-                if self.fixed_hop:
+                if fixed_hop:
                     queue.append((end + delay, rid))
                 else:
                     self._later(end + delay, rid)
@@ -332,7 +333,7 @@ class Front:
 
     # -- the server side (events) -------------------------------------------------------------
     def _later(self, at: float, rid: int) -> None:
-        UrgentTimeout(self.env, delay_to(self.env.now, at), (at, rid)).callbacks.append(self._reach_one)
+        self.env.timeout(delay_to(self.env.now, at), (at, rid)).callbacks.append(self._reach_one)
 
     def _reach_one(self, event: simpy.Event) -> None:
         at, rid = event.value  # type: ignore[misc]  # the timeout's value: its instant and request

@@ -39,7 +39,6 @@ from testbed.core.radio import Band, PathLoss, attach, place_uniform, rate_of
 from testbed.core.records import STATUS, Records
 from testbed.core.workload import Workload, configs_of
 from testbed.errors import ConfigError
-from testbed.sim.alarm import UrgentTimeout
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.links.fifo import GatedFifoChannel
 from testbed.sim.server import FallibleServer, Server, ServerLevels
@@ -319,8 +318,10 @@ class Topology:
         decodes = self.decodes
         delay = at - self.env.now + (self.decode[s]() if decodes is None else decodes[s][self.rec.config[rid]]())
         arrive = self.servers[s].arrive if self.outages[s] is None else lambda r: self._reach(r, s)
-        # an URGENT event even without a delay: arrivals at a server go before its same-instant timers
-        UrgentTimeout(self.env, delay if delay > 0.0 else 0.0).callbacks.append(lambda _e: arrive(rid))
+        if delay > 0.0:
+            self.env.timeout(delay).callbacks.append(lambda _e: arrive(rid))
+        else:
+            arrive(rid)
 
     def _reach(self, rid: int, s: int) -> None:
         """``rid`` reaches server ``s``, which may have gone down meanwhile."""

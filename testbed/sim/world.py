@@ -26,7 +26,7 @@ from testbed.core.records import STATUS, Records, RowSink, StreamingRecords, exp
 from testbed.core.workload import SyntheticWorkload, Workload, configs_of
 from testbed.dists import constant_of
 from testbed.errors import ConfigError
-from testbed.sim.alarm import DelayLine, UrgentTimeout
+from testbed.sim.alarm import DelayLine
 from testbed.sim.front import Front, window_for
 from testbed.sim.links import LINKS, Link, LinkContext, StationLevels
 from testbed.sim.node import Node, NodeLevels
@@ -107,11 +107,10 @@ class Simulation:
                              for k in range(len(hetero.configs.labels))]
             self._fixed_up = None
         self._fixed_down = down
-        # a fixed hop to the server: arrivals come in delivery order, on a line of reused (URGENT) events
+        # a fixed hop to the server: arrivals come in delivery order, on a line of reused events
         self._hop: DelayLine | None = None
-        if self._fixed_up is not None:
-            self._hop = DelayLine(self.env, self._fixed_up[0] + self._fixed_up[1], self._arrive_at_server,
-                                  urgent=True)
+        if self._fixed_up is not None and self._fixed_up[0] + self._fixed_up[1] > 0.0:
+            self._hop = DelayLine(self.env, self._fixed_up[0] + self._fixed_up[1], self._arrive_at_server)
         self._result_size = self.workload.result_drawer(server_stream(sc.seed, 2))
         self._down_rate = sc.link.downlink_datarate
         self.topology: Topology | None = None
@@ -269,8 +268,10 @@ class Simulation:
         hop = self._hop
         if hop is not None:
             hop.push(rid)
-        else:  # the request rides on the (URGENT) timeout as its value (no closure per request)
-            UrgentTimeout(self.env, delay, rid).callbacks.append(self._at_server)
+        elif delay > 0.0:  # the request rides on the timeout as its value (no closure per request)
+            self._timeout(delay, rid).callbacks.append(self._at_server)
+        else:
+            self.server.arrive(rid)
 
     def _server_entry(self, rid: int, now: float) -> float:
         """Stamp ``rid``'s arrival at the server for a payload delivered at ``now``; the seconds until it

@@ -1,5 +1,5 @@
-"""The reusable timeout: the same instants and event order as a new timeout per use; URGENT timeouts
-first at their instant; ``delay_to`` landing exactly on an instant (through a waypoint where it must)."""
+"""The reusable timeout: the same instants and event order as a new timeout per use; LATE timeouts
+last at their instant; ``delay_to`` landing exactly on an instant (through a waypoint where it must)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import simpy
 
-from testbed.sim.alarm import Alarm, DelayLine, UrgentTimeout, delay_to
+from testbed.sim.alarm import Alarm, DelayLine, LateTimeout, delay_to
 
 
 def _trace(reuse: bool) -> list[tuple[str, float]]:
@@ -92,37 +92,28 @@ def test_a_delay_line_refuses_a_negative_delay() -> None:
         DelayLine(simpy.Environment(), -1.0, lambda _item: None)
 
 
-# -- URGENT timeouts --------------------------------------------------------------------------------
-def test_an_urgent_timeout_fires_before_a_normal_one_due_at_the_same_instant() -> None:
+# -- LATE timeouts ----------------------------------------------------------------------------------
+def test_a_late_timeout_fires_after_a_normal_one_due_at_the_same_instant() -> None:
     env, log = simpy.Environment(), []
+    LateTimeout(env, 1.0).callbacks.append(lambda _e: log.append("late"))  # scheduled first
     env.timeout(1.0).callbacks.append(lambda _e: log.append("normal"))
-    UrgentTimeout(env, 1.0).callbacks.append(lambda _e: log.append("urgent"))  # scheduled after it
-    env.timeout(0.5).callbacks.append(lambda _e: UrgentTimeout(env, 0.5).callbacks.append(
-        lambda _e: log.append("urgent later")))  # scheduled at 0.5 for 1.0, still before the NORMAL one
+    env.timeout(0.5).callbacks.append(lambda _e: env.timeout(0.5).callbacks.append(
+        lambda _e: log.append("normal later")))  # scheduled at 0.5 for 1.0, still before the LATE one
     env.run()
-    assert log == ["urgent", "urgent later", "normal"] and env.now == 1.0
+    assert log == ["normal", "normal later", "late"] and env.now == 1.0
 
 
-def test_urgent_timeouts_at_one_instant_fire_in_scheduling_order() -> None:
+def test_late_timeouts_at_one_instant_fire_in_scheduling_order() -> None:
     env, log = simpy.Environment(), []
     for k in range(5):
-        UrgentTimeout(env, 2.0, k).callbacks.append(lambda e: log.append(e.value))
+        LateTimeout(env, 2.0, k).callbacks.append(lambda e: log.append(e.value))
     env.run()
     assert log == [0, 1, 2, 3, 4]
 
 
-def test_an_urgent_timeout_refuses_a_negative_delay() -> None:
+def test_a_late_timeout_refuses_a_negative_delay() -> None:
     with pytest.raises(ValueError):
-        UrgentTimeout(simpy.Environment(), -1e-9)
-
-
-def test_an_urgent_alarm_and_delay_line_fire_before_normal_timeouts() -> None:
-    env, log = simpy.Environment(), []
-    env.timeout(1.0).callbacks.append(lambda _e: log.append("normal"))
-    Alarm(env, lambda _e: log.append("alarm"), urgent=True).set(1.0)
-    DelayLine(env, 1.0, lambda item: log.append(f"line {item}"), urgent=True).push(7)
-    env.run()
-    assert log == ["alarm", "line 7", "normal"]
+        LateTimeout(simpy.Environment(), -1e-9)
 
 
 # -- delay_to ---------------------------------------------------------------------------------------
@@ -203,7 +194,7 @@ def test_delay_to_takes_a_waypoint_wherever_it_must() -> None:
 
 
 def test_a_timeout_scheduled_with_delay_to_fires_at_the_instant() -> None:
-    """The same on a SimPy clock: an URGENT timeout (again from a waypoint) fires at ``at`` exactly."""
+    """The same on a SimPy clock: a timeout (again from a waypoint) fires at ``at`` exactly."""
     rng = np.random.default_rng(8)
     pairs = [WAYPOINT] + [(float(rng.uniform(0, 1)), float(rng.uniform(1, 3))) for _ in range(50)]
     for now, at in pairs:
@@ -211,10 +202,10 @@ def test_a_timeout_scheduled_with_delay_to_fires_at_the_instant() -> None:
 
         def reach(_event: simpy.Event, at: float = at, env: simpy.Environment = env, fired: list = fired) -> None:
             if env.now < at:
-                UrgentTimeout(env, delay_to(env.now, at)).callbacks.append(reach)
+                env.timeout(delay_to(env.now, at)).callbacks.append(reach)
             else:
                 fired.append(env.now)
 
-        UrgentTimeout(env, delay_to(now, at)).callbacks.append(reach)
+        env.timeout(delay_to(now, at)).callbacks.append(reach)
         env.run()
         assert fired == [at]
